@@ -1,0 +1,169 @@
+//! The command line, as clap derive types: the doc comments are the help text. Values are
+//! checked here only as far as their syntax; the commands give them meaning.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Pick an LLM endpoint that has quota left right now, and keep a ledger of usage that every
+/// process on this machine shares.
+#[derive(Debug, Parser)]
+#[command(name = "llm-rotate", version, max_term_width = 100)]
+#[command(after_help = "Exit status: 0 done, 1 error, 2 usage error, 75 no quota right now.")]
+pub struct Cli {
+    /// Endpoints file: CSV or a Markdown table
+    /// [default: endpoints.csv in the user config directory]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "LLM_ROTATE_ENDPOINTS",
+        hide_env_values = true
+    )]
+    pub endpoints: Option<PathBuf>,
+
+    /// Usage database [default: usage.sqlite3 in the user cache directory]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "LLM_ROTATE_DB",
+        hide_env_values = true
+    )]
+    pub db: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Pick(PickArgs),
+    Record(RecordArgs),
+    State(StateArgs),
+    Reset(ResetArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Choose an endpoint that fits the request now and reserve it
+///
+/// Prints the endpoint's id. The reservation counts against its limits at once; settle it
+/// with `llm-rotate record` when the real token count is known.
+#[derive(Debug, Args)]
+pub struct PickArgs {
+    /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
+    #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
+    pub tokens: u64,
+
+    /// Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+
+    /// Skip endpoints whose id matches this glob; repeatable
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Show what would be chosen; reserve nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = PickFormat::Text)]
+    pub format: PickFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PickFormat {
+    /// The id alone on one line
+    Text,
+    /// One JSON object with the lease and the endpoint's properties
+    Json,
+    /// `export LLM_ROTATE_...='...'` lines for `eval`
+    Shell,
+}
+
+/// Settle a reservation with the real usage, or record a call made without pick
+///
+/// With --lease, settles that reservation. With an ID alone, settles the endpoint's oldest
+/// open reservation, or, when none is open, records a new call now.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Endpoint id
+    #[arg(required_unless_present = "lease")]
+    pub id: Option<String>,
+
+    /// The lease printed by `pick --format json|shell`
+    #[arg(long, value_name = "LEASE")]
+    pub lease: Option<String>,
+
+    /// Tokens really used (replaces the reservation's estimate)
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub tokens: Option<u64>,
+
+    /// Requests made [default: 1]
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub requests: Option<u64>,
+
+    /// Record a new call now, even when a reservation is open
+    #[arg(long, requires = "id", conflicts_with = "lease")]
+    pub add: bool,
+}
+
+/// Show each endpoint's usage against its limits
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Only endpoints whose id matches one of these globs
+    #[arg(value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = StateFormat::Table)]
+    pub format: StateFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFormat {
+    /// A table for people
+    Table,
+    /// An array of objects with the raw numbers
+    Json,
+    /// One row per endpoint with the raw numbers
+    Csv,
+}
+
+/// Forget the usage and reservations of endpoints
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["names", "all"]))]
+pub struct ResetArgs {
+    /// Endpoint ids or globs
+    #[arg(value_name = "ID|PATTERN")]
+    pub names: Vec<String>,
+
+    /// Every endpoint in the database
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
+
+/// Counts on the command line take the file's syntax, and stay within SQLite's integers.
+fn count(text: &str) -> Result<u64, String> {
+    let n = crate::endpoints::parse_count(text)?;
+    if n > i64::MAX as u64 {
+        return Err("is too large".into());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

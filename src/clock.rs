@@ -1,0 +1,78 @@
+//! The one place that reads the system clock. `LLM_ROTATE_NOW` pins the time so that tests
+//! and what-if runs move time instead of sleeping.
+
+use anyhow::{Context, Result, bail};
+use chrono::DateTime;
+
+use crate::quota::Millis;
+
+pub const NOW_VAR: &str = "LLM_ROTATE_NOW";
+
+/// The current time: `LLM_ROTATE_NOW` when set, else the system clock.
+pub fn now() -> Result<Millis> {
+    match std::env::var(NOW_VAR) {
+        Ok(text) => parse_instant(&text).with_context(|| format!("{NOW_VAR}={text:?}")),
+        Err(std::env::VarError::NotPresent) => Ok(system_now()),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{NOW_VAR} is not valid UTF-8"),
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the single sanctioned read of the system clock
+fn system_now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 (`2026-01-01T00:00:00Z`, fractions allowed) or Unix seconds (`1767225600.25`).
+pub fn parse_instant(text: &str) -> Result<Millis> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_millis());
+    }
+    let seconds: f64 = match text.parse() {
+        Ok(s)
+            if text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') =>
+        {
+            s
+        }
+        _ => bail!("not a time: use RFC 3339 (2026-01-01T00:00:00Z) or Unix seconds (1767225600)"),
+    };
+    let millis = (seconds * 1000.0).round();
+    if !millis.is_finite() || millis.abs() > 1e15 {
+        bail!("time out of range");
+    }
+    Ok(millis as Millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_instant;
+
+    #[test]
+    fn accepts_rfc3339_and_unix_seconds() {
+        let t0 = 1_767_225_600_000;
+        assert_eq!(parse_instant("2026-01-01T00:00:00Z").expect("rfc3339"), t0);
+        assert_eq!(
+            parse_instant("2026-01-01T01:00:00.5+01:00").expect("offset"),
+            t0 + 500
+        );
+        assert_eq!(parse_instant("1767225600").expect("seconds"), t0);
+        assert_eq!(parse_instant("1767225600.25").expect("fraction"), t0 + 250);
+    }
+
+    #[test]
+    fn rejects_anything_else() {
+        for bad in [
+            "",
+            "tomorrow",
+            "1767225600s",
+            "2026-01-01",
+            "1e9",
+            "NaN",
+            "inf",
+        ] {
+            assert!(parse_instant(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

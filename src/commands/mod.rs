@@ -1,0 +1,108 @@
+//! One module per subcommand: each reads its inputs, asks the ledger, and prints. What they
+//! share, finding the endpoints file and the database, lives here.
+
+mod pick;
+mod record;
+mod reset;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::endpoints::{self, Endpoint};
+use crate::glob;
+use crate::store::{self, Ledger};
+
+/// Exit status when no endpoint has quota right now (EX_TEMPFAIL).
+pub const EXHAUSTED: u8 = 75;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Context {
+        endpoints: cli.endpoints,
+        db: cli.db,
+    };
+    match cli.command {
+        Command::Pick(args) => pick::run(&ctx, &args),
+        Command::Record(args) => record::run(&ctx, &args),
+        Command::State(args) => state::run(&ctx, &args),
+        Command::Reset(args) => reset::run(&ctx, &args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "llm-rotate", &mut script);
+            crate::output::data(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Where the endpoints file and the database are, as the global options say.
+pub struct Context {
+    endpoints: Option<PathBuf>,
+    db: Option<PathBuf>,
+}
+
+const ENDPOINTS_VAR: &str = "LLM_ROTATE_ENDPOINTS";
+
+impl Context {
+    /// The endpoints: `--endpoints`, else `$LLM_ROTATE_ENDPOINTS`, else the config folder's
+    /// `endpoints.csv`. When none exists, the error names every place looked at.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        if let Some(path) = &self.endpoints {
+            return endpoints::load(path);
+        }
+        let default = default_endpoints_path();
+        match &default {
+            Some(path) if path.exists() => endpoints::load(path),
+            _ => bail!(
+                "no endpoints file: looked for --endpoints (not given), ${ENDPOINTS_VAR} \
+                 (not set) and {}; create one (see endpoints.example.csv) or pass --endpoints FILE",
+                default.as_deref().map_or(
+                    "the user config directory (not found)".into(),
+                    |p| format!("{} (not found)", p.display())
+                )
+            ),
+        }
+    }
+
+    /// The endpoints when a file is configured or present; `None` when there is none at all.
+    pub fn endpoints_if_any(&self) -> Result<Option<Vec<Endpoint>>> {
+        let explicit = self.endpoints.is_some();
+        if explicit || default_endpoints_path().is_some_and(|p| p.exists()) {
+            self.endpoints().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn ledger(&self) -> Result<Ledger> {
+        match &self.db {
+            Some(path) => Ledger::open(path),
+            None => Ledger::open(&store::default_path()?),
+        }
+    }
+}
+
+fn default_endpoints_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "llm-rotate")
+        .map(|dirs| dirs.config_dir().join("endpoints.csv"))
+}
+
+/// The endpoints whose id matches any of `only` (all when empty) and none of `exclude`.
+pub fn filter<'e>(all: &'e [Endpoint], only: &[String], exclude: &[String]) -> Vec<&'e Endpoint> {
+    all.iter()
+        .filter(|e| only.is_empty() || only.iter().any(|p| glob::matches(p, &e.id)))
+        .filter(|e| !exclude.iter().any(|p| glob::matches(p, &e.id)))
+        .collect()
+}
+
+/// The endpoint with this id, or an error that lists what the file has.
+pub fn find<'e>(all: &'e [Endpoint], id: &str) -> Result<&'e Endpoint> {
+    all.iter().find(|e| e.id == id).with_context(|| {
+        let ids: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
+        format!("unknown endpoint {id:?}; the file has: {}", ids.join(", "))
+    })
+}

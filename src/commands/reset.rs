@@ -1,0 +1,64 @@
+//! `reset`: forget the usage and reservations of some endpoints, or of all of them.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use super::Context;
+use crate::glob;
+use crate::output;
+
+pub fn run(ctx: &Context, args: &crate::cli::ResetArgs) -> Result<ExitCode> {
+    // Names match the ids the ledger holds and, when there is a file, the ids it lists, so
+    // that resetting an endpoint with nothing recorded is not an error.
+    let from_file: Vec<String> = match ctx.endpoints_if_any()? {
+        Some(all) if !args.all => all.into_iter().map(|e| e.id).collect(),
+        _ => Vec::new(),
+    };
+    let mut ledger = ctx.ledger()?;
+    let cleared = ledger.write(|tx| {
+        let mut known: BTreeSet<String> = tx.endpoints()?.into_iter().collect();
+        let chosen: BTreeSet<String> = if args.all {
+            known
+        } else {
+            known.extend(from_file);
+            let unmatched: Vec<&str> = args
+                .names
+                .iter()
+                .filter(|n| !known.iter().any(|id| glob::matches(n, id)))
+                .map(String::as_str)
+                .collect();
+            if !unmatched.is_empty() {
+                bail!(
+                    "no endpoint matches {}; nothing was reset",
+                    unmatched.join(" ")
+                );
+            }
+            known
+                .into_iter()
+                .filter(|id| args.names.iter().any(|n| glob::matches(n, id)))
+                .collect()
+        };
+        chosen
+            .into_iter()
+            .map(|id| Ok((tx.reset(&id)?, id)))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let report: Vec<String> = cleared
+        .iter()
+        .map(|(calls, id)| {
+            format!(
+                "reset {id}: forgot {calls} recorded call{}",
+                if *calls == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    output::message(if report.is_empty() {
+        "the ledger was already empty"
+    } else {
+        ""
+    });
+    output::message(&report.join("\n"));
+    Ok(ExitCode::SUCCESS)
+}

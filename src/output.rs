@@ -1,0 +1,136 @@
+//! Everything written for a reader: data on stdout, messages on stderr, and the small
+//! formats both share. A closed stdout is not an error: whoever read the data has it.
+
+use std::io::{self, Write};
+
+use crate::quota::{Millis, SECOND_MS};
+
+pub const PROGRAM: &str = "llm-rotate";
+
+/// Writes data to stdout.
+pub fn data(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Writes a message to stderr, each line prefixed with the program's name.
+pub fn message(text: &str) {
+    let mut err = io::stderr().lock();
+    for line in text.lines() {
+        // Nothing useful can be done when stderr itself is gone.
+        let _ = writeln!(err, "{PROGRAM}: {line}");
+    }
+}
+
+/// True when an error comes from writing to a pipe whose reader has gone.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Seconds with millisecond precision, for JSON and CSV.
+pub fn seconds(ms: Millis) -> f64 {
+    ms as f64 / SECOND_MS as f64
+}
+
+/// A wait for people, rounded up to the second: `12s`, `2m5s`, `3h`, `1h2m`.
+pub fn duration(ms: Millis) -> String {
+    let total = (ms.max(0) as u64).div_ceil(SECOND_MS as u64);
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        // Past an hour the seconds are noise.
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+/// A count for people: exact below 10,000, then `12.3k` or `1.5m` rounded down, so that a
+/// count short of its limit never looks like the limit.
+pub fn count(n: u64) -> String {
+    fn scaled(n: u64, unit: u64, suffix: &str) -> String {
+        let tenths = n / (unit / 10);
+        if tenths % 10 == 0 {
+            format!("{}{suffix}", tenths / 10)
+        } else {
+            format!("{}.{}{suffix}", tenths / 10, tenths % 10)
+        }
+    }
+    match n {
+        0..10_000 => n.to_string(),
+        10_000..1_000_000 => scaled(n, 1_000, "k"),
+        _ => scaled(n, 1_000_000, "m"),
+    }
+}
+
+/// Quotes text for a POSIX shell: inside single quotes nothing is special but the quote.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// `LLM_ROTATE_<NAME>`: upper case, every character that is not a letter or digit `_`.
+pub fn env_name(name: &str) -> String {
+    let tail: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("LLM_ROTATE_{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_the_second() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(1), "1s");
+        assert_eq!(duration(12_000), "12s");
+        assert_eq!(duration(12_001), "13s");
+        assert_eq!(duration(120_000), "2m");
+        assert_eq!(duration(125_000), "2m5s");
+        assert_eq!(duration(3_600_000), "1h");
+        assert_eq!(duration(3_725_000), "1h2m");
+    }
+
+    #[test]
+    fn counts_shorten_without_reaching_the_next_value() {
+        assert_eq!(count(12), "12");
+        assert_eq!(count(9_999), "9999");
+        assert_eq!(count(60_000), "60k");
+        assert_eq!(count(4_250), "4250");
+        assert_eq!(count(14_399), "14.3k");
+        assert_eq!(count(14_400), "14.4k");
+        assert_eq!(count(1_500_000), "1.5m");
+        assert_eq!(count(2_000_000), "2m");
+    }
+
+    #[test]
+    fn shell_quoting_survives_every_character() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(
+            shell_quote("$(rm -rf /) `x` \"y\"\n"),
+            "'$(rm -rf /) `x` \"y\"\n'"
+        );
+    }
+
+    #[test]
+    fn env_names_are_portable() {
+        assert_eq!(env_name("base_url"), "LLM_ROTATE_BASE_URL");
+        assert_eq!(env_name("Api-Key Env"), "LLM_ROTATE_API_KEY_ENV");
+        assert_eq!(env_name("é"), "LLM_ROTATE__");
+    }
+}

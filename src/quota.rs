@@ -1,0 +1,368 @@
+//! Rolling-window admission math. Pure: every function takes `now` (or instants) as an
+//! argument and never reads a clock or the database, so the edge rules can be tested with
+//! literal instants.
+
+/// Milliseconds since the Unix epoch: the one unit of time inside llm-rotate.
+pub type Millis = i64;
+
+pub const SECOND_MS: Millis = 1_000;
+pub const MINUTE_MS: Millis = 60 * SECOND_MS;
+
+/// A rolling window: a request made at `t` counts at `now` while `now - len < t <= now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::Minute, Window::Hour, Window::Day];
+
+    pub fn len_ms(self) -> Millis {
+        match self {
+            Window::Minute => MINUTE_MS,
+            Window::Hour => 60 * MINUTE_MS,
+            Window::Day => 24 * 60 * MINUTE_MS,
+        }
+    }
+}
+
+/// The longest window: anything older no longer counts anywhere and may be pruned.
+pub const LONGEST_WINDOW_MS: Millis = 24 * 60 * MINUTE_MS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Requests,
+    Tokens,
+}
+
+/// One of the six limits of an endpoint: a unit counted over a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub unit: Unit,
+    pub window: Window,
+}
+
+impl Limit {
+    /// In the order of the file's columns and of every report.
+    pub const ALL: [Limit; 6] = [
+        Limit::new(Unit::Requests, Window::Minute),
+        Limit::new(Unit::Tokens, Window::Minute),
+        Limit::new(Unit::Requests, Window::Hour),
+        Limit::new(Unit::Tokens, Window::Hour),
+        Limit::new(Unit::Requests, Window::Day),
+        Limit::new(Unit::Tokens, Window::Day),
+    ];
+
+    pub const fn new(unit: Unit, window: Window) -> Limit {
+        Limit { unit, window }
+    }
+
+    /// The column name: `rpm`, `tpm`, `rph`, `tph`, `rpd`, `tpd`.
+    pub fn name(self) -> &'static str {
+        ["rpm", "tpm", "rph", "tph", "rpd", "tpd"][self.index()]
+    }
+
+    pub fn from_name(name: &str) -> Option<Limit> {
+        Limit::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    fn index(self) -> usize {
+        let unit = match self.unit {
+            Unit::Requests => 0,
+            Unit::Tokens => 1,
+        };
+        let window = match self.window {
+            Window::Minute => 0,
+            Window::Hour => 1,
+            Window::Day => 2,
+        };
+        window * 2 + unit
+    }
+}
+
+/// One value per limit, indexed by [`Limit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerLimit<T>([T; 6]);
+
+impl<T: Copy> PerLimit<T> {
+    pub fn get(&self, limit: Limit) -> T {
+        self.0[limit.index()]
+    }
+
+    pub fn set(&mut self, limit: Limit, value: T) {
+        self.0[limit.index()] = value;
+    }
+}
+
+/// The caps of an endpoint; `None` is no limit, `Some(0)` disables the endpoint.
+pub type Limits = PerLimit<Option<u64>>;
+
+/// What an endpoint has used in each window at some instant.
+pub type Used = PerLimit<u64>;
+
+/// What one call asks of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+impl Request {
+    pub fn new(tokens: u64) -> Request {
+        Request {
+            requests: 1,
+            tokens,
+        }
+    }
+
+    pub fn amount(&self, unit: Unit) -> u64 {
+        match unit {
+            Unit::Requests => self.requests,
+            Unit::Tokens => self.tokens,
+        }
+    }
+}
+
+/// Why a request can never be admitted by an endpoint, whatever the ledger holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Never {
+    /// A limit of 0 switches the endpoint off.
+    Disabled(Limit),
+    /// The request alone is larger than the limit.
+    TooLarge { limit: Limit, cap: u64 },
+}
+
+impl std::fmt::Display for Never {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Never::Disabled(limit) => write!(f, "disabled ({} is 0)", limit.name()),
+            Never::TooLarge { limit, cap } => write!(f, "{} is {cap}", limit.name()),
+        }
+    }
+}
+
+pub fn never_fits(limits: &Limits, request: Request) -> Option<Never> {
+    if let Some(limit) = Limit::ALL.into_iter().find(|&l| limits.get(l) == Some(0)) {
+        return Some(Never::Disabled(limit));
+    }
+    Limit::ALL.into_iter().find_map(|limit| {
+        let cap = limits.get(limit)?;
+        (request.amount(limit.unit) > cap).then_some(Never::TooLarge { limit, cap })
+    })
+}
+
+/// A limit the request would break, and by how much the usage must fall before it fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub limit: Limit,
+    pub excess: u64,
+}
+
+/// The limits that stop `request` now; empty when it fits. Filling a limit exactly fits.
+pub fn shortfalls(limits: &Limits, used: &Used, request: Request) -> Vec<Shortfall> {
+    Limit::ALL
+        .into_iter()
+        .filter_map(|limit| {
+            let cap = limits.get(limit)?;
+            let after = used.get(limit).saturating_add(request.amount(limit.unit));
+            (after > cap).then(|| Shortfall {
+                limit,
+                excess: after - cap,
+            })
+        })
+        .collect()
+}
+
+/// The smallest fraction of any limit left after `request`, in [0, 1]; 1 with no limits.
+pub fn headroom(limits: &Limits, used: &Used, request: Request) -> f64 {
+    Limit::ALL
+        .into_iter()
+        .filter_map(|limit| {
+            let cap = limits.get(limit)?;
+            let after = used.get(limit).saturating_add(request.amount(limit.unit));
+            Some(if cap == 0 {
+                0.0
+            } else {
+                cap.saturating_sub(after) as f64 / cap as f64
+            })
+        })
+        .fold(1.0, f64::min)
+}
+
+// Exact windows: one ledger row per request.
+
+/// Rows with `at > counted_after(window, now)` (and `at <= now`) count in the window.
+pub fn counted_after(window: Window, now: Millis) -> Millis {
+    now - window.len_ms()
+}
+
+/// The instant a row made at `at` stops counting in the window.
+pub fn row_leaves_at(at: Millis, window: Window) -> Millis {
+    at + window.len_ms()
+}
+
+// Minute buckets: hour and day windows sum usage per calendar minute, and a bucket counts as
+// if all of it happened at its last millisecond, so usage frees up to 60 s late, never early.
+
+pub fn minute_of(at: Millis) -> i64 {
+    at.div_euclid(MINUTE_MS)
+}
+
+fn bucket_last_ms(minute: i64) -> Millis {
+    (minute + 1) * MINUTE_MS - 1
+}
+
+/// The oldest minute bucket that still counts in the window at `now`.
+pub fn first_counted_minute(window: Window, now: Millis) -> i64 {
+    (now - window.len_ms() + 1).div_euclid(MINUTE_MS)
+}
+
+pub fn bucket_leaves_at(minute: i64, window: Window) -> Millis {
+    bucket_last_ms(minute) + window.len_ms()
+}
+
+/// When usage leaving in `departures` (ascending `(leaves_at, amount)`) has shed `excess`;
+/// `None` when it never sheds that much.
+pub fn freed_by(
+    departures: impl IntoIterator<Item = (Millis, u64)>,
+    excess: u64,
+) -> Option<Millis> {
+    let mut freed = 0u64;
+    for (leaves_at, amount) in departures {
+        freed = freed.saturating_add(amount);
+        if freed >= excess {
+            return Some(leaves_at);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn limits(pairs: &[(&str, u64)]) -> Limits {
+        let mut limits = Limits::default();
+        for &(name, cap) in pairs {
+            limits.set(Limit::from_name(name).expect("limit name"), Some(cap));
+        }
+        limits
+    }
+
+    fn used(pairs: &[(&str, u64)]) -> Used {
+        let mut used = Used::default();
+        for &(name, n) in pairs {
+            used.set(Limit::from_name(name).expect("limit name"), n);
+        }
+        used
+    }
+
+    #[test]
+    fn names_round_trip_in_column_order() {
+        let names: Vec<_> = Limit::ALL.iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["rpm", "tpm", "rph", "tph", "rpd", "tpd"]);
+        for limit in Limit::ALL {
+            assert_eq!(Limit::from_name(limit.name()), Some(limit));
+        }
+        assert_eq!(Limit::from_name("rps"), None);
+    }
+
+    #[test]
+    fn filling_a_limit_exactly_fits_and_one_more_does_not() {
+        let caps = limits(&[("rpm", 2), ("tpm", 1000)]);
+        assert!(
+            shortfalls(&caps, &used(&[("rpm", 1), ("tpm", 400)]), Request::new(600)).is_empty()
+        );
+        let short = shortfalls(&caps, &used(&[("rpm", 1), ("tpm", 400)]), Request::new(601));
+        assert_eq!(
+            short,
+            [Shortfall {
+                limit: Limit::from_name("tpm").expect("tpm"),
+                excess: 1
+            }]
+        );
+        let short = shortfalls(&caps, &used(&[("rpm", 2)]), Request::new(0));
+        assert_eq!(short.len(), 1);
+        assert_eq!(short[0].limit.name(), "rpm");
+    }
+
+    #[test]
+    fn zero_disables_and_oversized_requests_never_fit() {
+        assert_eq!(
+            never_fits(&limits(&[("rpd", 0)]), Request::new(0)),
+            Some(Never::Disabled(Limit::from_name("rpd").expect("rpd")))
+        );
+        assert_eq!(
+            never_fits(&limits(&[("tpm", 100)]), Request::new(101)),
+            Some(Never::TooLarge {
+                limit: Limit::from_name("tpm").expect("tpm"),
+                cap: 100
+            })
+        );
+        assert_eq!(
+            never_fits(&limits(&[("tpm", 100)]), Request::new(100)),
+            None
+        );
+        assert_eq!(never_fits(&Limits::default(), Request::new(u64::MAX)), None);
+    }
+
+    #[test]
+    fn a_row_counts_until_exactly_t_plus_the_window() {
+        let at = T0 + 123;
+        for window in Window::ALL {
+            let leaves = row_leaves_at(at, window);
+            // counts while now - W < at
+            assert!(at > counted_after(window, leaves - 1));
+            assert!(at <= counted_after(window, leaves));
+        }
+        assert_eq!(row_leaves_at(at, Window::Minute), at + 60_000);
+    }
+
+    #[test]
+    fn a_bucket_frees_late_by_under_a_minute_and_never_early() {
+        for offset in [0, 1, 59_999, 30_000] {
+            let at = T0 + offset;
+            let minute = minute_of(at);
+            for window in [Window::Hour, Window::Day] {
+                let leaves = bucket_leaves_at(minute, window);
+                let exact = row_leaves_at(at, window);
+                assert!(leaves >= exact, "never early");
+                assert!(leaves - exact < MINUTE_MS, "at most a minute late");
+                // the bucket is counted right up to the instant it leaves
+                assert!(minute >= first_counted_minute(window, leaves - 1));
+                assert!(minute < first_counted_minute(window, leaves));
+            }
+        }
+    }
+
+    #[test]
+    fn minutes_before_the_epoch_round_down() {
+        assert_eq!(minute_of(-1), -1);
+        assert_eq!(minute_of(0), 0);
+        assert_eq!(minute_of(59_999), 0);
+    }
+
+    #[test]
+    fn freed_by_finds_the_departure_that_sheds_enough() {
+        let departures = [(10, 2), (20, 0), (30, 5)];
+        assert_eq!(freed_by(departures, 1), Some(10));
+        assert_eq!(freed_by(departures, 2), Some(10));
+        assert_eq!(freed_by(departures, 3), Some(30));
+        assert_eq!(freed_by(departures, 8), None);
+    }
+
+    #[test]
+    fn headroom_is_the_tightest_fraction_left() {
+        let caps = limits(&[("rpm", 10), ("tpd", 1000)]);
+        let h = headroom(&caps, &used(&[("rpm", 4), ("tpd", 100)]), Request::new(0));
+        assert!((h - 0.5).abs() < 1e-9);
+        assert_eq!(
+            headroom(&Limits::default(), &Used::default(), Request::new(5)),
+            1.0
+        );
+    }
+}

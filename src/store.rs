@@ -1,0 +1,552 @@
+//! The usage ledger: one SQLite file shared by every process. Opening creates and migrates
+//! it; all reads and writes go through a transaction, and every write transaction takes the
+//! lock up front so that checking and reserving is one atomic step across processes.
+//!
+//! Two tables hold usage. `usage` has a row per pick or record: it gives the exact minute
+//! window and holds reservations. `minute_totals` sums usage per endpoint and calendar
+//! minute, with running totals, so the hour and day windows cost two index look-ups each
+//! however long the history is.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::quota::{
+    self, LONGEST_WINDOW_MS, Limit, MINUTE_MS, Millis, Request, Unit, Used, Window,
+};
+
+/// How long a reservation stays open for `record ID` to settle it.
+pub const RESERVATION_OPEN_MS: Millis = 15 * MINUTE_MS;
+
+/// How long a process waits for another one's lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Marks the file as ours (`PRAGMA application_id`), so another program's database is
+/// never migrated into an llm-rotate ledger.
+const APPLICATION_ID: i32 = 0x4c4c_4d52; // "LLMR"
+
+/// Schema steps, applied in order; `PRAGMA user_version` counts those applied. Append only:
+/// never edit or reorder a step once released.
+const MIGRATIONS: &[&str] = &[
+    // 1: the ledger.
+    "CREATE TABLE usage (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        lease TEXT UNIQUE,
+        open INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX usage_recent ON usage (endpoint, at_ms, requests, tokens);
+    CREATE INDEX usage_age ON usage (at_ms);
+    CREATE INDEX usage_open ON usage (endpoint, at_ms) WHERE open = 1;
+    CREATE TABLE minute_totals (
+        endpoint TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        cum_requests INTEGER NOT NULL,
+        cum_tokens INTEGER NOT NULL,
+        PRIMARY KEY (endpoint, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX minute_totals_age ON minute_totals (minute);",
+];
+
+/// Where the ledger lives when neither `--db` nor `LLM_ROTATE_DB` says.
+pub fn default_path() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "llm-rotate")
+        .context("cannot find the user cache directory (is HOME set?); pass --db FILE")?;
+    Ok(dirs.cache_dir().join("usage.sqlite3"))
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A reservation or recorded call in the ledger.
+#[derive(Debug)]
+pub struct Entry {
+    id: i64,
+    pub endpoint: String,
+    pub at: Millis,
+    pub requests: u64,
+    pub tokens: u64,
+    pub open: bool,
+}
+
+impl Ledger {
+    /// Opens the ledger at `path`, creating it (and its folders) on first use, readable by
+    /// the user alone. A file that is not a usable ledger is an error, never replaced.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        create_private(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| explain(e.into(), path))?;
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_owned(),
+        };
+        ledger.prepare().map_err(|e| explain(e, path))?;
+        Ok(ledger)
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Each process lives for one command; leave the checkpoint to SQLite's automatic
+        // one instead of paying for it at every exit.
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        let (version, app) = self.header()?;
+        if version == MIGRATIONS.len() as i64 && app == APPLICATION_ID {
+            // WAL commits reach the OS before `pick` returns, so they survive the crash of
+            // any process; NORMAL skips the fsync that only a power cut would need.
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+            return Ok(());
+        }
+        self.check_ours(version, app)?;
+        // The first process to arrive switches to WAL (persistent in the file), then the
+        // schema is brought up to date under the write lock; latecomers find it done.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for step in MIGRATIONS.iter().skip(version.max(0) as usize) {
+            tx.execute_batch(step)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn header(&self) -> rusqlite::Result<(i64, i32)> {
+        self.conn.query_row(
+            "SELECT user_version, application_id FROM pragma_user_version, pragma_application_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    fn check_ours(&self, version: i64, app: i32) -> Result<()> {
+        if version > MIGRATIONS.len() as i64 && app == APPLICATION_ID {
+            bail!(
+                "it was written by a newer llm-rotate (schema {version}, this one knows {}); \
+                 upgrade llm-rotate or use another --db",
+                MIGRATIONS.len()
+            );
+        }
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        if app != APPLICATION_ID && (app != 0 || tables > 0) {
+            bail!("it is an SQLite database of another program; point --db at another file");
+        }
+        Ok(())
+    }
+
+    /// Runs `f` under the write lock, taken before the first read: what `f` sees cannot
+    /// change before it commits.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        self.run(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` on one consistent snapshot of the ledger.
+    pub fn read<T>(&mut self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        self.run(TransactionBehavior::Deferred, f)
+    }
+
+    fn run<T>(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Tx) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(|e| explain(e.into(), &path))?;
+        let tx = Tx(tx);
+        let value = f(&tx).map_err(|e| explain(e, &path))?;
+        tx.0.commit().map_err(|e| explain(e.into(), &path))?;
+        Ok(value)
+    }
+}
+
+/// Creates the folders (0700) and an empty file (0600) so that SQLite, and its -wal and
+/// -shm companions, which copy the file's mode, are private from the start.
+fn create_private(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the folder {} for the database",
+                    dir.display()
+                )
+            })?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create the database {}", path.display())),
+    }
+}
+
+/// Names the database and says what to do about the SQLite errors a user can meet; other
+/// errors (the caller's own) pass through unchanged.
+fn explain(err: anyhow::Error, path: &Path) -> anyhow::Error {
+    let Some(sqlite) = err.downcast_ref::<rusqlite::Error>() else {
+        return err.context(format!("database {}", path.display()));
+    };
+    let hint = match sqlite.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            "; llm-rotate leaves the file as it is: move it aside (or point --db elsewhere) to \
+             start a new ledger"
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            "; make the file and its folder writable, or point --db elsewhere"
+        }
+        Some(ErrorCode::DiskFull) => "; the disk is full, and nothing was changed",
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; another process held its lock too long, try again"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("database {}: {sqlite}{hint}", path.display())
+}
+
+/// An open transaction on the ledger, with the ledger's operations.
+pub struct Tx<'c>(rusqlite::Transaction<'c>);
+
+impl Tx<'_> {
+    /// What `endpoint` has used in each window at `now`.
+    pub fn used(&self, endpoint: &str, now: Millis) -> Result<Used> {
+        let mut used = Used::default();
+        let (requests, tokens): (i64, i64) = self
+            .0
+            .prepare_cached(
+                "SELECT coalesce(sum(requests), 0), coalesce(sum(tokens), 0) FROM usage
+                 WHERE endpoint = ?1 AND at_ms > ?2 AND at_ms <= ?3",
+            )?
+            .query_row(
+                params![endpoint, quota::counted_after(Window::Minute, now), now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+        used.set(Limit::new(Unit::Requests, Window::Minute), clamp(requests));
+        used.set(Limit::new(Unit::Tokens, Window::Minute), clamp(tokens));
+
+        let now_minute = quota::minute_of(now);
+        let Some(latest) = self.latest_total(endpoint, now_minute)? else {
+            return Ok(used);
+        };
+        for window in [Window::Hour, Window::Day] {
+            let first = quota::first_counted_minute(window, now);
+            if let Some(base) = self.total_before(endpoint, first, now_minute)? {
+                used.set(Limit::new(Unit::Requests, window), clamp(latest.0 - base.0));
+                used.set(Limit::new(Unit::Tokens, window), clamp(latest.1 - base.1));
+            }
+        }
+        Ok(used)
+    }
+
+    /// Running totals at the last minute bucket at or before `minute`.
+    fn latest_total(&self, endpoint: &str, minute: i64) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT cum_requests, cum_tokens FROM minute_totals
+                 WHERE endpoint = ?1 AND minute <= ?2 ORDER BY minute DESC LIMIT 1",
+            )?
+            .query_row(params![endpoint, minute], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Running totals just before the first bucket in `[first, last]`; `None` when there is
+    /// no bucket in that range.
+    fn total_before(&self, endpoint: &str, first: i64, last: i64) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT cum_requests - requests, cum_tokens - tokens FROM minute_totals
+                 WHERE endpoint = ?1 AND minute >= ?2 AND minute <= ?3 ORDER BY minute LIMIT 1",
+            )?
+            .query_row(params![endpoint, first, last], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// When enough of `limit`'s usage has left its window for `excess` more to fit.
+    pub fn frees_at(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        excess: u64,
+        now: Millis,
+    ) -> Result<Option<Millis>> {
+        let column = match limit.unit {
+            Unit::Requests => "requests",
+            Unit::Tokens => "tokens",
+        };
+        if limit.window == Window::Minute {
+            let mut stmt = self.0.prepare_cached(&format!(
+                "SELECT at_ms, {column} FROM usage
+                 WHERE endpoint = ?1 AND at_ms > ?2 AND at_ms <= ?3 ORDER BY at_ms"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![endpoint, quota::counted_after(Window::Minute, now), now],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let departures = rows
+                .into_iter()
+                .map(|(at, n)| (quota::row_leaves_at(at, Window::Minute), clamp(n)));
+            return Ok(quota::freed_by(departures, excess));
+        }
+        let first = quota::first_counted_minute(limit.window, now);
+        let now_minute = quota::minute_of(now);
+        let Some(base) = self.total_before(endpoint, first, now_minute)? else {
+            return Ok(None);
+        };
+        let base = match limit.unit {
+            Unit::Requests => base.0,
+            Unit::Tokens => base.1,
+        };
+        // Running totals only grow with the minute, so the first bucket whose total reaches
+        // base + excess is the one whose departure frees enough.
+        let minute: Option<i64> = self
+            .0
+            .prepare_cached(&format!(
+                "SELECT minute FROM minute_totals
+                 WHERE endpoint = ?1 AND minute >= ?2 AND minute <= ?3 AND cum_{column} >= ?4
+                 ORDER BY minute LIMIT 1"
+            ))?
+            .query_row(
+                params![
+                    endpoint,
+                    first,
+                    now_minute,
+                    base.saturating_add(excess as i64)
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(minute.map(|m| quota::bucket_leaves_at(m, limit.window)))
+    }
+
+    /// Reserves `request` for `endpoint` at `now`, as an open reservation; returns its lease.
+    pub fn reserve(&self, endpoint: &str, request: Request, now: Millis) -> Result<String> {
+        let lease = new_lease(endpoint, now);
+        self.insert(endpoint, request, now, Some(&lease))?;
+        Ok(lease)
+    }
+
+    /// Adds usage made at `now` without a reservation.
+    pub fn add(&self, endpoint: &str, request: Request, now: Millis) -> Result<()> {
+        self.insert(endpoint, request, now, None)
+    }
+
+    fn insert(
+        &self,
+        endpoint: &str,
+        request: Request,
+        now: Millis,
+        lease: Option<&str>,
+    ) -> Result<()> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO usage (endpoint, at_ms, requests, tokens, lease, open)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                endpoint,
+                now,
+                to_sql(request.requests),
+                to_sql(request.tokens),
+                lease,
+                lease.is_some()
+            ])?;
+        self.add_to_minute(
+            endpoint,
+            quota::minute_of(now),
+            to_sql(request.requests),
+            to_sql(request.tokens),
+        )
+    }
+
+    /// Adds a change of usage to a minute bucket and to the running totals after it.
+    fn add_to_minute(&self, endpoint: &str, minute: i64, requests: i64, tokens: i64) -> Result<()> {
+        let updated = self
+            .0
+            .prepare_cached(
+                "UPDATE minute_totals SET requests = requests + ?3, tokens = tokens + ?4,
+                     cum_requests = cum_requests + ?3, cum_tokens = cum_tokens + ?4
+                 WHERE endpoint = ?1 AND minute = ?2",
+            )?
+            .execute(params![endpoint, minute, requests, tokens])?;
+        if updated == 0 {
+            // A new bucket continues the running totals of the bucket before it; with none
+            // (older ones pruned), it starts where the next bucket's totals begin.
+            self.0
+                .prepare_cached(
+                    "INSERT INTO minute_totals
+                         (endpoint, minute, requests, tokens, cum_requests, cum_tokens)
+                     SELECT ?1, ?2, ?3, ?4,
+                       ?3 + coalesce(
+                         (SELECT cum_requests FROM minute_totals
+                          WHERE endpoint = ?1 AND minute < ?2 ORDER BY minute DESC LIMIT 1),
+                         (SELECT cum_requests - requests FROM minute_totals
+                          WHERE endpoint = ?1 AND minute > ?2 ORDER BY minute LIMIT 1), 0),
+                       ?4 + coalesce(
+                         (SELECT cum_tokens FROM minute_totals
+                          WHERE endpoint = ?1 AND minute < ?2 ORDER BY minute DESC LIMIT 1),
+                         (SELECT cum_tokens - tokens FROM minute_totals
+                          WHERE endpoint = ?1 AND minute > ?2 ORDER BY minute LIMIT 1), 0)",
+                )?
+                .execute(params![endpoint, minute, requests, tokens])?;
+        }
+        // Usage normally lands in the newest bucket and this touches nothing; a settle of an
+        // older reservation (or a clock moved back) carries into the later running totals.
+        self.0
+            .prepare_cached(
+                "UPDATE minute_totals SET cum_requests = cum_requests + ?3,
+                     cum_tokens = cum_tokens + ?4
+                 WHERE endpoint = ?1 AND minute > ?2",
+            )?
+            .execute(params![endpoint, minute, requests, tokens])?;
+        Ok(())
+    }
+
+    /// The entry a lease names, settled or not, while it is in the ledger.
+    pub fn by_lease(&self, lease: &str) -> Result<Option<Entry>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, endpoint, at_ms, requests, tokens, open FROM usage WHERE lease = ?1",
+            )?
+            .query_row([lease], entry)
+            .optional()?)
+    }
+
+    /// The oldest reservation of `endpoint` still open at `now`.
+    pub fn oldest_open(&self, endpoint: &str, now: Millis) -> Result<Option<Entry>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, endpoint, at_ms, requests, tokens, open FROM usage
+                 WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2 AND at_ms <= ?3
+                 ORDER BY at_ms, id LIMIT 1",
+            )?
+            .query_row(params![endpoint, now - RESERVATION_OPEN_MS, now], entry)
+            .optional()?)
+    }
+
+    /// How many reservations of `endpoint` are open (in flight) at `now`.
+    pub fn open_reservations(&self, endpoint: &str, now: Millis) -> Result<u64> {
+        let n: i64 = self
+            .0
+            .prepare_cached(
+                "SELECT count(*) FROM usage
+                 WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2 AND at_ms <= ?3",
+            )?
+            .query_row(params![endpoint, now - RESERVATION_OPEN_MS, now], |r| {
+                r.get(0)
+            })?;
+        Ok(clamp(n))
+    }
+
+    /// Closes a reservation, replacing its estimate by what was really used.
+    pub fn settle(&self, entry: &Entry, real: Request) -> Result<()> {
+        self.0
+            .prepare_cached("UPDATE usage SET requests = ?2, tokens = ?3, open = 0 WHERE id = ?1")?
+            .execute(params![
+                entry.id,
+                to_sql(real.requests),
+                to_sql(real.tokens)
+            ])?;
+        self.add_to_minute(
+            &entry.endpoint,
+            quota::minute_of(entry.at),
+            to_sql(real.requests) - to_sql(entry.requests),
+            to_sql(real.tokens) - to_sql(entry.tokens),
+        )
+    }
+
+    /// Forgets what no window can count any more, so the file does not grow with time.
+    pub fn prune(&self, now: Millis) -> Result<()> {
+        self.0
+            .prepare_cached("DELETE FROM usage WHERE at_ms <= ?1")?
+            .execute([now - LONGEST_WINDOW_MS])?;
+        self.0
+            .prepare_cached("DELETE FROM minute_totals WHERE minute < ?1")?
+            .execute([quota::first_counted_minute(Window::Day, now)])?;
+        Ok(())
+    }
+
+    /// Every endpoint id the ledger holds anything for.
+    pub fn endpoints(&self) -> Result<Vec<String>> {
+        let mut stmt = self.0.prepare(
+            "SELECT endpoint FROM usage UNION SELECT endpoint FROM minute_totals ORDER BY 1",
+        )?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    /// Forgets all usage and reservations of `endpoint`; returns how many calls it held.
+    pub fn reset(&self, endpoint: &str) -> Result<u64> {
+        let calls = self
+            .0
+            .execute("DELETE FROM usage WHERE endpoint = ?1", [endpoint])?;
+        self.0
+            .execute("DELETE FROM minute_totals WHERE endpoint = ?1", [endpoint])?;
+        Ok(calls as u64)
+    }
+}
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: r.get(0)?,
+        endpoint: r.get(1)?,
+        at: r.get(2)?,
+        requests: clamp(r.get(3)?),
+        tokens: clamp(r.get(4)?),
+        open: r.get(5)?,
+    })
+}
+
+/// SQLite integers are signed; counts above i64::MAX are refused at the command line.
+fn to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn clamp(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A lease id that no other process will hand out: 64 bits from std's per-process random
+/// hash keys, mixed with the endpoint, the time and the process id.
+fn new_lease(endpoint: &str, now: Millis) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    (endpoint, now, std::process::id()).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
