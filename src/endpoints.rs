@@ -1,92 +1,1061 @@
-// TEMPORARY stub until the real parser lands.
+//! The endpoints file (CSV, or a Markdown pipe table) read into checked `Endpoint`s.
+//! Every problem in the file is reported at once, as `file:line: column name: "value" reason`
+//! with physical line numbers; the secret in the `key` column never appears in a message.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::io::Cursor;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
 use crate::quota::{Limit, Limits};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The `id` column, default `provider/model`; unique in the file.
     pub id: String,
     pub provider: String,
     pub model: String,
+    /// `None` is no limit; `Some(0)` disables the endpoint.
     pub limits: Limits,
+    /// Higher is preferred: high=3, medium=2 (default), low=1, or any whole number.
     pub priority: i64,
+    /// At least 1, default 1.
     pub weight: u32,
+    /// Most open reservations at once, at least 1; `None` is no limit.
     pub concurrency: Option<u64>,
     pub pace: Pace,
     pub day_reset: DayReset,
+    /// The rate-limit header dialect, lower-cased; `None` means "from the provider".
     pub headers: Option<String>,
+    /// An API key. Secret: never put it into an error message or the database.
     pub key: Option<String>,
+    /// Every other column in file order: (header as written, cell), empty cells included.
     pub props: Vec<(String, String)>,
+    /// The physical line (1-based) on which the row starts.
     pub line: usize,
 }
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pace {
     Burst,
     Smooth,
 }
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DayReset {
     Rolling,
-    At { minute_of_day: u32, zone: String },
+    /// Day windows are calendar days ending at this local time; `zone` is checked later.
+    At {
+        minute_of_day: u32,
+        zone: String,
+    },
 }
-pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Endpoint>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(|s| s.trim().to_lowercase())
-        .collect();
-    let mut out = vec![];
-    for (i, line) in lines.enumerate() {
-        if line.trim().is_empty() {
+
+/// All problems found in a file, one per line, in line order.
+#[derive(Debug)]
+pub struct FileErrors {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for FileErrors {}
+
+/// Reads and parses the file; the error names the file. Non-UTF-8 content is an error with
+/// the line of the first bad byte.
+pub fn load(path: &Path) -> anyhow::Result<Vec<Endpoint>> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {label}"))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+            let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+            bail!("{label}:{line}: is not UTF-8 text; save the file as UTF-8");
+        }
+    };
+    Ok(parse(&text, &label)?)
+}
+
+/// Parses the text of an endpoints file; `label` names the file in messages.
+pub fn parse(text: &str, label: &str) -> Result<Vec<Endpoint>, FileErrors> {
+    // Editors on Windows often save a byte-order mark; it is not part of the first header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut report = Report {
+        label,
+        problems: Vec::new(),
+    };
+    let rows = if is_markdown(text) {
+        markdown_rows(text, &mut report)
+    } else {
+        csv_rows(text, &mut report)
+    };
+    let endpoints = match rows.split_first() {
+        Some((header, rows)) => build(header, rows, &mut report),
+        None => {
+            report.problems.push((
+                0,
+                format!("{label}: has no header row; its first line should name the columns, like provider,model,rpm"),
+            ));
+            Vec::new()
+        }
+    };
+    report.finish(endpoints)
+}
+
+/// A whole number >= 0 with optional `_` separators and a `k` (x1000) or `m` (x1_000_000)
+/// suffix, case-insensitive. The error is a short reason such as `is not a whole number`.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let (digits, scale) = if let Some(digits) = text.strip_suffix(['k', 'K']) {
+        (digits, 1_000)
+    } else if let Some(digits) = text.strip_suffix(['m', 'M']) {
+        (digits, 1_000_000)
+    } else {
+        (text, 1)
+    };
+    // Separators go between digits only, so `_`, `1_` and `k` alone are rejected.
+    let is_digit = |c: char| c.is_ascii_digit();
+    let well_formed = digits.starts_with(is_digit)
+        && digits.ends_with(is_digit)
+        && digits.chars().all(|c| is_digit(c) || c == '_');
+    if !well_formed {
+        return Err("is not a whole number".to_owned());
+    }
+    // Only digits are left, so the one way to fail is overflow.
+    digits
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| "is too large".to_owned())
+}
+
+/// One line of the file split into trimmed cells; the first row of a file is its header.
+struct Row {
+    line: usize,
+    cells: Vec<String>,
+}
+
+/// Problems with the line they belong to, so that they can be listed in line order.
+struct Report<'a> {
+    label: &'a str,
+    problems: Vec<(usize, String)>,
+}
+
+impl Report<'_> {
+    fn line(&mut self, line: usize, reason: impl fmt::Display) {
+        let label = self.label;
+        self.problems
+            .push((line, format!("{label}:{line}: {reason}")));
+    }
+
+    fn cell(&mut self, line: usize, column: &str, value: &str, reason: &str) {
+        // `{:?}` escapes control characters, so one problem stays on one line. An empty cell
+        // has nothing worth quoting.
+        if value.is_empty() {
+            self.line(line, format_args!("column {column}: {reason}"));
+        } else {
+            self.line(line, format_args!("column {column}: {value:?} {reason}"));
+        }
+    }
+
+    fn finish(mut self, endpoints: Vec<Endpoint>) -> Result<Vec<Endpoint>, FileErrors> {
+        if self.problems.is_empty() {
+            return Ok(endpoints);
+        }
+        // Stable: the problems of one line keep their column order.
+        self.problems.sort_by_key(|&(line, _)| line);
+        Err(FileErrors {
+            problems: self.problems.into_iter().map(|(_, p)| p).collect(),
+        })
+    }
+}
+
+fn is_meaningful(line: &str) -> bool {
+    let line = line.trim();
+    !line.is_empty() && !line.starts_with('#')
+}
+
+fn is_markdown(text: &str) -> bool {
+    text.lines()
+        .find(|line| is_meaningful(line))
+        .is_some_and(|line| line.trim_start().starts_with('|'))
+}
+
+fn markdown_rows(text: &str, report: &mut Report) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (index, line) in text.split('\n').enumerate() {
+        let line_no = index + 1;
+        // `trim` also removes the `\r` of a CRLF line end.
+        let line = line.trim();
+        if !is_meaningful(line) {
             continue;
         }
-        let cells: Vec<&str> = line.split(',').map(|s| s.trim()).collect();
-        let get = |n: &str| {
-            header
-                .iter()
-                .position(|h| h == n)
-                .and_then(|p| cells.get(p))
-                .map(|s| s.to_string())
-                .unwrap_or_default()
+        let Some(cells) = split_pipes(line) else {
+            report.line(line_no, "is not a table row; start comments with #");
+            continue;
         };
-        let mut limits = Limits::default();
-        for l in Limit::ALL {
-            let v = get(l.name());
-            if !v.is_empty() {
-                limits.set(l, Some(parse_count(&v).map_err(|e| anyhow::anyhow!(e))?));
+        // The `|---|` row under the header carries no data; tolerate its absence.
+        if rows.len() == 1 && is_separator(&cells) {
+            continue;
+        }
+        if cells.iter().any(|cell| !cell.is_empty()) {
+            rows.push(Row {
+                line: line_no,
+                cells,
+            });
+        }
+    }
+    rows
+}
+
+/// The trimmed cells between unescaped pipes, or `None` when the line has no pipe at all.
+/// Leading and trailing pipes are optional; `\|` is a literal pipe.
+fn split_pipes(line: &str) -> Option<Vec<String>> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                chars.next();
+                cell.push('|');
+            }
+            '|' => cells.push(std::mem::take(&mut cell).trim().to_owned()),
+            _ => cell.push(c),
+        }
+    }
+    if cells.is_empty() {
+        return None;
+    }
+    // Outer pipes leave an empty cell outside the table at either end.
+    if line.starts_with('|') {
+        cells.remove(0);
+    }
+    if !line.ends_with('|') || line.ends_with("\\|") {
+        cells.push(cell.trim().to_owned());
+    }
+    Some(cells)
+}
+
+fn is_separator(cells: &[String]) -> bool {
+    cells.iter().all(|cell| {
+        let dashes = cell.strip_prefix(':').unwrap_or(cell);
+        let dashes = dashes.strip_suffix(':').unwrap_or(dashes);
+        !dashes.is_empty() && dashes.bytes().all(|b| b == b'-')
+    })
+}
+
+fn csv_rows(text: &str, report: &mut Report) -> Vec<Row> {
+    // The csv crate counts lines itself, but the position it gives a record is where the
+    // previous one ended, before any blank lines it skipped; so lines come from byte offsets.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_of = |byte: usize| line_starts.partition_point(|&start| start <= byte);
+
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(Cursor::new(text.as_bytes()));
+    let mut record = csv::StringRecord::new();
+    let mut rows = Vec::new();
+    loop {
+        let from = usize::try_from(reader.position().byte()).unwrap_or(text.len());
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(err) => {
+                // Unreachable with valid UTF-8 in memory and flexible rows; reported anyway.
+                report.line(line_of(from), err);
+                break;
             }
         }
-        let id = if get("id").is_empty() {
-            format!("{}/{}", get("provider"), get("model"))
-        } else {
-            get("id")
-        };
-        let priority = match get("priority").as_str() {
-            "high" => 3,
-            "low" => 1,
-            "" | "medium" => 2,
-            n => n.parse()?,
-        };
-        out.push(Endpoint {
-            id,
-            provider: get("provider"),
-            model: get("model"),
-            limits,
-            priority,
-            weight: 1,
-            concurrency: None,
-            pace: Pace::Burst,
-            day_reset: DayReset::Rolling,
-            headers: None,
-            key: None,
-            props: vec![],
-            line: i + 2,
+        let rest = &text[from..];
+        let start = from + (rest.len() - rest.trim_start_matches(['\r', '\n']).len());
+        let line_end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
+        // A comment is exactly one physical line, even when it holds a `"` that opened a
+        // quoted cell and made the reader run on; so restart the reader after the line. The
+        // csv crate's own comment option would miss comments indented with spaces.
+        if text[start..line_end].trim_start().starts_with('#') {
+            let mut after = csv::Position::new();
+            after.set_byte(line_end as u64);
+            if let Err(err) = reader.seek(after) {
+                report.line(line_of(start), err);
+                break;
+            }
+            continue;
+        }
+        let cells: Vec<String> = record.iter().map(|cell| cell.trim().to_owned()).collect();
+        // Blank lines, whitespace-only lines and rows of empty cells (`,,,`) say nothing.
+        if cells.iter().any(|cell| !cell.is_empty()) {
+            rows.push(Row {
+                line: line_of(start),
+                cells,
+            });
+        }
+    }
+    rows
+}
+
+/// What a column means; every column not recognised is a property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Provider,
+    Model,
+    Limit(Limit),
+    Id,
+    Priority,
+    Weight,
+    Concurrency,
+    Pace,
+    DayReset,
+    Headers,
+    Key,
+    Prop,
+}
+
+impl Field {
+    fn of(name: &str) -> Field {
+        let name = name.to_ascii_lowercase();
+        if let Some(limit) = Limit::from_name(&name) {
+            return Field::Limit(limit);
+        }
+        match name.as_str() {
+            "provider" => Field::Provider,
+            "model" => Field::Model,
+            "id" => Field::Id,
+            "priority" => Field::Priority,
+            "weight" => Field::Weight,
+            "concurrency" => Field::Concurrency,
+            "pace" => Field::Pace,
+            "day_reset" => Field::DayReset,
+            "headers" => Field::Headers,
+            "key" => Field::Key,
+            _ => Field::Prop,
+        }
+    }
+}
+
+struct Column {
+    /// As written in the header, trimmed: messages use the user's spelling.
+    name: String,
+    field: Field,
+}
+
+fn build(header: &Row, rows: &[Row], report: &mut Report) -> Vec<Endpoint> {
+    let Some(columns) = read_header(header, report) else {
+        // Without a sound header every cell would be misread; report the header alone.
+        return Vec::new();
+    };
+    let id_index = columns.iter().position(|c| c.field == Field::Id);
+    let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    let mut endpoints = Vec::new();
+    for row in rows {
+        if row.cells.len() > columns.len() {
+            // Cells are not echoed: the misplaced one may well be the key.
+            report.line(
+                row.line,
+                format_args!(
+                    "the row has {} cells but the header has {} columns",
+                    row.cells.len(),
+                    columns.len()
+                ),
+            );
+            continue;
+        }
+        let endpoint = read_row(&columns, row, report);
+        // An id stays empty when the cells it comes from are bad; those are reported.
+        if !endpoint.id.is_empty() {
+            match first_line_of.entry(endpoint.id.clone()) {
+                Entry::Vacant(entry) => {
+                    entry.insert(row.line);
+                }
+                Entry::Occupied(first) => {
+                    let id_cell = id_index.map(|i| {
+                        let value = row.cells.get(i).map_or("", String::as_str);
+                        (columns[i].name.as_str(), value)
+                    });
+                    duplicate(report, &endpoint, *first.get(), id_cell);
+                }
+            }
+        }
+        endpoints.push(endpoint);
+    }
+    endpoints
+}
+
+/// Says how to tell the rows apart: by an `id` column, or by filling in its cell.
+fn duplicate(
+    report: &mut Report,
+    endpoint: &Endpoint,
+    first: usize,
+    id_cell: Option<(&str, &str)>,
+) {
+    let (line, id) = (endpoint.line, &endpoint.id);
+    match id_cell {
+        Some((column, value)) if !value.is_empty() => {
+            report.cell(
+                line,
+                column,
+                value,
+                &format!("is already the id on line {first}"),
+            );
+        }
+        Some((column, _)) => report.line(
+            line,
+            format_args!(
+                "id {id:?} (provider/model) is already used on line {first}; \
+                 give one of the rows its own id in column {column}"
+            ),
+        ),
+        None => report.line(
+            line,
+            format_args!(
+                "id {id:?} (provider/model) is already used on line {first}; \
+                 add an id column to tell the rows apart"
+            ),
+        ),
+    }
+}
+
+fn read_header(header: &Row, report: &mut Report) -> Option<Vec<Column>> {
+    let before = report.problems.len();
+    let mut columns: Vec<Column> = Vec::new();
+    for (index, name) in header.cells.iter().enumerate() {
+        if name.is_empty() {
+            report.line(
+                header.line,
+                format_args!("column {} of the header has no name", index + 1),
+            );
+        } else if columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
+            report.line(
+                header.line,
+                format_args!("column {name:?} appears twice in the header"),
+            );
+        }
+        columns.push(Column {
+            name: name.clone(),
+            field: Field::of(name),
         });
     }
-    Ok(out)
+    for (field, name) in [(Field::Provider, "provider"), (Field::Model, "model")] {
+        if !columns.iter().any(|c| c.field == field) {
+            report.line(
+                header.line,
+                format_args!("the header has no {name} column; provider and model are required"),
+            );
+        }
+    }
+    (report.problems.len() == before).then_some(columns)
 }
-pub fn parse_count(text: &str) -> Result<u64, String> {
-    text.replace('_', "")
-        .parse()
-        .map_err(|_| "is not a whole number".to_string())
+
+/// The row's endpoint; each bad cell is reported and leaves its field at the default.
+fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> Endpoint {
+    let mut endpoint = Endpoint {
+        id: String::new(),
+        provider: String::new(),
+        model: String::new(),
+        limits: Limits::default(),
+        priority: 2,
+        weight: 1,
+        concurrency: None,
+        pace: Pace::Burst,
+        day_reset: DayReset::Rolling,
+        headers: None,
+        key: None,
+        props: Vec::new(),
+        line: row.line,
+    };
+    for (index, column) in columns.iter().enumerate() {
+        // A short row ends with empty cells.
+        let value = row.cells.get(index).map_or("", String::as_str);
+        if let Err(reason) = read_cell(&mut endpoint, column, value) {
+            report.cell(row.line, &column.name, value, &reason);
+        }
+    }
+    if endpoint.id.is_empty() && !endpoint.provider.is_empty() && !endpoint.model.is_empty() {
+        endpoint.id = format!("{}/{}", endpoint.provider, endpoint.model);
+    }
+    endpoint
+}
+
+fn read_cell(endpoint: &mut Endpoint, column: &Column, value: &str) -> Result<(), String> {
+    let lower = value.to_ascii_lowercase();
+    match column.field {
+        Field::Provider => endpoint.provider = name(value)?,
+        Field::Model => endpoint.model = name(value)?,
+        Field::Id if value.is_empty() => {}
+        Field::Id => endpoint.id = name(value)?,
+        Field::Limit(limit) => endpoint.limits.set(limit, optional(value, parse_count)?),
+        Field::Priority => endpoint.priority = priority(&lower)?,
+        Field::Weight if value.is_empty() => {}
+        Field::Weight => endpoint.weight = weight(value)?,
+        Field::Concurrency => endpoint.concurrency = optional(value, concurrency)?,
+        Field::Pace => {
+            endpoint.pace = match lower.as_str() {
+                "" | "burst" => Pace::Burst,
+                "smooth" => Pace::Smooth,
+                _ => return Err("is not smooth or burst".to_owned()),
+            }
+        }
+        Field::DayReset => endpoint.day_reset = day_reset(&lower, value)?,
+        Field::Headers => endpoint.headers = Some(lower).filter(|h| !h.is_empty()),
+        // Never fails, so the secret can never reach a message.
+        Field::Key => endpoint.key = Some(value.to_owned()).filter(|k| !k.is_empty()),
+        Field::Prop => endpoint.props.push((column.name.clone(), value.to_owned())),
+    }
+    Ok(())
+}
+
+/// Provider, model and id are printed one per line by `pick`, so they must stay one line.
+fn name(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        Err("is empty".to_owned())
+    } else if value.contains(char::is_control) {
+        Err("contains a control character".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+fn optional<T>(
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse(value).map(Some)
+    }
+}
+
+fn priority(lower: &str) -> Result<i64, String> {
+    match lower {
+        "high" => Ok(3),
+        "" | "medium" => Ok(2),
+        "low" => Ok(1),
+        _ => {
+            let n = parse_count(lower).map_err(|reason| match reason.as_str() {
+                "is not a whole number" => "is not high, medium, low or a whole number".to_owned(),
+                _ => reason,
+            })?;
+            i64::try_from(n).map_err(|_| "is too large".to_owned())
+        }
+    }
+}
+
+fn weight(value: &str) -> Result<u32, String> {
+    match parse_count(value)? {
+        0 => Err("must be at least 1".to_owned()),
+        n => u32::try_from(n).map_err(|_| format!("is too large (the most is {})", u32::MAX)),
+    }
+}
+
+fn concurrency(value: &str) -> Result<u64, String> {
+    match parse_count(value)? {
+        0 => Err("must be at least 1 (leave it empty for no limit)".to_owned()),
+        n => Ok(n),
+    }
+}
+
+fn day_reset(lower: &str, value: &str) -> Result<DayReset, String> {
+    if matches!(lower, "" | "rolling") {
+        return Ok(DayReset::Rolling);
+    }
+    let shape = || "is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)".to_owned();
+    let two_digits = |s: &str| {
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let mut parts = value.split_whitespace();
+    let (Some(time), Some(zone), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(shape());
+    };
+    let (hour, minute) = time.split_once(':').ok_or_else(shape)?;
+    let (Some(hour), Some(minute)) = (two_digits(hour), two_digits(minute)) else {
+        return Err(shape());
+    };
+    if hour > 23 {
+        return Err("has an hour above 23".to_owned());
+    }
+    if minute > 59 {
+        return Err("has minutes above 59".to_owned());
+    }
+    Ok(DayReset::At {
+        minute_of_day: hour * 60 + minute,
+        zone: zone.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Vec<Endpoint> {
+        parse(text, "endpoints.csv").expect("the file parses")
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(text, "endpoints.csv")
+            .expect_err("the file has problems")
+            .problems
+    }
+
+    fn limit(endpoint: &Endpoint, name: &str) -> Option<u64> {
+        endpoint
+            .limits
+            .get(Limit::from_name(name).expect("limit name"))
+    }
+
+    fn ids(endpoints: &[Endpoint]) -> Vec<&str> {
+        endpoints.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn reads_a_realistic_csv() {
+        let text = "\
+provider,model,rpm,tpm,rpd,tpd,id,priority,weight,concurrency,pace,day_reset,headers,key,base_url
+groq,llama-3.1-8b-instant,30,6k,14_400,500k,,high,3,2,smooth,,,gsk_123,https://api.groq.com/openai/v1
+gemini,gemini-2.5-flash,10,250k,250,,flash,low,,,burst,00:00 America/Los_Angeles,Google,,
+openrouter,meta-llama/llama-3.3-70b-instruct:free,20,,50,,,7,,,,rolling,openai,,https://openrouter.ai/api/v1
+";
+        let endpoints = ok(text);
+        assert_eq!(
+            ids(&endpoints),
+            [
+                "groq/llama-3.1-8b-instant",
+                "flash",
+                "openrouter/meta-llama/llama-3.3-70b-instruct:free"
+            ]
+        );
+        let groq = &endpoints[0];
+        assert_eq!(groq.provider, "groq");
+        assert_eq!(groq.model, "llama-3.1-8b-instant");
+        assert_eq!(limit(groq, "rpm"), Some(30));
+        assert_eq!(limit(groq, "tpm"), Some(6_000));
+        assert_eq!(limit(groq, "rpd"), Some(14_400));
+        assert_eq!(limit(groq, "tpd"), Some(500_000));
+        assert_eq!(limit(groq, "rph"), None);
+        assert_eq!(limit(groq, "tph"), None);
+        assert_eq!(groq.priority, 3);
+        assert_eq!(groq.weight, 3);
+        assert_eq!(groq.concurrency, Some(2));
+        assert_eq!(groq.pace, Pace::Smooth);
+        assert_eq!(groq.day_reset, DayReset::Rolling);
+        assert_eq!(groq.headers, None);
+        assert_eq!(groq.key.as_deref(), Some("gsk_123"));
+        assert_eq!(
+            groq.props,
+            [(
+                "base_url".to_owned(),
+                "https://api.groq.com/openai/v1".to_owned()
+            )]
+        );
+        assert_eq!(groq.line, 2);
+
+        let flash = &endpoints[1];
+        assert_eq!(flash.priority, 1);
+        assert_eq!(flash.weight, 1);
+        assert_eq!(flash.concurrency, None);
+        assert_eq!(flash.pace, Pace::Burst);
+        assert_eq!(
+            flash.day_reset,
+            DayReset::At {
+                minute_of_day: 0,
+                zone: "America/Los_Angeles".to_owned()
+            }
+        );
+        assert_eq!(flash.headers.as_deref(), Some("google"));
+        assert_eq!(flash.key, None);
+        assert_eq!(flash.props, [("base_url".to_owned(), String::new())]);
+
+        let router = &endpoints[2];
+        assert_eq!(router.model, "meta-llama/llama-3.3-70b-instruct:free");
+        assert_eq!(router.priority, 7);
+        assert_eq!(router.line, 4);
+    }
+
+    #[test]
+    fn reads_a_markdown_table() {
+        let text = "| provider | model | rpm | tpm | rpd |\n\
+                    |---|---|---|---|---|\n\
+                    | groq | llama-3.1-8b-instant | 30 | 6000 | 14400 |";
+        let endpoints = ok(text);
+        assert_eq!(ids(&endpoints), ["groq/llama-3.1-8b-instant"]);
+        let groq = &endpoints[0];
+        assert_eq!(limit(groq, "rpm"), Some(30));
+        assert_eq!(limit(groq, "tpm"), Some(6000));
+        assert_eq!(limit(groq, "rpd"), Some(14400));
+        assert_eq!(limit(groq, "tph"), None);
+        assert_eq!(groq.line, 3);
+    }
+
+    #[test]
+    fn markdown_tolerates_outer_pipes_alignment_escapes_and_a_missing_separator() {
+        let text = "# Free tiers\r\n\
+                    \r\n\
+                    | Provider | Model | Notes |\r\n\
+                    | :--- | :---: | ---: |\r\n\
+                    | groq | a | x \\| y |\r\n\
+                    | groq | b |\r\n\
+                    gemini | c | z\r\n\
+                    |  |  |  |\r\n";
+        let endpoints = ok(text);
+        assert_eq!(ids(&endpoints), ["groq/a", "groq/b", "gemini/c"]);
+        assert_eq!(
+            endpoints[0].props,
+            [("Notes".to_owned(), "x | y".to_owned())]
+        );
+        assert_eq!(endpoints[1].props, [("Notes".to_owned(), String::new())]);
+        assert_eq!(
+            ids(&ok("|provider|model\ngroq|a\n")),
+            ["groq/a"],
+            "no separator row; only the first line needs its pipe to mark a table"
+        );
+        assert_eq!(
+            [endpoints[0].line, endpoints[1].line, endpoints[2].line],
+            [5, 6, 7]
+        );
+    }
+
+    #[test]
+    fn markdown_reports_text_that_is_not_a_table_row() {
+        let text = "| provider | model | rpm |\n|---|---|---|\n| groq | a | 3 |\n\nSee the docs.\n| groq | b | 4x |\n";
+        assert_eq!(
+            problems(text),
+            [
+                "endpoints.csv:5: is not a table row; start comments with #",
+                r#"endpoints.csv:6: column rpm: "4x" is not a whole number"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn ignores_bom_blank_lines_comments_crlf_and_spaces() {
+        let text = "\u{feff}# endpoints\r\n\
+                    \r\n\
+                    \x20 Provider , MODEL ,RPM\r\n\
+                    \x20 # indented comment, \"with an open quote\r\n\
+                    \t \r\n\
+                    ,,\r\n\
+                    \x20groq ,  llama , 30 \r\n\
+                    #last";
+        let endpoints = ok(text);
+        assert_eq!(ids(&endpoints), ["groq/llama"]);
+        assert_eq!(limit(&endpoints[0], "rpm"), Some(30));
+        assert_eq!(endpoints[0].line, 7);
+    }
+
+    #[test]
+    fn short_rows_have_empty_trailing_cells_and_absent_limits_are_none() {
+        let endpoints = ok("provider,model,tpm,priority,base_url\ngroq,a\ngroq,b,1m\n");
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(limit(&endpoints[0], "tpm"), None);
+        assert_eq!(endpoints[0].priority, 2);
+        assert_eq!(endpoints[0].props, [("base_url".to_owned(), String::new())]);
+        assert_eq!(limit(&endpoints[1], "tpm"), Some(1_000_000));
+        assert!(
+            Limit::ALL
+                .iter()
+                .all(|&l| ok("provider,model\np,m\n")[0].limits.get(l).is_none())
+        );
+    }
+
+    #[test]
+    fn quoted_cells_hold_commas_quotes_and_newlines_and_lines_stay_physical() {
+        let text = "provider,model,note,rpm\r\n\
+                    groq,\"a,b\",\"say \"\"hi\"\"\",1\r\n\
+                    groq,c,\"two\r\nlines\r\n# not a comment\",2\r\n\
+                    \r\n\
+                    # comment\r\n\
+                    groq,d,,3x\r\n";
+        let errors = problems(text);
+        assert_eq!(
+            errors,
+            [r#"endpoints.csv:8: column rpm: "3x" is not a whole number"#]
+        );
+        let endpoints = ok(&text.replace("3x", "3"));
+        assert_eq!(ids(&endpoints), ["groq/a,b", "groq/c", "groq/d"]);
+        assert_eq!(endpoints[0].props[0].1, "say \"hi\"");
+        assert_eq!(endpoints[1].props[0].1, "two\r\nlines\r\n# not a comment");
+        assert_eq!(
+            endpoints.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [2, 3, 8]
+        );
+    }
+
+    #[test]
+    fn a_comment_with_an_open_quote_does_not_swallow_the_next_lines() {
+        let text = "provider,model\n# a,\"quote\ngroq,a\n\ngroq,b,extra\n";
+        assert_eq!(
+            problems(text),
+            ["endpoints.csv:5: the row has 3 cells but the header has 2 columns"]
+        );
+    }
+
+    #[test]
+    fn counts_accept_separators_and_suffixes() {
+        assert_eq!(parse_count("0"), Ok(0));
+        assert_eq!(parse_count("60k"), Ok(60_000));
+        assert_eq!(parse_count("60K"), Ok(60_000));
+        assert_eq!(parse_count("1_000_000"), Ok(1_000_000));
+        assert_eq!(parse_count("1m"), Ok(1_000_000));
+        assert_eq!(parse_count("2_5M"), Ok(25_000_000));
+        assert_eq!(parse_count("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "", "k", "-1", "+1", "1.5k", "_1", "1_", "1_k", "30x", "1 000", "1km", "٣",
+        ] {
+            assert_eq!(
+                parse_count(bad),
+                Err("is not a whole number".to_owned()),
+                "{bad:?}"
+            );
+        }
+        for big in [
+            "18446744073709551616",
+            "18446744073709552k",
+            "99999999999999m",
+        ] {
+            assert_eq!(parse_count(big), Err("is too large".to_owned()), "{big:?}");
+        }
+    }
+
+    #[test]
+    fn every_kind_of_bad_cell_has_its_message() {
+        let text = "\
+provider,Model,RPM,tpd,id,priority,weight,concurrency,pace,day_reset
+,m1
+p,,
+p,m3,30x
+p,m4,,99999999999999999999
+p,m5,,,\"a\x07b\"
+p,m6,,,,urgent
+p,m7,,,,9223372036854775808
+p,m8,,,,,0
+p,m9,,,,,5_000_000_000
+p,m10,,,,,,0
+p,m11,,,,,,,fast
+p,m12,,,,,,,,noon
+p,m13,,,,,,,,24:00 Europe/Paris
+p,m14,,,,,,,,23:60 Europe/Paris
+p,m15,,,,,,,,9:00 Europe/Paris
+p,m16,,,,,,,,09:00 Europe Paris
+p,m17,,,,,,,,09:00
+p,m18,1,2,3,4,5,6,7,8,9
+";
+        assert_eq!(
+            problems(text),
+            [
+                "endpoints.csv:2: column provider: is empty",
+                "endpoints.csv:3: column Model: is empty",
+                r#"endpoints.csv:4: column RPM: "30x" is not a whole number"#,
+                r#"endpoints.csv:5: column tpd: "99999999999999999999" is too large"#,
+                r#"endpoints.csv:6: column id: "a\u{7}b" contains a control character"#,
+                r#"endpoints.csv:7: column priority: "urgent" is not high, medium, low or a whole number"#,
+                r#"endpoints.csv:8: column priority: "9223372036854775808" is too large"#,
+                r#"endpoints.csv:9: column weight: "0" must be at least 1"#,
+                r#"endpoints.csv:10: column weight: "5_000_000_000" is too large (the most is 4294967295)"#,
+                r#"endpoints.csv:11: column concurrency: "0" must be at least 1 (leave it empty for no limit)"#,
+                r#"endpoints.csv:12: column pace: "fast" is not smooth or burst"#,
+                r#"endpoints.csv:13: column day_reset: "noon" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
+                r#"endpoints.csv:14: column day_reset: "24:00 Europe/Paris" has an hour above 23"#,
+                r#"endpoints.csv:15: column day_reset: "23:60 Europe/Paris" has minutes above 59"#,
+                r#"endpoints.csv:16: column day_reset: "9:00 Europe/Paris" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
+                r#"endpoints.csv:17: column day_reset: "09:00 Europe Paris" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
+                r#"endpoints.csv:18: column day_reset: "09:00" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
+                "endpoints.csv:19: the row has 11 cells but the header has 10 columns",
+            ]
+        );
+    }
+
+    #[test]
+    fn good_values_of_the_optional_columns() {
+        let text = "provider,model,priority,pace,day_reset,concurrency\n\
+                    p,a,HIGH,SMOOTH,ROLLING,1\n\
+                    p,b,0,Burst,23:59 Asia/Kolkata,7\n\
+                    p,c,medium,,,\n";
+        let e = ok(text);
+        assert_eq!(e.iter().map(|e| e.priority).collect::<Vec<_>>(), [3, 0, 2]);
+        assert_eq!(
+            e.iter().map(|e| e.pace).collect::<Vec<_>>(),
+            [Pace::Smooth, Pace::Burst, Pace::Burst]
+        );
+        assert_eq!(
+            e[1].day_reset,
+            DayReset::At {
+                minute_of_day: 23 * 60 + 59,
+                zone: "Asia/Kolkata".to_owned()
+            }
+        );
+        assert_eq!(e[0].day_reset, DayReset::Rolling);
+        assert_eq!(
+            e.iter().map(|e| e.concurrency).collect::<Vec<_>>(),
+            [Some(1), Some(7), None]
+        );
+    }
+
+    #[test]
+    fn a_bad_cell_after_a_comment_and_a_blank_line_names_its_physical_line() {
+        let text = "provider,model,rpm\n# free tier\n\ngroq,llama,30x\n";
+        assert_eq!(
+            problems(text),
+            [r#"endpoints.csv:4: column rpm: "30x" is not a whole number"#]
+        );
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(
+            problems(&crlf),
+            [r#"endpoints.csv:4: column rpm: "30x" is not a whole number"#]
+        );
+        let bom = format!("\u{feff}\n{text}");
+        assert_eq!(
+            problems(&bom),
+            [r#"endpoints.csv:5: column rpm: "30x" is not a whole number"#]
+        );
+    }
+
+    #[test]
+    fn reports_every_problem_of_every_row_in_line_order() {
+        let text = "provider,model,rpm,tpm\n,a,1x,2y\n# ok\np,b,3,4\np,c,,-5\n";
+        let err = parse(text, "my.csv").expect_err("bad cells");
+        assert_eq!(
+            err.to_string(),
+            "my.csv:2: column provider: is empty\n\
+             my.csv:2: column rpm: \"1x\" is not a whole number\n\
+             my.csv:2: column tpm: \"2y\" is not a whole number\n\
+             my.csv:5: column tpm: \"-5\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_name_the_first_line_and_say_how_to_fix_them() {
+        assert_eq!(
+            problems("provider,model\ngroq,a\n\ngroq,a\n"),
+            [
+                r#"endpoints.csv:4: id "groq/a" (provider/model) is already used on line 2; add an id column to tell the rows apart"#
+            ]
+        );
+        assert_eq!(
+            problems("provider,model,ID\ngroq,a,\ngroq,a,\ngroq,b,x\ngroq,c,x\n"),
+            [
+                r#"endpoints.csv:3: id "groq/a" (provider/model) is already used on line 2; give one of the rows its own id in column ID"#,
+                r#"endpoints.csv:5: column ID: "x" is already the id on line 4"#,
+            ]
+        );
+        let endpoints = ok("provider,model,id\ngroq,a,\ngroq,a,groq-a-2\n");
+        assert_eq!(ids(&endpoints), ["groq/a", "groq-a-2"]);
+        // A row with another bad cell still takes part in the check.
+        assert_eq!(
+            problems("provider,model,rpm\ngroq,a,x\ngroq,a,1\n").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_key_never_appears_in_a_message() {
+        let secret = "sk-SECRET-42";
+        let text = format!(
+            "provider,model,key,rpm\n\
+             ,m,{secret},1x\n\
+             p,m,{secret},2,{secret}\n\
+             p,m,{secret},3\n\
+             p,m,{secret},3\n"
+        );
+        let err = parse(&text, "endpoints.csv").expect_err("bad rows");
+        assert_eq!(err.problems.len(), 4, "{err}");
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        assert!(!format!("{err:?}").contains("SECRET"), "{err:?}");
+        let endpoints = ok(&format!("provider,model,KEY\np,m,{secret}\n"));
+        assert_eq!(endpoints[0].key.as_deref(), Some(secret));
+        assert!(endpoints[0].props.is_empty(), "the key is not a property");
+    }
+
+    #[test]
+    fn props_keep_file_order_and_the_header_spelling() {
+        let endpoints = ok("Base_URL,provider,API_KEY_ENV,model,Extra\n\
+                            https://x , p , X_KEY , m ,\n");
+        assert_eq!(
+            endpoints[0].props,
+            [
+                ("Base_URL".to_owned(), "https://x".to_owned()),
+                ("API_KEY_ENV".to_owned(), "X_KEY".to_owned()),
+                ("Extra".to_owned(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn header_problems_are_reported_on_the_header_line() {
+        assert_eq!(
+            problems("# comment\nprovider,rpm\ngroq,30x\n"),
+            ["endpoints.csv:2: the header has no model column; provider and model are required"]
+        );
+        assert_eq!(
+            problems("groq,llama,30\n"),
+            [
+                "endpoints.csv:1: the header has no provider column; provider and model are required",
+                "endpoints.csv:1: the header has no model column; provider and model are required",
+            ]
+        );
+        assert_eq!(
+            problems("provider,model,rpm,RPM,,x\n"),
+            [
+                r#"endpoints.csv:1: column "RPM" appears twice in the header"#,
+                "endpoints.csv:1: column 5 of the header has no name",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_without_rows_is_empty_and_no_header_is_an_error() {
+        assert!(ok("provider,model,rpm\n\n# none yet\n").is_empty());
+        assert!(ok("| provider | model |\n|---|---|\n").is_empty());
+        assert_eq!(
+            problems("\u{feff}# nothing\n\n"),
+            [
+                "endpoints.csv: has no header row; its first line should name the columns, like provider,model,rpm"
+            ]
+        );
+        assert_eq!(problems("").len(), 1);
+    }
+
+    #[test]
+    fn load_names_the_file_and_the_line_of_bad_utf8() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("endpoints.csv");
+        std::fs::write(&path, b"provider,model\ngroq,a\ngroq,\xff\n").expect("write");
+        let err = load(&path).expect_err("not UTF-8");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:3: is not UTF-8 text; save the file as UTF-8",
+                path.display()
+            )
+        );
+
+        std::fs::write(&path, "provider,model\ngroq,a\n").expect("write");
+        assert_eq!(ids(&load(&path).expect("loads")), ["groq/a"]);
+
+        std::fs::write(&path, "provider,model,rpm\ngroq,a,x\n").expect("write");
+        let err = load(&path).expect_err("bad cell");
+        assert!(err.downcast_ref::<FileErrors>().is_some());
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:2: ", path.display()))
+        );
+
+        let missing = dir.path().join("missing.csv");
+        let err = load(&missing).expect_err("missing");
+        assert!(format!("{err:#}").contains("missing.csv"), "{err:#}");
+    }
 }

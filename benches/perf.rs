@@ -1,0 +1,274 @@
+//! The performance budgets of SPEC section 8, measured on whole processes of the release
+//! binary and reported as ratios against `llm-rotate --version` timed in the same run, so
+//! that a noisy machine moves both sides alike. Run with `cargo bench --bench perf`.
+//!
+//! History is written in-process through the ledger's own API (the same calls `pick` and
+//! `record` make), because a day of usage is over 100,000 calls.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use llm_rotate::quota::{MINUTE_MS, Millis, Request};
+use llm_rotate::store::Ledger;
+
+const BIN: &str = env!("CARGO_BIN_EXE_llm-rotate");
+/// 2026-01-01T00:00:00Z
+const T0: Millis = 1_767_225_600_000;
+const DAY_MS: Millis = 1_440 * MINUTE_MS;
+const RUNS: usize = 301;
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut report = Report::default();
+
+    // pick: 10 endpoints, each used up to its daily limit over the last 24 h.
+    let ten = write_endpoints(dir.path(), "ten.csv", 10, 14_400, None);
+    let ten_db = dir.path().join("ten.sqlite3");
+    fill(&ten_db, 10, 10, T0, T0 + DAY_MS);
+    let end_of_day = T0 + DAY_MS - 1;
+    let full = [
+        "pick",
+        "--endpoints",
+        path(&ten),
+        "--db",
+        path(&ten_db),
+        "--tokens",
+        "500",
+    ];
+    let (version, pick_full) = compare(&full, end_of_day, 75);
+    report.ratio("pick, all 10 full (exit 75)", version, pick_full, 3.0);
+
+    // The same history, with the last endpoint allowed more: every run reserves.
+    let ten_room = write_endpoints(dir.path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
+    let reserve = [
+        "pick",
+        "--endpoints",
+        path(&ten_room),
+        "--db",
+        path(&ten_db),
+        "--tokens",
+        "500",
+    ];
+    let (version, pick_ok) = compare(&reserve, end_of_day, 0);
+    report.ratio("pick, 9 full, reserves on the 10th", version, pick_ok, 3.0);
+    report.memory(max_child_rss_kib());
+
+    // state: 100 endpoints with the same kind of history.
+    let hundred = write_endpoints(dir.path(), "hundred.csv", 100, 1_440, None);
+    let hundred_db = dir.path().join("hundred.sqlite3");
+    fill(&hundred_db, 100, 1, T0, T0 + DAY_MS);
+    let state = ["state", "--endpoints", path(&hundred), "--db", path(&hundred_db)];
+    let (version, state_time) = compare(&state, end_of_day, 0);
+    report.ratio("state, 100 endpoints", version, state_time, 25.0);
+
+    // 800 picks, one after another and then from 8 processes at once, against 500 slots.
+    let slots = write_endpoints(dir.path(), "slots.csv", 10, 14_400, None);
+    report.concurrency(&dir, &slots);
+
+    // The file after 1 and after 7 days of steady use at every endpoint's daily limit.
+    let week_db = dir.path().join("week.sqlite3");
+    fill(&week_db, 10, 10, T0, T0 + DAY_MS);
+    let one_day = db_size(&week_db);
+    fill(&week_db, 10, 10, T0 + DAY_MS, T0 + 7 * DAY_MS);
+    let seven_days = db_size(&week_db);
+    report.growth(one_day, seven_days);
+
+    report.print();
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+/// `n` endpoints over five providers, with room for 50 picks a minute and `rpd` a day; when
+/// `last_rpd` is given, the last one has that daily limit and no minute limit.
+fn write_endpoints(dir: &Path, name: &str, n: usize, rpd: u64, last_rpd: Option<u64>) -> PathBuf {
+    let mut csv = String::from("provider,model,priority,rpm,tpm,rpd,tpd,base_url\n");
+    for i in 0..n {
+        let (rpm, rpd) = match last_rpd {
+            Some(more) if i + 1 == n => (String::new(), more),
+            _ => ("50".to_string(), rpd),
+        };
+        csv.push_str(&format!(
+            "p{},model-{i},{},{rpm},1m,{rpd},100m,https://p{}.example/v1\n",
+            i % 5,
+            ["high", "medium", "low"][i % 3],
+            i % 5
+        ));
+    }
+    let file = dir.join(name);
+    std::fs::write(&file, csv).expect("write endpoints");
+    file
+}
+
+/// Records `per_minute` reserved calls of 500 tokens a minute for each of `n` endpoints
+/// from `from` to `to`, one transaction a simulated minute, pruning as `pick` does.
+fn fill(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
+    let mut ledger = Ledger::open(db).expect("open ledger");
+    let mut minute = from;
+    while minute < to {
+        ledger
+            .write(|tx| {
+                tx.prune(minute)?;
+                for i in 0..n {
+                    let id = format!("p{}/model-{i}", i % 5);
+                    for k in 0..per_minute {
+                        let at = minute + (k as Millis * MINUTE_MS) / per_minute as Millis;
+                        tx.reserve(&id, Request::new(500), at)?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("fill ledger");
+        minute += MINUTE_MS;
+    }
+}
+
+/// The size of the database once its write-ahead log is folded in.
+fn db_size(db: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    std::fs::metadata(db).expect("db size").len()
+}
+
+/// Median wall time of `--version` and of `args`, runs interleaved so that both see the
+/// same machine; every run of `args` must exit with `expect`.
+fn compare(args: &[&str], now: Millis, expect: i32) -> (f64, f64) {
+    let mut base = Vec::with_capacity(RUNS);
+    let mut timed = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        base.push(run(&["--version"], now, 0));
+        timed.push(run(args, now, expect));
+    }
+    (median(base), median(timed))
+}
+
+fn run(args: &[&str], now: Millis, expect: i32) -> f64 {
+    let start = Instant::now();
+    let status = Command::new(BIN)
+        .args(args)
+        .env("LLM_ROTATE_NOW", format!("{}", now as f64 / 1000.0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn llm-rotate");
+    let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(status.code(), Some(expect), "llm-rotate {args:?}");
+    elapsed
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// The largest peak resident set of any child waited for so far, in KiB.
+fn max_child_rss_kib() -> u64 {
+    // SAFETY: getrusage only writes into the struct we hand it.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as u64
+}
+
+#[derive(Default)]
+struct Report {
+    lines: Vec<String>,
+    over: usize,
+}
+
+impl Report {
+    fn verdict(&mut self, ok: bool) -> &'static str {
+        if ok {
+            "ok"
+        } else {
+            self.over += 1;
+            "OVER BUDGET"
+        }
+    }
+
+    fn ratio(&mut self, what: &str, version: f64, timed: f64, budget: f64) {
+        let ratio = timed / version;
+        let verdict = self.verdict(ratio <= budget);
+        self.lines.push(format!(
+            "| {what} | {timed:.2} ms | {ratio:.2}x `--version` ({version:.2} ms) | <= {budget}x | {verdict} |"
+        ));
+    }
+
+    fn memory(&mut self, kib: u64) {
+        let mib = kib as f64 / 1024.0;
+        let verdict = self.verdict(mib <= 16.0);
+        self.lines.push(format!(
+            "| peak memory of pick | {mib:.1} MiB | | <= 16 MiB | {verdict} |"
+        ));
+    }
+
+    fn concurrency(&mut self, dir: &tempfile::TempDir, endpoints: &Path) {
+        // 10 endpoints x rpm 50 = 500 slots at one pinned instant: 300 picks must exit 75.
+        let now = format!("{}", T0 as f64 / 1000.0);
+        let picks = |db: &Path, n: usize| {
+            let mut admitted = 0;
+            for _ in 0..n {
+                let status = Command::new(BIN)
+                    .args(["pick", "--endpoints", path(endpoints), "--db", path(db)])
+                    .env("LLM_ROTATE_NOW", &now)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("spawn pick");
+                match status.code() {
+                    Some(0) => admitted += 1,
+                    Some(75) => {}
+                    other => panic!("pick exited {other:?}"),
+                }
+            }
+            admitted
+        };
+        let serial_db = dir.path().join("serial.sqlite3");
+        let start = Instant::now();
+        let serial_admitted = picks(&serial_db, 800);
+        let serial = start.elapsed().as_secs_f64();
+
+        let parallel_db = dir.path().join("parallel.sqlite3");
+        let start = Instant::now();
+        let parallel_admitted: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8).map(|_| s.spawn(|| picks(&parallel_db, 100))).collect();
+            workers.into_iter().map(|w| w.join().expect("worker")).sum()
+        });
+        let parallel = start.elapsed().as_secs_f64();
+
+        let ratio = parallel / serial;
+        let correct = serial_admitted == 500 && parallel_admitted == 500;
+        let verdict = self.verdict(ratio <= 1.5 && correct);
+        self.lines.push(format!(
+            "| 800 picks, 8 processes at once vs one after another | {parallel:.2} s vs {serial:.2} s | {ratio:.2}x; admitted {parallel_admitted} and {serial_admitted} of 500 slots | <= 1.5x, exactly 500 | {verdict} |"
+        ));
+    }
+
+    fn growth(&mut self, one_day: u64, seven_days: u64) {
+        let ratio = seven_days as f64 / one_day as f64;
+        let verdict = self.verdict(ratio <= 1.5);
+        self.lines.push(format!(
+            "| database after 7 days vs 1 day of steady use | {:.1} MiB vs {:.1} MiB | {ratio:.2}x | <= 1.5x | {verdict} |",
+            seven_days as f64 / 1_048_576.0,
+            one_day as f64 / 1_048_576.0
+        ));
+    }
+
+    fn print(&self) {
+        println!("| measure | value | ratio | budget | verdict |");
+        println!("|---|---|---|---|---|");
+        for line in &self.lines {
+            println!("{line}");
+        }
+        if self.over > 0 {
+            println!("\n{} measure(s) over budget", self.over);
+            std::process::exit(1);
+        }
+    }
+}

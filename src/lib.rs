@@ -1,0 +1,13 @@
+//! llm-rotate: which LLM endpoint may this script call right now? The binary is a thin
+//! shell around [`run`]; the modules are public so that benchmarks can drive the ledger.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod endpoints;
+pub mod glob;
+pub mod output;
+pub mod quota;
+pub mod store;
+
+pub use commands::run;

@@ -1,0 +1,122 @@
+//! Admission and rolling windows (SPEC 3): a request counts while `now - W < t <= now`,
+//! filling a limit exactly is allowed, and hour/day windows free no earlier than `t + W` and
+//! at most 60 s later.
+
+use crate::{Env, T0, json, num};
+
+#[test]
+fn rpm_admits_up_to_the_limit_and_frees_exactly_sixty_seconds_after_each_pick() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,2\n");
+    assert_eq!(env.pick(&[]), "p/m");
+    env.set_time(10_000);
+    assert_eq!(env.pick(&[]), "p/m");
+
+    env.set_time(20_000);
+    env.fails(["pick"], 75)
+        .no_stdout()
+        .says(&["rpm", "retry in", "retry in 40s"]);
+
+    // One millisecond before the first pick leaves the minute: still full.
+    env.set_time(59_999);
+    env.fails(["pick"], 75).no_stdout().says(&["rpm", "retry in"]);
+
+    // At exactly t + 60 s the first pick no longer counts.
+    env.set_time(60_000);
+    assert_eq!(env.pick(&[]), "p/m");
+
+    // Now the picks at 10 s and 60 s fill the minute, until 10 s + 60 s.
+    env.fails(["pick"], 75).no_stdout();
+    env.set_time(69_999);
+    env.fails(["pick"], 75).no_stdout();
+    env.set_time(70_000);
+    assert_eq!(env.pick(&[]), "p/m");
+}
+
+#[test]
+fn filling_tpm_exactly_is_allowed_and_one_token_more_is_refused() {
+    let env = Env::with_endpoints("provider,model,tpm\np,m,100\n");
+    assert_eq!(env.pick(&["--tokens", "60"]), "p/m");
+    env.fails(["pick", "--tokens", "41"], 75)
+        .no_stdout()
+        .says(&["tpm", "retry in"]);
+    assert_eq!(env.pick(&["--tokens", "40"]), "p/m");
+    env.fails(["pick", "--tokens", "1"], 75)
+        .no_stdout()
+        .says(&["tpm"]);
+    // used + 0 <= 100: a request of no tokens still fits a full token limit.
+    assert_eq!(env.pick(&["--tokens", "0"]), "p/m");
+    assert_eq!(env.used("p/m", "tpm"), 100);
+    assert_eq!(env.used("p/m", "rpm"), 3);
+}
+
+#[test]
+fn hour_and_day_windows_free_no_earlier_than_t_plus_w_and_at_most_a_minute_later() {
+    // (limit column, its value, tokens per pick, window length in seconds)
+    let cases = [
+        ("rph", "1", "0", 3_600),
+        ("tph", "100", "100", 3_600),
+        ("rpd", "1", "0", 86_400),
+        ("tpd", "100", "100", 86_400),
+    ];
+    for (limit, cap, tokens, window) in cases {
+        let env = Env::with_endpoints(&format!("provider,model,{limit}\np,m,{cap}\n"));
+        // Mid-minute, so that a minute-bucketed window is late by at most the minute's rest.
+        let t = 30_000;
+        env.set_time(t);
+        assert_eq!(env.pick(&["--tokens", tokens]), "p/m", "{limit}: first pick");
+
+        // Well past the minute window, the longer window still blocks.
+        env.set_time(t + 61_000);
+        env.fails(["pick", "--tokens", tokens], 75)
+            .no_stdout()
+            .says(&[limit, "retry in"]);
+
+        // Half-way: the wait reported is the exact wait, or at most 60 s more.
+        let half = window * 500;
+        env.set_time(t + half);
+        let out = env.fails(["pick", "--tokens", tokens, "--format", "json"], 75);
+        let report = json(&out.stdout);
+        let retry = num(&report["retry_after_s"]);
+        let exact = (window / 2) as f64;
+        assert!(
+            (exact..=exact + 60.0).contains(&retry),
+            "{limit}: retry_after_s {retry} should be in [{exact}, {}]\n{out}",
+            exact + 60.0
+        );
+        assert_eq!(report["blocked"][0]["limit"], limit, "{limit}\n{out}");
+
+        // Never early: one millisecond before t + W it still counts.
+        env.set_time(t + window * 1000 - 1);
+        env.fails(["pick", "--tokens", tokens], 75)
+            .no_stdout()
+            .says(&[limit]);
+
+        // At most 60 s late.
+        env.set_time(t + window * 1000 + 60_000);
+        assert_eq!(env.pick(&["--tokens", tokens]), "p/m", "{limit}: freed");
+    }
+}
+
+#[test]
+fn the_clock_accepts_rfc3339_as_well_as_unix_seconds() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,1\n");
+    env.cmd()
+        .env("LLM_ROTATE_NOW", "2026-01-01T00:00:00Z")
+        .arg("pick")
+        .assert()
+        .code(0)
+        .stdout("p/m\n");
+    // 2026-01-01T00:00:00Z is T0: the pick above fills the minute until T0 + 60 s.
+    env.cmd()
+        .env("LLM_ROTATE_NOW", format!("{}.999", T0 + 59))
+        .arg("pick")
+        .assert()
+        .code(75)
+        .stdout("");
+    env.cmd()
+        .env("LLM_ROTATE_NOW", "2026-01-01T00:01:00.000Z")
+        .arg("pick")
+        .assert()
+        .code(0)
+        .stdout("p/m\n");
+}

@@ -1,0 +1,297 @@
+//! The integration tests: every test spawns the real `llm-rotate` in a fresh temporary folder,
+//! with every `LLM_ROTATE_*` variable removed, `LLM_ROTATE_DB` pointing into that folder and
+//! `LLM_ROTATE_NOW` pinned. Time moves by changing `LLM_ROTATE_NOW` between runs; nothing
+//! sleeps and nothing is timed.
+
+mod admission;
+mod completions;
+mod concurrency;
+mod database;
+mod exit_codes;
+mod formats;
+mod leases;
+mod order;
+mod reset;
+mod shell;
+mod state;
+
+use std::cell::Cell;
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// 2026-01-01T00:00:00Z, in Unix seconds: the instant every test starts at.
+pub const T0: i64 = 1_767_225_600;
+
+/// The program under test.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("llm-rotate")
+}
+
+/// A fresh world for one test: a temporary folder that is HOME, the XDG folders, the current
+/// folder and the home of the database, and a clock that only moves when told to.
+pub struct Env {
+    dir: TempDir,
+    /// Milliseconds after [`T0`].
+    now_ms: Cell<i64>,
+    /// Passed as `--endpoints` when set.
+    endpoints: Option<PathBuf>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("create a temporary folder"),
+            now_ms: Cell::new(0),
+            endpoints: None,
+        }
+    }
+
+    /// A world whose commands read `text` as their endpoints file (`--endpoints`).
+    pub fn with_endpoints(text: &str) -> Env {
+        let mut env = Env::new();
+        env.endpoints = Some(env.write("endpoints.csv", text));
+        env
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
+    }
+
+    /// Writes a file in the temporary folder and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create the file's folder");
+        }
+        std::fs::write(&path, contents).expect("write a test file");
+        path
+    }
+
+    /// The database every command uses (`LLM_ROTATE_DB`).
+    pub fn db(&self) -> PathBuf {
+        self.path("usage.sqlite3")
+    }
+
+    pub fn endpoints_file(&self) -> &Path {
+        self.endpoints.as_deref().expect("this Env has an endpoints file")
+    }
+
+    /// Moves the clock to `ms` milliseconds after [`T0`] for the commands built from now on.
+    pub fn set_time(&self, ms: i64) {
+        assert!(ms >= 0, "the tests never go before T0");
+        self.now_ms.set(ms);
+    }
+
+    /// `LLM_ROTATE_NOW` as the commands see it: Unix seconds with milliseconds.
+    pub fn now_text(&self) -> String {
+        let ms = self.now_ms.get();
+        format!("{}.{:03}", T0 + ms / 1000, ms % 1000)
+    }
+
+    /// `program` with the test's environment: no inherited `LLM_ROTATE_*`, the database and
+    /// the clock set, every home folder inside the temporary folder, no colour.
+    pub fn std_command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LLM_ROTATE_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("LLM_ROTATE_DB", self.db())
+            .env("LLM_ROTATE_NOW", self.now_text())
+            .env("HOME", self.dir())
+            .env("XDG_CONFIG_HOME", self.dir())
+            .env("XDG_CACHE_HOME", self.dir())
+            .env("XDG_DATA_HOME", self.dir())
+            .env("XDG_STATE_HOME", self.dir())
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir());
+        cmd
+    }
+
+    /// `llm-rotate` with the test's environment, and `--endpoints` when the Env has a file.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::from_std(self.std_command(bin()));
+        if let Some(file) = &self.endpoints {
+            cmd.arg("--endpoints").arg(file);
+        }
+        cmd
+    }
+
+    pub fn run<I, S>(&self, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Out::from(self.cmd().args(args).output().expect("run llm-rotate"))
+    }
+
+    /// Runs a command that must exit 0, and returns its stdout.
+    #[track_caller]
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self.run(args);
+        out.code(0);
+        out.stdout
+    }
+
+    /// Runs a command that must exit with `code`, and returns what it printed.
+    #[track_caller]
+    pub fn fails<I, S>(&self, args: I, code: i32) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self.run(args);
+        out.code(code);
+        out
+    }
+
+    /// `pick` with these extra arguments; must exit 0; returns the id it printed.
+    #[track_caller]
+    pub fn pick(&self, args: &[&str]) -> String {
+        let stdout = self.ok(["pick"].iter().chain(args));
+        stdout
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("pick printed {stdout:?}, not one line"))
+            .to_string()
+    }
+
+    /// `pick --format json` with these extra arguments; must exit 0.
+    #[track_caller]
+    pub fn pick_json(&self, args: &[&str]) -> Value {
+        json(&self.ok(["pick", "--format", "json"].iter().chain(args)))
+    }
+
+    /// `state --format json`, parsed.
+    #[track_caller]
+    pub fn state(&self) -> Vec<Value> {
+        match json(&self.ok(["state", "--format", "json"])) {
+            Value::Array(rows) => rows,
+            other => panic!("state --format json printed {other}, not an array"),
+        }
+    }
+
+    /// One endpoint's object from `state --format json`.
+    #[track_caller]
+    pub fn state_of(&self, id: &str) -> Value {
+        self.state()
+            .into_iter()
+            .find(|row| row["id"] == id)
+            .unwrap_or_else(|| panic!("state --format json has no endpoint {id:?}"))
+    }
+
+    /// `used.<window>` of one endpoint, from `state --format json`.
+    #[track_caller]
+    pub fn used(&self, id: &str, window: &str) -> u64 {
+        let row = self.state_of(id);
+        row["used"][window]
+            .as_u64()
+            .unwrap_or_else(|| panic!("used.{window} of {id} is not a count: {row}"))
+    }
+}
+
+/// What a finished command printed, and how it exited.
+pub struct Out {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(output: Output) -> Out {
+        Out {
+            status: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Out {
+        assert_eq!(self.status, Some(code), "expected exit {code}, got:\n{self}");
+        self
+    }
+
+    /// stderr holds every one of `needles`.
+    #[track_caller]
+    pub fn says(&self, needles: &[&str]) -> &Out {
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "stderr should contain {needle:?}:\n{self}"
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn no_stdout(&self) -> &Out {
+        assert_eq!(self.stdout, "", "stdout should be empty:\n{self}");
+        self
+    }
+}
+
+#[track_caller]
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// JSON equality where numbers compare by value: `40`, `40.0` and `4e1` are the same.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(xs), Value::Array(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .all(|(k, x)| ys.get(k).is_some_and(|y| same_json(x, y)))
+        }
+        _ => a == b,
+    }
+}
+
+#[track_caller]
+pub fn assert_json(actual: &Value, expected: &Value) {
+    assert!(
+        same_json(actual, expected),
+        "JSON differs\n--- actual ---\n{:#}\n--- expected ---\n{:#}",
+        actual,
+        expected
+    );
+}
+
+/// A number from JSON, whatever its spelling.
+#[track_caller]
+pub fn num(value: &Value) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("{value} is not a number"))
+}
