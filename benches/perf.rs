@@ -19,12 +19,20 @@ const DAY_MS: Millis = 1_440 * MINUTE_MS;
 const RUNS: usize = 301;
 
 fn main() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_owned();
+    // PERF_KEEP=1 leaves the databases behind for a closer look.
+    let _guard = if std::env::var_os("PERF_KEEP").is_some() {
+        eprintln!("keeping {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
     let mut report = Report::default();
 
     // pick: 10 endpoints, each used up to its daily limit over the last 24 h.
-    let ten = write_endpoints(dir.path(), "ten.csv", 10, 14_400, None);
-    let ten_db = dir.path().join("ten.sqlite3");
+    let ten = write_endpoints(dir.as_path(), "ten.csv", 10, 14_400, None);
+    let ten_db = dir.as_path().join("ten.sqlite3");
     fill(&ten_db, 10, 10, T0, T0 + DAY_MS);
     let end_of_day = T0 + DAY_MS - 1;
     let full = [
@@ -40,7 +48,7 @@ fn main() {
     report.ratio("pick, all 10 full (exit 75)", version, pick_full, 3.0);
 
     // The same history, with the last endpoint allowed more: every run reserves.
-    let ten_room = write_endpoints(dir.path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
+    let ten_room = write_endpoints(dir.as_path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
     let reserve = [
         "pick",
         "--endpoints",
@@ -55,19 +63,25 @@ fn main() {
     report.memory(max_child_rss_kib());
 
     // state: 100 endpoints with the same kind of history.
-    let hundred = write_endpoints(dir.path(), "hundred.csv", 100, 1_440, None);
-    let hundred_db = dir.path().join("hundred.sqlite3");
+    let hundred = write_endpoints(dir.as_path(), "hundred.csv", 100, 1_440, None);
+    let hundred_db = dir.as_path().join("hundred.sqlite3");
     fill(&hundred_db, 100, 1, T0, T0 + DAY_MS);
-    let state = ["state", "--endpoints", path(&hundred), "--db", path(&hundred_db)];
+    let state = [
+        "state",
+        "--endpoints",
+        path(&hundred),
+        "--db",
+        path(&hundred_db),
+    ];
     let (version, state_time) = compare(&state, end_of_day, 0);
     report.ratio("state, 100 endpoints", version, state_time, 25.0);
 
     // 800 picks, one after another and then from 8 processes at once, against 500 slots.
-    let slots = write_endpoints(dir.path(), "slots.csv", 10, 14_400, None);
+    let slots = write_endpoints(dir.as_path(), "slots.csv", 10, 14_400, None);
     report.concurrency(&dir, &slots);
 
     // The file after 1 and after 7 days of steady use at every endpoint's daily limit.
-    let week_db = dir.path().join("week.sqlite3");
+    let week_db = dir.as_path().join("week.sqlite3");
     fill(&week_db, 10, 10, T0, T0 + DAY_MS);
     let one_day = db_size(&week_db);
     fill(&week_db, 10, 10, T0 + DAY_MS, T0 + 7 * DAY_MS);
@@ -208,7 +222,7 @@ impl Report {
         ));
     }
 
-    fn concurrency(&mut self, dir: &tempfile::TempDir, endpoints: &Path) {
+    fn concurrency(&mut self, dir: &Path, endpoints: &Path) {
         // 10 endpoints x rpm 50 = 500 slots at one pinned instant: 300 picks must exit 75.
         let now = format!("{}", T0 as f64 / 1000.0);
         let picks = |db: &Path, n: usize| {
@@ -229,15 +243,17 @@ impl Report {
             }
             admitted
         };
-        let serial_db = dir.path().join("serial.sqlite3");
+        let serial_db = dir.join("serial.sqlite3");
         let start = Instant::now();
         let serial_admitted = picks(&serial_db, 800);
         let serial = start.elapsed().as_secs_f64();
 
-        let parallel_db = dir.path().join("parallel.sqlite3");
+        let parallel_db = dir.join("parallel.sqlite3");
         let start = Instant::now();
         let parallel_admitted: usize = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..8).map(|_| s.spawn(|| picks(&parallel_db, 100))).collect();
+            let workers: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| picks(&parallel_db, 100)))
+                .collect();
             workers.into_iter().map(|w| w.join().expect("worker")).sum()
         });
         let parallel = start.elapsed().as_secs_f64();
