@@ -157,13 +157,8 @@ impl Report<'_> {
     }
 
     fn cell(&mut self, line: usize, column: &str, value: &str, reason: &str) {
-        // `{:?}` escapes control characters, so one problem stays on one line. An empty cell
-        // has nothing worth quoting.
-        if value.is_empty() {
-            self.line(line, format_args!("column {column}: {reason}"));
-        } else {
-            self.line(line, format_args!("column {column}: {value:?} {reason}"));
-        }
+        // `{:?}` escapes control characters, so one problem stays on one line.
+        self.line(line, format_args!("column {column}: {value:?} {reason}"));
     }
 
     fn finish(mut self, endpoints: Vec<Endpoint>) -> Result<Vec<Endpoint>, FileErrors> {
@@ -362,11 +357,18 @@ fn build(header: &Row, rows: &[Row], report: &mut Report) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     for row in rows {
         if row.cells.len() > columns.len() {
-            // Cells are not echoed: the misplaced one may well be the key.
+            // The first cell past the header is named by its position. Its value is shown
+            // only when the file has no key column: a misplaced cell may well be the key.
+            let extra = columns.len() + 1;
+            let value = if columns.iter().any(|c| c.field == Field::Key) {
+                "(not shown: the file has a key column)".to_owned()
+            } else {
+                format!("{:?}", row.cells[columns.len()])
+            };
             report.line(
                 row.line,
                 format_args!(
-                    "the row has {} cells but the header has {} columns",
+                    "column {extra}: {value} is one of {} cells, but the header has {} columns",
                     row.cells.len(),
                     columns.len()
                 ),
@@ -414,14 +416,14 @@ fn duplicate(
         Some((column, _)) => report.line(
             line,
             format_args!(
-                "id {id:?} (provider/model) is already used on line {first}; \
-                 give one of the rows its own id in column {column}"
+                "column {column}: \"\" leaves the id {id:?} (provider/model), which is already \
+                 the id on line {first}; give one of the rows its own id"
             ),
         ),
         None => report.line(
             line,
             format_args!(
-                "id {id:?} (provider/model) is already used on line {first}; \
+                "column id: {id:?} (provider/model) is already the id on line {first}; \
                  add an id column to tell the rows apart"
             ),
         ),
@@ -800,7 +802,9 @@ openrouter,meta-llama/llama-3.3-70b-instruct:free,20,,50,,,7,,,,rolling,openai,,
         let text = "provider,model\n# a,\"quote\ngroq,a\n\ngroq,b,extra\n";
         assert_eq!(
             problems(text),
-            ["endpoints.csv:5: the row has 3 cells but the header has 2 columns"]
+            [
+                r#"endpoints.csv:5: column 3: "extra" is one of 3 cells, but the header has 2 columns"#
+            ]
         );
     }
 
@@ -857,8 +861,8 @@ p,m18,1,2,3,4,5,6,7,8,9
         assert_eq!(
             problems(text),
             [
-                "endpoints.csv:2: column provider: is empty",
-                "endpoints.csv:3: column Model: is empty",
+                "endpoints.csv:2: column provider: \"\" is empty",
+                "endpoints.csv:3: column Model: \"\" is empty",
                 r#"endpoints.csv:4: column RPM: "30x" is not a whole number"#,
                 r#"endpoints.csv:5: column tpd: "99999999999999999999" is too large"#,
                 r#"endpoints.csv:6: column id: "a\u{7}b" contains a control character"#,
@@ -874,7 +878,7 @@ p,m18,1,2,3,4,5,6,7,8,9
                 r#"endpoints.csv:16: column day_reset: "9:00 Europe/Paris" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
                 r#"endpoints.csv:17: column day_reset: "09:00 Europe Paris" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
                 r#"endpoints.csv:18: column day_reset: "09:00" is not rolling or HH:MM Area/City (like 00:00 America/Los_Angeles)"#,
-                "endpoints.csv:19: the row has 11 cells but the header has 10 columns",
+                r#"endpoints.csv:19: column 11: "9" is one of 11 cells, but the header has 10 columns"#,
             ]
         );
     }
@@ -930,7 +934,7 @@ p,m18,1,2,3,4,5,6,7,8,9
         let err = parse(text, "my.csv").expect_err("bad cells");
         assert_eq!(
             err.to_string(),
-            "my.csv:2: column provider: is empty\n\
+            "my.csv:2: column provider: \"\" is empty\n\
              my.csv:2: column rpm: \"1x\" is not a whole number\n\
              my.csv:2: column tpm: \"2y\" is not a whole number\n\
              my.csv:5: column tpm: \"-5\" is not a whole number"
@@ -942,13 +946,13 @@ p,m18,1,2,3,4,5,6,7,8,9
         assert_eq!(
             problems("provider,model\ngroq,a\n\ngroq,a\n"),
             [
-                r#"endpoints.csv:4: id "groq/a" (provider/model) is already used on line 2; add an id column to tell the rows apart"#
+                r#"endpoints.csv:4: column id: "groq/a" (provider/model) is already the id on line 2; add an id column to tell the rows apart"#
             ]
         );
         assert_eq!(
             problems("provider,model,ID\ngroq,a,\ngroq,a,\ngroq,b,x\ngroq,c,x\n"),
             [
-                r#"endpoints.csv:3: id "groq/a" (provider/model) is already used on line 2; give one of the rows its own id in column ID"#,
+                r#"endpoints.csv:3: column ID: "" leaves the id "groq/a" (provider/model), which is already the id on line 2; give one of the rows its own id"#,
                 r#"endpoints.csv:5: column ID: "x" is already the id on line 4"#,
             ]
         );

@@ -11,7 +11,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -98,57 +98,64 @@ impl Ledger {
 
     fn prepare(&mut self) -> Result<()> {
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
-        let (version, app) = self.header()?;
+        // WAL commits reach the OS before a command returns, so they survive the crash of
+        // any process; NORMAL skips the per-commit fsync that only a power cut would need,
+        // and never risks corruption. The last process out folds the log back into the
+        // file (SQLite's checkpoint on close), so the next one starts from a clean file
+        // instead of replaying a long log.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let (version, app) = header(&self.conn)?;
         if version == MIGRATIONS.len() as i64 && app == APPLICATION_ID {
-            // WAL commits reach the OS before `pick` returns, so they survive the crash of
-            // any process; NORMAL skips the per-commit fsync that only a power cut would
-            // need, and never risks corruption. The last process out folds the log back
-            // into the file (SQLite's checkpoint on close), so the next one starts from a
-            // clean file instead of replaying a long log.
-            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
             return Ok(());
         }
-        self.check_ours(version, app)?;
-        // The first process to arrive switches to WAL (persistent in the file), then the
-        // schema is brought up to date under the write lock; latecomers find it done.
-        self.conn.pragma_update(None, "journal_mode", "WAL")?;
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if self.migrate()? {
+            self.enter_wal();
+        }
+        Ok(())
+    }
+
+    /// Brings the schema up to date under the write lock, so that processes meeting on a
+    /// new file migrate it once; true when this process created the ledger.
+    fn migrate(&mut self) -> Result<bool> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for step in MIGRATIONS.iter().skip(version.max(0) as usize) {
-            tx.execute_batch(step)?;
-        }
-        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn header(&self) -> rusqlite::Result<(i64, i32)> {
-        self.conn.query_row(
-            "SELECT user_version, application_id FROM pragma_user_version, pragma_application_id",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-    }
-
-    fn check_ours(&self, version: i64, app: i32) -> Result<()> {
-        if version > MIGRATIONS.len() as i64 && app == APPLICATION_ID {
-            bail!(
-                "it was written by a newer llm-rotate (schema {version}, this one knows {}); \
-                 upgrade llm-rotate or use another --db",
-                MIGRATIONS.len()
-            );
-        }
-        let tables: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        let (version, app) = header(&tx)?;
+        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        let latest = MIGRATIONS.len() as i64;
         if app != APPLICATION_ID && (app != 0 || tables > 0) {
             bail!("it is an SQLite database of another program; point --db at another file");
         }
-        Ok(())
+        if version > latest {
+            bail!(
+                "it was written by a newer llm-rotate (schema {version}, this one knows \
+                 {latest}); upgrade llm-rotate or use another --db"
+            );
+        }
+        for step in MIGRATIONS.iter().skip(version.max(0) as usize) {
+            tx.execute_batch(step)?;
+        }
+        tx.pragma_update(None, "user_version", latest)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.commit()?;
+        Ok(version == 0)
+    }
+
+    /// Switches a new ledger to write-ahead logging (a setting kept in the file). SQLite
+    /// needs the file to itself for that and does not wait for it, so keep trying for a
+    /// while; a ledger left in rollback mode is just as correct, only slower.
+    fn enter_wal(&self) {
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            let mode: rusqlite::Result<String> =
+                self.conn
+                    .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0));
+            match mode {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => return,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                _ => return,
+            }
+        }
     }
 
     /// Runs `f` under the write lock, taken before the first read: what `f` sees cannot
@@ -177,6 +184,14 @@ impl Ledger {
         tx.0.commit().map_err(|e| explain(e.into(), &path))?;
         Ok(value)
     }
+}
+
+fn header(conn: &Connection) -> rusqlite::Result<(i64, i32)> {
+    conn.query_row(
+        "SELECT user_version, application_id FROM pragma_user_version, pragma_application_id",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// Creates the folders (0700) and an empty file (0600) so that SQLite, and its -wal and

@@ -18,7 +18,9 @@ fn rpm_admits_up_to_the_limit_and_frees_exactly_sixty_seconds_after_each_pick() 
 
     // One millisecond before the first pick leaves the minute: still full.
     env.set_time(59_999);
-    env.fails(["pick"], 75).no_stdout().says(&["rpm", "retry in"]);
+    env.fails(["pick"], 75)
+        .no_stdout()
+        .says(&["rpm", "retry in"]);
 
     // At exactly t + 60 s the first pick no longer counts.
     env.set_time(60_000);
@@ -63,7 +65,11 @@ fn hour_and_day_windows_free_no_earlier_than_t_plus_w_and_at_most_a_minute_later
         // Mid-minute, so that a minute-bucketed window is late by at most the minute's rest.
         let t = 30_000;
         env.set_time(t);
-        assert_eq!(env.pick(&["--tokens", tokens]), "p/m", "{limit}: first pick");
+        assert_eq!(
+            env.pick(&["--tokens", tokens]),
+            "p/m",
+            "{limit}: first pick"
+        );
 
         // Well past the minute window, the longer window still blocks.
         env.set_time(t + 61_000);
@@ -119,4 +125,40 @@ fn the_clock_accepts_rfc3339_as_well_as_unix_seconds() {
         .assert()
         .code(0)
         .stdout("p/m\n");
+}
+
+#[test]
+fn the_minute_window_is_exact_to_the_millisecond() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,1\n");
+    env.set_time(250);
+    env.pick(&[]);
+    env.set_time(1_000);
+    let out = env.fails(["pick", "--format", "json"], 75);
+    let report = json(&out.stdout);
+    assert_eq!(num(&report["retry_after_s"]), 59.25, "{out}");
+    assert_eq!(num(&report["blocked"][0]["frees_in_s"]), 59.25, "{out}");
+    // Rounded up for people.
+    out.says(&["retry in 1m"]);
+    env.set_time(60_249);
+    env.fails(["pick"], 75);
+    env.set_time(60_250);
+    env.pick(&[]);
+}
+
+#[test]
+fn usage_recorded_above_a_limit_blocks_until_it_leaves_the_window() {
+    let env = Env::with_endpoints("provider,model,tpm\np,m,1000\n");
+    let chosen = env.pick_json(&["--tokens", "100"]);
+    let lease = chosen["lease"].as_str().expect("a lease").to_string();
+    // The call used more than the whole limit.
+    env.ok(["record", "--lease", &lease, "--tokens", "1500"]);
+    env.set_time(1_000);
+    let row = env.state_of("p/m");
+    assert_eq!(row["used"]["tpm"], 1500, "{row}");
+    assert_eq!(row["remaining"]["tpm"], 0, "never below zero: {row}");
+    assert_eq!(row["available"], false, "{row}");
+    assert_eq!(num(&row["frees_in_s"]), 59.0, "{row}");
+    env.fails(["pick"], 75).says(&["tpm", "retry in 59s"]);
+    env.set_time(60_000);
+    env.pick(&["--tokens", "1000"]);
 }

@@ -42,6 +42,12 @@ pub struct Env {
     endpoints: Option<PathBuf>,
 }
 
+impl Default for Env {
+    fn default() -> Env {
+        Env::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
@@ -82,7 +88,9 @@ impl Env {
     }
 
     pub fn endpoints_file(&self) -> &Path {
-        self.endpoints.as_deref().expect("this Env has an endpoints file")
+        self.endpoints
+            .as_deref()
+            .expect("this Env has an endpoints file")
     }
 
     /// Moves the clock to `ms` milliseconds after [`T0`] for the commands built from now on.
@@ -98,7 +106,7 @@ impl Env {
     }
 
     /// `program` with the test's environment: no inherited `LLM_ROTATE_*`, the database and
-    /// the clock set, every home folder inside the temporary folder, no colour.
+    /// the clock set, every home folder inside the temporary folder, no colour, 100 columns.
     pub fn std_command(&self, program: impl AsRef<OsStr>) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
         for (name, _) in std::env::vars_os() {
@@ -114,6 +122,8 @@ impl Env {
             .env("XDG_DATA_HOME", self.dir())
             .env("XDG_STATE_HOME", self.dir())
             .env("NO_COLOR", "1")
+            // clap wraps help to $COLUMNS: pin it so that snapshots do not depend on it.
+            .env("COLUMNS", "100")
             .current_dir(self.dir());
         cmd
     }
@@ -233,7 +243,11 @@ impl fmt::Display for Out {
 impl Out {
     #[track_caller]
     pub fn code(&self, code: i32) -> &Out {
-        assert_eq!(self.status, Some(code), "expected exit {code}, got:\n{self}");
+        assert_eq!(
+            self.status,
+            Some(code),
+            "expected exit {code}, got:\n{self}"
+        );
         self
     }
 

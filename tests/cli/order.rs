@@ -158,12 +158,24 @@ fn only_and_exclude_are_globs_on_the_id() {
         (&[], "groq/llama-3.1-8b"),
         (&["--only", "groq/*"], "groq/llama-3.1-8b"),
         (&["--exclude", "groq/*"], "openai/gpt-4o-mini"),
-        (&["--only", "*llama*", "--exclude", "groq/*"], "together/meta/llama-3.3-70b"),
-        (&["--only", "groq/*", "--exclude", "*llama*"], "groq/mixtral-8x7b"),
-        (&["--only", "together/*", "--only", "openai/*"], "openai/gpt-4o-mini"),
+        (
+            &["--only", "*llama*", "--exclude", "groq/*"],
+            "together/meta/llama-3.3-70b",
+        ),
+        (
+            &["--only", "groq/*", "--exclude", "*llama*"],
+            "groq/mixtral-8x7b",
+        ),
+        (
+            &["--only", "together/*", "--only", "openai/*"],
+            "openai/gpt-4o-mini",
+        ),
         (&["--only", "groq/?ixtral-8x7b"], "groq/mixtral-8x7b"),
         (&["--only", "*/llama-*"], "groq/llama-3.1-8b"),
-        (&["--exclude", "groq/*", "--exclude", "openai/*"], "together/meta/llama-3.3-70b"),
+        (
+            &["--exclude", "groq/*", "--exclude", "openai/*"],
+            "together/meta/llama-3.3-70b",
+        ),
         (&["--only", "*70b"], "together/meta/llama-3.3-70b"),
     ];
     for (filters, expected) in cases {
@@ -196,4 +208,29 @@ fn dry_run_prints_the_choice_and_reserves_nothing() {
     assert_eq!(env.pick(&["--dry-run"]), "p/second");
     assert_eq!(env.pick(&[]), "p/second");
     env.fails(["pick", "--dry-run"], 75).no_stdout();
+}
+
+#[test]
+fn a_disabled_endpoint_is_skipped_whatever_its_priority() {
+    let env = Env::with_endpoints(
+        "provider,model,priority,rpm,tpd\n\
+         off,one,high,0,\n\
+         off,two,high,,0\n\
+         on,three,low,,\n",
+    );
+    assert_eq!(env.pick(&[]), "on/three");
+    assert_eq!(env.pick(&["--tokens", "0"]), "on/three");
+    env.fails(["pick", "--only", "off/*"], 1).no_stdout();
+}
+
+#[test]
+fn an_exhausted_shell_pick_exports_nothing() {
+    let env = Env::with_endpoints("provider,model,rpm,base_url\np,m,1,http://x\n");
+    assert!(
+        env.ok(["pick", "--format", "shell"])
+            .contains("export LLM_ROTATE_ID='p/m'")
+    );
+    let out = env.fails(["pick", "--format", "shell"], 75);
+    assert!(!out.stdout.contains("export"), "{out}");
+    out.says(&["rpm", "retry in"]);
 }

@@ -1,0 +1,97 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[llm-rotate] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'llm-rotate'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'llm-rotate'= {
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand pick 'Choose an endpoint that fits the request now and reserve it'
+            cand record 'Settle a reservation with the real usage, or record a call made without pick'
+            cand state 'Show each endpoint''s usage against its limits'
+            cand reset 'Forget the usage and reservations of endpoints'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'llm-rotate;pick'= {
+            cand --tokens 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`'
+            cand --only 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable'
+            cand --exclude 'Skip endpoints whose id matches this glob; repeatable'
+            cand --format 'Output format'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --dry-run 'Show what would be chosen; reserve nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'llm-rotate;record'= {
+            cand --lease 'The lease printed by `pick --format json|shell`'
+            cand --tokens 'Tokens really used (replaces the reservation''s estimate)'
+            cand --requests 'Requests made [default: 1]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --add 'Record a new call now, even when a reservation is open'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'llm-rotate;state'= {
+            cand --format 'Output format'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'llm-rotate;reset'= {
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --all 'Every endpoint in the database'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'llm-rotate;completions'= {
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'llm-rotate;help'= {
+            cand pick 'Choose an endpoint that fits the request now and reserve it'
+            cand record 'Settle a reservation with the real usage, or record a call made without pick'
+            cand state 'Show each endpoint''s usage against its limits'
+            cand reset 'Forget the usage and reservations of endpoints'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'llm-rotate;help;pick'= {
+        }
+        &'llm-rotate;help;record'= {
+        }
+        &'llm-rotate;help;state'= {
+        }
+        &'llm-rotate;help;reset'= {
+        }
+        &'llm-rotate;help;completions'= {
+        }
+        &'llm-rotate;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

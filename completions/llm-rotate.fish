@@ -1,0 +1,72 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_llm_rotate_global_optspecs
+    string join \n endpoints= db= h/help V/version
+end
+
+function __fish_llm_rotate_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_llm_rotate_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_llm_rotate_using_subcommand
+    set -l cmd (__fish_llm_rotate_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s h -l help -d 'Print help'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s V -l version -d 'Print version'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l only -d 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l format -d 'Output format' -r -f -a "text\t'The id alone on one line'
+json\t'One JSON object with the lease and the endpoint\'s properties'
+shell\t'`export LLM_ROTATE_...=\'...\'` lines for `eval`'"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l dry-run -d 'Show what would be chosen; reserve nothing'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l lease -d 'The lease printed by `pick --format json|shell`' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l tokens -d 'Tokens really used (replaces the reservation\'s estimate)' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l requests -d 'Requests made [default: 1]' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l add -d 'Record a new call now, even when a reservation is open'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l format -d 'Output format' -r -f -a "table\t'A table for people'
+json\t'An array of objects with the raw numbers'
+csv\t'One row per endpoint with the raw numbers'"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l all -d 'Every endpoint in the database'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -s h -l help -d 'Print help'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

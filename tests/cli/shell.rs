@@ -1,0 +1,135 @@
+//! What `pick` hands to scripts (SPEC 4, pick output): `--format shell` is safe to `eval`
+//! whatever the cells hold, `--format json` carries the properties and the key, and the key
+//! shows up nowhere else.
+
+use serde_json::json;
+
+use crate::{Env, assert_json, bin};
+
+const KEY: &str = "sk-it's \"$(touch pwned)\" `touch pwned` $HOME; rm -rf pwned";
+const BASE_URL: &str = "https://x.test/v1?a=1&b='2'";
+const NOTE: &str =
+    "first line\nsecond 'line' with \"quotes\", $(touch pwned) and `touch pwned` \\ back\\slash";
+
+/// The endpoints file, with the values above as RFC 4180 quoted cells.
+fn endpoints() -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    format!(
+        "provider,model,key,base_url,note,api-key-env\n\
+         p,m,{},{},{},GROQ_API_KEY\n",
+        quote(KEY),
+        quote(BASE_URL),
+        quote(NOTE)
+    )
+}
+
+#[track_caller]
+fn assert_not_pwned(env: &Env) {
+    for entry in std::fs::read_dir(env.dir()).expect("list the temporary folder") {
+        let name = entry.expect("a folder entry").file_name();
+        assert!(
+            !name.to_string_lossy().starts_with("pwned"),
+            "a cell was executed: {name:?} exists"
+        );
+    }
+}
+
+#[test]
+fn shell_output_round_trips_every_value_through_eval() {
+    let env = Env::with_endpoints(&endpoints());
+    let exports = env.ok(["pick", "--format", "shell", "--tokens", "12"]);
+    assert!(exports.starts_with("export LLM_ROTATE_"), "{exports}");
+    assert_not_pwned(&env);
+    env.write("out", &exports);
+
+    let script = r#"eval "$(cat out)" || exit 9
+printf '%s\0' "$LLM_ROTATE_ID" "$LLM_ROTATE_PROVIDER" "$LLM_ROTATE_MODEL" "$LLM_ROTATE_TOKENS" \
+    "$LLM_ROTATE_KEY" "$LLM_ROTATE_BASE_URL" "$LLM_ROTATE_NOTE" "$LLM_ROTATE_API_KEY_ENV" \
+    "$LLM_ROTATE_LEASE"
+"$LLM_ROTATE_BIN" record --lease "$LLM_ROTATE_LEASE" --tokens 3 || exit 8"#;
+    let out = crate::Out::from(
+        env.std_command("sh")
+            .arg("-c")
+            .arg(script)
+            .env("LLM_ROTATE_BIN", bin())
+            .output()
+            .expect("run sh"),
+    );
+    out.code(0);
+    let values: Vec<&str> = out.stdout.split('\0').collect();
+    assert_eq!(values.len(), 10, "{out}");
+    assert_eq!(
+        &values[..8],
+        ["p/m", "p", "m", "12", KEY, BASE_URL, NOTE, "GROQ_API_KEY"],
+        "{out}"
+    );
+    let lease = values[8];
+    assert!(!lease.is_empty(), "{out}");
+    assert_not_pwned(&env);
+
+    // The lease exported was the reservation's: recording it settled 12 tokens to 3.
+    let row = env.state_of("p/m");
+    assert_eq!(row["used"]["tpm"], 3, "{row}");
+    assert_eq!(row["open_reservations"], 0, "{row}");
+}
+
+#[test]
+fn json_output_carries_the_properties_and_the_key() {
+    let env = Env::with_endpoints(&endpoints());
+    let chosen = env.pick_json(&["--tokens", "7"]);
+    assert_eq!(chosen["id"], "p/m");
+    assert_eq!(chosen["tokens"], 7);
+    assert!(chosen["lease"].is_string(), "{chosen}");
+    assert_json(
+        &chosen["props"],
+        &json!({
+            "key": KEY,
+            "base_url": BASE_URL,
+            "note": NOTE,
+            "api-key-env": "GROQ_API_KEY",
+        }),
+    );
+    assert_not_pwned(&env);
+}
+
+#[test]
+fn the_key_never_appears_in_state_the_database_or_errors() {
+    let env = Env::with_endpoints(&endpoints());
+    env.pick(&["--tokens", "5"]);
+    env.ok(["record", "p/m", "--tokens", "4"]);
+    env.ok(["record", "p/m", "--add", "--tokens", "4"]);
+    let secret = "sk-it's";
+    for format in ["table", "json", "csv"] {
+        let out = env.run(["state", "--format", format]);
+        out.code(0);
+        assert!(out.stdout.contains("p/m"), "{out}");
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "state --format {format} shows the key:\n{out}"
+        );
+    }
+    for entry in std::fs::read_dir(env.dir()).expect("list the temporary folder") {
+        let path = entry.expect("a folder entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("usage"))
+        {
+            let bytes = std::fs::read(&path).expect("read a database file");
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the key",
+                path.display()
+            );
+        }
+    }
+
+    // An error in a row with a key names the bad cell, not the key.
+    let bad = Env::new();
+    bad.write(
+        "bad.csv",
+        "provider,model,rpm,key\np,m,30x,sk-secret-value-123\n",
+    );
+    let out = bad.fails(["--endpoints", "bad.csv", "pick"], 1);
+    out.says(&["30x"]);
+    assert!(!out.stderr.contains("sk-secret-value-123"), "{out}");
+}
