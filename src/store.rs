@@ -23,6 +23,9 @@ use crate::quota::{
 /// How long a reservation stays open for `record ID` to settle it.
 pub const RESERVATION_OPEN_MS: Millis = 15 * MINUTE_MS;
 
+/// How much expired usage waits before it is pruned in one go.
+const PRUNE_BATCH_MS: Millis = 60 * MINUTE_MS;
+
 /// How long a process waits for another one's lock before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -503,10 +506,20 @@ impl Tx<'_> {
     }
 
     /// Forgets what no window can count any more, so the file does not grow with time.
+    /// It waits until an hour's worth is due and takes it in one go: deleting a little at
+    /// every pick would touch old pages, and so write more, in every transaction.
     pub fn prune(&self, now: Millis) -> Result<()> {
+        let horizon = now - LONGEST_WINDOW_MS;
+        let oldest: Option<Millis> = self
+            .0
+            .prepare_cached("SELECT min(at_ms) FROM usage")?
+            .query_row([], |r| r.get(0))?;
+        if oldest.is_none_or(|at| at > horizon - PRUNE_BATCH_MS) {
+            return Ok(());
+        }
         self.0
             .prepare_cached("DELETE FROM usage WHERE at_ms <= ?1")?
-            .execute([now - LONGEST_WINDOW_MS])?;
+            .execute([horizon])?;
         self.0
             .prepare_cached("DELETE FROM minute_totals WHERE minute < ?1")?
             .execute([quota::first_counted_minute(Window::Day, now)])?;
@@ -564,4 +577,200 @@ fn new_lease(endpoint: &str, now: Millis) -> String {
         "{:016x}",
         random.hash_one((endpoint, now, std::process::id()))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::{Limits, shortfalls};
+    use proptest::prelude::*;
+
+    const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    const HOUR: Millis = 60 * MINUTE_MS;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = Ledger::open(&dir.path().join("usage.sqlite3")).expect("open");
+        (dir, ledger)
+    }
+
+    fn rpm() -> Limit {
+        Limit::new(Unit::Requests, Window::Minute)
+    }
+
+    fn tph() -> Limit {
+        Limit::new(Unit::Tokens, Window::Hour)
+    }
+
+    #[test]
+    fn opening_again_finds_the_schema_migrated() {
+        let (dir, _first) = ledger();
+        let path = dir.path().join("usage.sqlite3");
+        let again = Ledger::open(&path).expect("second open");
+        assert_eq!(
+            header(&again.conn).expect("header"),
+            (MIGRATIONS.len() as i64, APPLICATION_ID)
+        );
+        let mode: String = again
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn settling_an_old_reservation_corrects_later_running_totals() {
+        let (_dir, mut ledger) = ledger();
+        ledger
+            .write(|tx| {
+                tx.reserve("e", Request::new(100), T0)?;
+                tx.add("e", Request::new(10), T0 + 5 * MINUTE_MS)?;
+                let entry = tx.oldest_open("e", T0 + 6 * MINUTE_MS)?.expect("open");
+                tx.settle(
+                    &entry,
+                    Request {
+                        requests: 2,
+                        tokens: 7,
+                    },
+                )?;
+                let used = tx.used("e", T0 + 6 * MINUTE_MS)?;
+                assert_eq!(used.get(tph()), 17);
+                assert_eq!(used.get(Limit::new(Unit::Requests, Window::Hour)), 3);
+                // After the first minute's bucket leaves the hour, only the later call counts.
+                let used = tx.used("e", T0 + HOUR + MINUTE_MS - 1)?;
+                assert_eq!(used.get(tph()), 10);
+                Ok(())
+            })
+            .expect("ledger");
+    }
+
+    #[test]
+    fn pruning_waits_for_an_hour_of_expired_usage_then_forgets_it() {
+        let (_dir, mut ledger) = ledger();
+        let count = |ledger: &mut Ledger| {
+            ledger
+                .read(|tx| {
+                    let n: i64 =
+                        tx.0.query_row("SELECT count(*) FROM usage", [], |r| r.get(0))?;
+                    let m: i64 =
+                        tx.0.query_row("SELECT count(*) FROM minute_totals", [], |r| r.get(0))?;
+                    Ok((n, m))
+                })
+                .expect("count")
+        };
+        ledger
+            .write(|tx| {
+                tx.add("e", Request::new(1), T0)?;
+                tx.add("e", Request::new(1), T0 + 2 * HOUR)
+            })
+            .expect("add");
+        let day = LONGEST_WINDOW_MS;
+        ledger
+            .write(|tx| tx.prune(T0 + day + HOUR - 1))
+            .expect("prune");
+        assert_eq!(count(&mut ledger), (2, 2), "not an hour's worth due yet");
+        ledger.write(|tx| tx.prune(T0 + day + HOUR)).expect("prune");
+        assert_eq!(count(&mut ledger), (1, 1));
+        // Usage landing before the oldest bucket left continues its running totals.
+        ledger
+            .write(|tx| {
+                tx.add("e", Request::new(5), T0 + HOUR)?;
+                let used = tx.used("e", T0 + 2 * HOUR)?;
+                assert_eq!(used.get(tph()), 6);
+                Ok(())
+            })
+            .expect("add before");
+    }
+
+    /// What the ledger must report, summed the slow way from every call.
+    fn expected(calls: &[(Millis, u64, u64)], limit: Limit, now: Millis) -> u64 {
+        calls
+            .iter()
+            .filter(|&&(at, _, _)| match limit.window {
+                Window::Minute => at > quota::counted_after(Window::Minute, now) && at <= now,
+                window => {
+                    let minute = quota::minute_of(at);
+                    minute >= quota::first_counted_minute(window, now)
+                        && minute <= quota::minute_of(now)
+                }
+            })
+            .map(|&(_, r, t)| if limit.unit == Unit::Requests { r } else { t })
+            .sum()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Running totals, settles included, agree with a plain sum over every call.
+        #[test]
+        fn windows_agree_with_a_plain_sum(
+            ops in prop::collection::vec((0..3 * HOUR, 0u64..3, 0u64..500, any::<bool>()), 1..25),
+            probes in prop::collection::vec(0..4 * HOUR, 1..6),
+        ) {
+            let (_dir, mut ledger) = ledger();
+            // (at, requests, tokens, open) in insertion order, like the table's ids.
+            let mut calls: Vec<(Millis, u64, u64, bool)> = Vec::new();
+            for &(offset, requests, tokens, settle) in &ops {
+                let at = T0 + offset;
+                ledger.write(|tx| {
+                    tx.reserve("e", Request { requests, tokens }, at)?;
+                    calls.push((at, requests, tokens, true));
+                    if settle {
+                        let entry = tx.oldest_open("e", at)?.expect("one was just reserved");
+                        tx.settle(&entry, Request { requests: entry.requests, tokens: 7 })?;
+                        let oldest = (0..calls.len())
+                            .filter(|&i| calls[i].3 && calls[i].0 > at - RESERVATION_OPEN_MS && calls[i].0 <= at)
+                            .min_by_key(|&i| (calls[i].0, i))
+                            .expect("model has it too");
+                        assert_eq!(calls[oldest].0, entry.at);
+                        calls[oldest].2 = 7;
+                        calls[oldest].3 = false;
+                    }
+                    Ok(())
+                }).expect("write");
+            }
+            let calls: Vec<(Millis, u64, u64)> = calls.iter().map(|&(a, r, t, _)| (a, r, t)).collect();
+            for probe in probes {
+                let now = T0 + probe;
+                let used = ledger.read(|tx| tx.used("e", now)).expect("used");
+                for limit in Limit::ALL {
+                    prop_assert_eq!(used.get(limit), expected(&calls, limit, now), "{} at +{}", limit.name(), probe);
+                }
+            }
+        }
+
+        /// Admitting only what fits never lets any window hold more than its limit.
+        #[test]
+        fn never_more_than_the_limit_in_any_window(
+            gaps in prop::collection::vec(0..20 * 1000i64, 1..120),
+            sizes in prop::collection::vec(0u64..40, 120),
+        ) {
+            let mut limits = Limits::default();
+            limits.set(rpm(), Some(5));
+            limits.set(Limit::new(Unit::Tokens, Window::Minute), Some(100));
+            limits.set(Limit::new(Unit::Requests, Window::Hour), Some(40));
+            let (_dir, mut ledger) = ledger();
+            let mut admitted: Vec<(Millis, u64)> = Vec::new();
+            let mut now = T0;
+            for (gap, &tokens) in gaps.iter().zip(&sizes) {
+                now += gap;
+                let request = Request::new(tokens);
+                ledger.write(|tx| {
+                    if shortfalls(&limits, &tx.used("e", now)?, request).is_empty() {
+                        tx.reserve("e", request, now)?;
+                        admitted.push((now, tokens));
+                    }
+                    Ok(())
+                }).expect("pick");
+            }
+            for &(t, _) in &admitted {
+                let in_window = |w: Millis| -> Vec<u64> {
+                    admitted.iter().filter(|&&(a, _)| a > t - w && a <= t).map(|&(_, k)| k).collect()
+                };
+                prop_assert!(in_window(MINUTE_MS).len() <= 5);
+                prop_assert!(in_window(MINUTE_MS).iter().sum::<u64>() <= 100);
+                prop_assert!(in_window(HOUR).len() <= 40);
+            }
+        }
+    }
 }
