@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let now = clock::now()?;
     let all = ctx.endpoints()?;
     let request = Request::new(args.tokens);
-    let candidates = candidates(&all, args, request)?;
+    let (candidates, never) = candidates(&all, args, request)?;
 
     let mut ledger = ctx.ledger()?;
     let choose = |tx: &Tx| choose(tx, &candidates, request, now, !args.dry_run);
@@ -49,18 +49,19 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Outcome::Exhausted(blocked) => {
-            report_exhausted(&blocked, request, now, args.format)?;
+            report_exhausted(&blocked, &never, request, now, args.format)?;
             Ok(ExitCode::from(EXHAUSTED))
         }
     }
 }
 
-/// The endpoints the filters allow that could ever take the request, best first.
+/// The endpoints the filters allow that could ever take the request, best first, and why
+/// each of the others never can.
 fn candidates<'e>(
     all: &'e [Endpoint],
     args: &PickArgs,
     request: Request,
-) -> Result<Vec<&'e Endpoint>> {
+) -> Result<(Vec<&'e Endpoint>, Vec<String>)> {
     if all.is_empty() {
         bail!("the endpoints file lists no endpoints");
     }
@@ -70,7 +71,9 @@ fn candidates<'e>(
     }
     let never: Vec<String> = matched
         .iter()
-        .filter_map(|e| quota::never_fits(&e.limits, request).map(|why| format!("{}: {why}", e.id)))
+        .filter_map(|e| {
+            quota::never_fits(&e.limits, request).map(|why| format!("{}: never fits ({why})", e.id))
+        })
         .collect();
     matched.retain(|e| quota::never_fits(&e.limits, request).is_none());
     if matched.is_empty() {
@@ -82,7 +85,7 @@ fn candidates<'e>(
     }
     // Stable: equal priorities keep the file's row order.
     matched.sort_by_key(|e| std::cmp::Reverse(e.priority));
-    Ok(matched)
+    Ok((matched, never))
 }
 
 fn choose<'e>(
@@ -219,6 +222,7 @@ struct BlockedReport<'a> {
 
 fn report_exhausted(
     blocked: &[Blocked],
+    never: &[String],
     request: Request,
     now: Millis,
     format: PickFormat,
@@ -241,6 +245,9 @@ fn report_exhausted(
             b.limit.name(),
             output::duration(b.frees_at - now)
         ));
+    }
+    for why in never {
+        text.push_str(&format!("\n  {why}"));
     }
     output::message(&text);
     if format == PickFormat::Json {
