@@ -201,7 +201,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__pick)
-            opts="-h --tokens --only --exclude --dry-run --format --endpoints --db --help"
+            opts="-h --tokens --only --exclude --strategy --wait --dry-run --format --endpoints --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -216,6 +216,14 @@ _llm__rotate() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --strategy)
+                    COMPREPLY=($(compgen -W "order weighted spread round-robin" -- "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -239,7 +247,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__record)
-            opts="-h --lease --tokens --requests --add --endpoints --db --help"
+            opts="-h --lease --tokens --requests --add --rate-limited --retry-after --failed --headers --endpoints --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -254,6 +262,14 @@ _llm__rotate() {
                     return 0
                     ;;
                 --requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --headers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

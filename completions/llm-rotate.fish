@@ -37,6 +37,11 @@ complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "help" -d 'Pri
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l only -d 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
+weighted\t'At random, in proportion to the `weight` column'
+spread\t'The one with the most of its tightest limit left'
+round-robin\t'Each in turn, in file order; the turn is shared by every process'"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l wait -d 'When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a value as long as it takes' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l format -d 'Output format' -r -f -a "text\t'The id alone on one line'
 json\t'One JSON object with the lease and the endpoint\'s properties'
 shell\t'`export LLM_ROTATE_...=\'...\'` lines for `eval`'"
@@ -47,9 +52,13 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l lease -d 'The lease printed by `pick --format json|shell`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l tokens -d 'Tokens really used (replaces the reservation\'s estimate)' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l requests -d 'Requests made [default: 1]' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l retry-after -d 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l headers -d 'The response\'s headers, as `curl -D` writes them (`-` for stdin): read the provider\'s rate-limit headers and Retry-After' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l add -d 'Record a new call now, even when a reservation is open'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l rate-limited -d 'The call was refused with 429 Too Many Requests: skip the endpoint for a while'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l failed -d 'The call failed (other than a 429); three in a row skip the endpoint for a while'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l format -d 'Output format' -r -f -a "table\t'A table for people'
 json\t'An array of objects with the raw numbers'

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::quota::Millis;
+
 /// Pick an LLM endpoint that has quota left right now, and keep a ledger of usage that every
 /// process on this machine shares.
 #[derive(Debug, Parser)]
@@ -67,6 +69,15 @@ pub struct PickArgs {
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
 
+    /// How to choose among the fitting endpoints of the highest priority
+    #[arg(long, value_enum, default_value_t = Strategy::Order)]
+    pub strategy: Strategy,
+
+    /// When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a
+    /// value as long as it takes
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, value_parser = duration)]
+    pub wait: Option<Option<Millis>>,
+
     /// Show what would be chosen; reserve nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -74,6 +85,18 @@ pub struct PickArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = PickFormat::Text)]
     pub format: PickFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// The first in file order
+    Order,
+    /// At random, in proportion to the `weight` column
+    Weighted,
+    /// The one with the most of its tightest limit left
+    Spread,
+    /// Each in turn, in file order; the turn is shared by every process
+    RoundRobin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,6 +134,23 @@ pub struct RecordArgs {
     /// Record a new call now, even when a reservation is open
     #[arg(long, requires = "id", conflicts_with = "lease")]
     pub add: bool,
+
+    /// The call was refused with 429 Too Many Requests: skip the endpoint for a while
+    #[arg(long, conflicts_with = "failed")]
+    pub rate_limited: bool,
+
+    /// How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date
+    #[arg(long, value_name = "DURATION", requires = "rate_limited", value_parser = retry_after)]
+    pub retry_after: Option<String>,
+
+    /// The call failed (other than a 429); three in a row skip the endpoint for a while
+    #[arg(long)]
+    pub failed: bool,
+
+    /// The response's headers, as `curl -D` writes them (`-` for stdin): read the provider's
+    /// rate-limit headers and Retry-After
+    #[arg(long, value_name = "FILE")]
+    pub headers: Option<PathBuf>,
 }
 
 /// Show each endpoint's usage against its limits
@@ -146,6 +186,15 @@ pub struct ResetArgs {
     /// Every endpoint in the database
     #[arg(long, conflicts_with = "names")]
     pub all: bool,
+}
+
+fn duration(text: &str) -> Result<Millis, String> {
+    crate::duration::parse_duration(text)
+}
+
+/// Checked here for its syntax; its meaning (a date) needs the time of the record.
+fn retry_after(text: &str) -> Result<String, String> {
+    crate::duration::parse_retry_after(text, 0).map(|_| text.to_owned())
 }
 
 /// Counts on the command line take the file's syntax, and stay within SQLite's integers.

@@ -1,5 +1,8 @@
-//! The one place that reads the system clock. `LLM_ROTATE_NOW` pins the time so that tests
-//! and what-if runs move time instead of sleeping.
+//! The one place that reads the system clock, and the one place that sleeps.
+//! `LLM_ROTATE_NOW` pins the time so that tests and what-if runs move time instead of
+//! sleeping: with it set, a sleep moves the pinned time forward and returns at once.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use chrono::DateTime;
@@ -8,11 +11,37 @@ use crate::quota::Millis;
 
 pub const NOW_VAR: &str = "LLM_ROTATE_NOW";
 
+/// How far this process has slept past a pinned time.
+static SLEPT: AtomicI64 = AtomicI64::new(0);
+
 /// The current time: `LLM_ROTATE_NOW` when set, else the system clock.
 pub fn now() -> Result<Millis> {
+    Ok(match pinned()? {
+        Some(at) => at + SLEPT.load(Ordering::Relaxed),
+        None => system_now(),
+    })
+}
+
+/// Waits until `until`: really, or, with the time pinned, by moving it forward.
+pub fn sleep_until(until: Millis) -> Result<()> {
+    let wait = until - now()?;
+    if wait <= 0 {
+        return Ok(());
+    }
+    if pinned()?.is_some() {
+        SLEPT.fetch_add(wait, Ordering::Relaxed);
+    } else {
+        std::thread::sleep(std::time::Duration::from_millis(wait as u64));
+    }
+    Ok(())
+}
+
+fn pinned() -> Result<Option<Millis>> {
     match std::env::var(NOW_VAR) {
-        Ok(text) => parse_instant(&text).with_context(|| format!("{NOW_VAR}={text:?}")),
-        Err(std::env::VarError::NotPresent) => Ok(system_now()),
+        Ok(text) => parse_instant(&text)
+            .map(Some)
+            .with_context(|| format!("{NOW_VAR}={text:?}")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => bail!("{NOW_VAR} is not valid UTF-8"),
     }
 }

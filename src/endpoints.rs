@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use crate::anchor::DayAnchor;
 use crate::quota::{Limit, Limits};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +48,8 @@ pub enum Pace {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DayReset {
     Rolling,
-    /// Day windows are calendar days ending at this local time; `zone` is checked later.
-    At {
-        minute_of_day: u32,
-        zone: String,
-    },
+    /// Day windows are calendar days that end at this local time.
+    At(DayAnchor),
 }
 
 /// All problems found in a file, one per line, in line order.
@@ -594,9 +592,21 @@ fn day_reset(lower: &str, value: &str) -> Result<DayReset, String> {
     if minute > 59 {
         return Err("has minutes above 59".to_owned());
     }
-    Ok(DayReset::At {
+    let zone = time_zone(zone).ok_or_else(|| {
+        "has an unknown time zone (use an IANA name like America/Los_Angeles)".to_owned()
+    })?;
+    Ok(DayReset::At(DayAnchor {
         minute_of_day: hour * 60 + minute,
-        zone: zone.to_owned(),
+        zone,
+    }))
+}
+
+/// An IANA zone name; like the file's other words, in any case (`america/los_angeles`).
+fn time_zone(name: &str) -> Option<chrono_tz::Tz> {
+    name.parse().ok().or_else(|| {
+        chrono_tz::TZ_VARIANTS
+            .into_iter()
+            .find(|zone| zone.name().eq_ignore_ascii_case(name))
     })
 }
 
@@ -673,10 +683,10 @@ openrouter,meta-llama/llama-3.3-70b-instruct:free,20,,50,,,7,,,,rolling,openai,,
         assert_eq!(flash.pace, Pace::Burst);
         assert_eq!(
             flash.day_reset,
-            DayReset::At {
+            DayReset::At(DayAnchor {
                 minute_of_day: 0,
-                zone: "America/Los_Angeles".to_owned()
-            }
+                zone: chrono_tz::America::Los_Angeles
+            })
         );
         assert_eq!(flash.headers.as_deref(), Some("google"));
         assert_eq!(flash.key, None);
@@ -897,15 +907,65 @@ p,m18,1,2,3,4,5,6,7,8,9
         );
         assert_eq!(
             e[1].day_reset,
-            DayReset::At {
+            DayReset::At(DayAnchor {
                 minute_of_day: 23 * 60 + 59,
-                zone: "Asia/Kolkata".to_owned()
-            }
+                zone: chrono_tz::Asia::Kolkata
+            })
         );
         assert_eq!(e[0].day_reset, DayReset::Rolling);
         assert_eq!(
             e.iter().map(|e| e.concurrency).collect::<Vec<_>>(),
             [Some(1), Some(7), None]
+        );
+    }
+
+    #[test]
+    fn a_day_reset_parses_to_its_anchor() {
+        let text = "provider,model,day_reset\n\
+                    gemini,flash,00:00 America/Los_Angeles\n\
+                    p,b,09:30 europe/berlin\n\
+                    p,c,  17:05   UTC  \n";
+        let e = ok(text);
+        let anchors: Vec<_> = e
+            .iter()
+            .map(|e| match &e.day_reset {
+                DayReset::At(anchor) => anchor.to_string(),
+                DayReset::Rolling => "rolling".to_owned(),
+            })
+            .collect();
+        assert_eq!(
+            anchors,
+            [
+                "00:00 America/Los_Angeles",
+                "09:30 Europe/Berlin",
+                "17:05 UTC"
+            ]
+        );
+        assert_eq!(
+            e[1].day_reset,
+            DayReset::At(DayAnchor {
+                minute_of_day: 9 * 60 + 30,
+                zone: chrono_tz::Europe::Berlin
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_an_error_on_its_line() {
+        let text = "provider,model,day_reset\n\
+                    # Gemini resets at midnight Pacific time\n\
+                    gemini,flash,00:00 America/Los_Angeles\n\
+                    \n\
+                    p,mars,00:00 Mars/Olympus\n\
+                    p,typo,00:00 America/Los_Angles\n\
+                    p,offset,00:00 UTC+2\n";
+        assert_eq!(
+            problems(text),
+            [
+                r#"endpoints.csv:5: column day_reset: "00:00 Mars/Olympus" has an unknown time zone (use an IANA name like America/Los_Angeles)"#,
+                r#"endpoints.csv:6: column day_reset: "00:00 America/Los_Angles" has an unknown time zone (use an IANA name like America/Los_Angeles)"#,
+                r#"endpoints.csv:7: column day_reset: "00:00 UTC+2" has an unknown time zone (use an IANA name like America/Los_Angeles)"#,
+            ]
         );
     }
 

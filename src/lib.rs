@@ -1,11 +1,16 @@
 //! llm-rotate: which LLM endpoint may this script call right now? The binary is a thin
 //! shell around [`run`]; the modules are public so that benchmarks can drive the ledger.
 
+pub mod admit;
+pub mod anchor;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod cooldown;
+pub mod duration;
 pub mod endpoints;
 pub mod glob;
+pub mod headers;
 pub mod output;
 pub mod quota;
 pub mod store;

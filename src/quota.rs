@@ -191,6 +191,18 @@ pub fn headroom(limits: &Limits, used: &Used, request: Request) -> f64 {
         .fold(1.0, f64::min)
 }
 
+/// The least spacing between calls that keeps every request limit evenly spread: window /
+/// limit, the largest over the request limits (rpm 60: 1 s; rph 1800: 2 s).
+pub fn pace_spacing(limits: &Limits) -> Option<Millis> {
+    Window::ALL
+        .into_iter()
+        .filter_map(|window| {
+            let cap = limits.get(Limit::new(Unit::Requests, window))?;
+            (cap > 0).then(|| (window.len_ms() as u64).div_ceil(cap) as Millis)
+        })
+        .max()
+}
+
 // Exact windows: one ledger row per request.
 
 /// Rows with `at > counted_after(window, now)` (and `at <= now`) count in the window.
@@ -353,6 +365,18 @@ mod tests {
         assert_eq!(freed_by(departures, 2), Some(10));
         assert_eq!(freed_by(departures, 3), Some(30));
         assert_eq!(freed_by(departures, 8), None);
+    }
+
+    #[test]
+    fn pacing_takes_the_widest_spacing_of_the_request_limits() {
+        assert_eq!(pace_spacing(&limits(&[("rpm", 60)])), Some(1_000));
+        assert_eq!(
+            pace_spacing(&limits(&[("rpm", 60), ("rph", 1800)])),
+            Some(2_000)
+        );
+        assert_eq!(pace_spacing(&limits(&[("rpm", 7)])), Some(8_572));
+        assert_eq!(pace_spacing(&limits(&[("tpm", 7)])), None);
+        assert_eq!(pace_spacing(&limits(&[("rpm", 0)])), None);
     }
 
     #[test]

@@ -16,12 +16,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::cooldown::Cooldown;
 use crate::quota::{
     self, LONGEST_WINDOW_MS, Limit, MINUTE_MS, Millis, Request, Unit, Used, Window,
 };
 
 /// How long a reservation stays open for `record ID` to settle it.
 pub const RESERVATION_OPEN_MS: Millis = 15 * MINUTE_MS;
+
+/// How long usage is kept: the longest window, and an hour more for a calendar day that a
+/// daylight-saving change makes 25 hours long.
+const RETENTION_MS: Millis = LONGEST_WINDOW_MS + 60 * MINUTE_MS;
 
 /// How much expired usage waits before it is pruned in one go.
 const PRUNE_BATCH_MS: Millis = 60 * MINUTE_MS;
@@ -59,6 +64,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (endpoint, minute)
     ) WITHOUT ROWID;
     CREATE INDEX minute_totals_age ON minute_totals (minute);",
+    // 2: how endpoints answered: cooldowns after 429s and failures, what the provider's
+    // headers reported, and whose turn it is for round-robin.
+    "CREATE TABLE cooldowns (
+        endpoint TEXT PRIMARY KEY,
+        until_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        strikes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        probe_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE reports (
+        endpoint TEXT NOT NULL,
+        limit_name TEXT NOT NULL,
+        reported_at INTEGER NOT NULL,
+        remaining INTEGER NOT NULL,
+        cap INTEGER,
+        resets_at INTEGER NOT NULL,
+        base_requests INTEGER NOT NULL,
+        base_tokens INTEGER NOT NULL,
+        PRIMARY KEY (endpoint, limit_name)
+    ) WITHOUT ROWID;
+    CREATE TABLE turns (
+        scope TEXT PRIMARY KEY,
+        last TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Where the ledger lives when neither `--db` nor `LLM_ROTATE_DB` says.
@@ -251,8 +281,9 @@ fn explain(err: anyhow::Error, path: &Path) -> anyhow::Error {
 pub struct Tx<'c>(rusqlite::Transaction<'c>);
 
 impl Tx<'_> {
-    /// What `endpoint` has used in each window at `now`.
-    pub fn used(&self, endpoint: &str, now: Millis) -> Result<Used> {
+    /// What `endpoint` has used in each window at `now`. `day_start`, for an endpoint whose
+    /// day is a calendar day, is when that day began; else the day window is rolling.
+    pub fn used(&self, endpoint: &str, now: Millis, day_start: Option<Millis>) -> Result<Used> {
         let mut used = Used::default();
         let (requests, tokens): (i64, i64) = self
             .0
@@ -272,7 +303,10 @@ impl Tx<'_> {
             return Ok(used);
         };
         for window in [Window::Hour, Window::Day] {
-            let first = quota::first_counted_minute(window, now);
+            let first = match day_start {
+                Some(start) if window == Window::Day => quota::minute_of(start),
+                _ => quota::first_counted_minute(window, now),
+            };
             if let Some(base) = self.total_before(endpoint, first, now_minute)? {
                 used.set(Limit::new(Unit::Requests, window), clamp(latest.0 - base.0));
                 used.set(Limit::new(Unit::Tokens, window), clamp(latest.1 - base.1));
@@ -509,7 +543,7 @@ impl Tx<'_> {
     /// It waits until an hour's worth is due and takes it in one go: deleting a little at
     /// every pick would touch old pages, and so write more, in every transaction.
     pub fn prune(&self, now: Millis) -> Result<()> {
-        let horizon = now - LONGEST_WINDOW_MS;
+        let horizon = now - RETENTION_MS;
         let oldest: Option<Millis> = self
             .0
             .prepare_cached("SELECT min(at_ms) FROM usage")?
@@ -522,14 +556,18 @@ impl Tx<'_> {
             .execute([horizon])?;
         self.0
             .prepare_cached("DELETE FROM minute_totals WHERE minute < ?1")?
-            .execute([quota::first_counted_minute(Window::Day, now)])?;
+            .execute([quota::minute_of(horizon + 1)])?;
+        self.0
+            .prepare_cached("DELETE FROM reports WHERE resets_at <= ?1")?
+            .execute([now])?;
         Ok(())
     }
 
     /// Every endpoint id the ledger holds anything for.
     pub fn endpoints(&self) -> Result<Vec<String>> {
         let mut stmt = self.0.prepare(
-            "SELECT endpoint FROM usage UNION SELECT endpoint FROM minute_totals ORDER BY 1",
+            "SELECT endpoint FROM usage UNION SELECT endpoint FROM minute_totals
+             UNION SELECT endpoint FROM cooldowns UNION SELECT endpoint FROM reports ORDER BY 1",
         )?;
         let ids = stmt
             .query_map([], |r| r.get(0))?
@@ -537,15 +575,194 @@ impl Tx<'_> {
         Ok(ids)
     }
 
-    /// Forgets all usage and reservations of `endpoint`; returns how many calls it held.
+    /// Forgets all usage, reservations, cooldowns and provider reports of `endpoint`;
+    /// returns how many calls it held.
     pub fn reset(&self, endpoint: &str) -> Result<u64> {
         let calls = self
             .0
             .execute("DELETE FROM usage WHERE endpoint = ?1", [endpoint])?;
+        for table in ["minute_totals", "cooldowns", "reports"] {
+            self.0.execute(
+                &format!("DELETE FROM {table} WHERE endpoint = ?1"),
+                [endpoint],
+            )?;
+        }
         self.0
-            .execute("DELETE FROM minute_totals WHERE endpoint = ?1", [endpoint])?;
+            .execute("DELETE FROM turns WHERE last = ?1", [endpoint])?;
         Ok(calls as u64)
     }
+
+    /// When the endpoint last took a call (pick or record), for pacing.
+    pub fn last_call(&self, endpoint: &str, now: Millis) -> Result<Option<Millis>> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT max(at_ms) FROM usage WHERE endpoint = ?1 AND at_ms <= ?2")?
+            .query_row(params![endpoint, now], |r| r.get(0))?)
+    }
+
+    /// When the oldest open reservation of `endpoint` expires, if one is open.
+    pub fn first_expiry(&self, endpoint: &str, now: Millis) -> Result<Option<Millis>> {
+        let oldest: Option<Millis> = self
+            .0
+            .prepare_cached(
+                "SELECT min(at_ms) FROM usage
+                 WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2 AND at_ms <= ?3",
+            )?
+            .query_row(params![endpoint, now - RESERVATION_OPEN_MS, now], |r| {
+                r.get(0)
+            })?;
+        Ok(oldest.map(|at| at + RESERVATION_OPEN_MS))
+    }
+
+    pub fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT until_ms, reason, strikes, failures, probe_at FROM cooldowns
+                 WHERE endpoint = ?1",
+            )?
+            .query_row([endpoint], |r| {
+                Ok(Cooldown {
+                    until: r.get(0)?,
+                    reason: r.get(1)?,
+                    strikes: r.get(2)?,
+                    failures: r.get(3)?,
+                    probe_at: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Stores the cooldown state of `endpoint`; `None` forgets it (a healthy endpoint).
+    pub fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
+        match cooldown {
+            None => {
+                self.0
+                    .prepare_cached("DELETE FROM cooldowns WHERE endpoint = ?1")?
+                    .execute([endpoint])?;
+            }
+            Some(c) => {
+                self.0
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO cooldowns
+                         (endpoint, until_ms, reason, strikes, failures, probe_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        endpoint, c.until, c.reason, c.strikes, c.failures, c.probe_at
+                    ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The provider's word on each limit of `endpoint` that has not reset by `now`, with
+    /// how much was used locally since it was given.
+    pub fn reports(&self, endpoint: &str, now: Millis) -> Result<Vec<Report>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT limit_name, remaining, cap, resets_at, base_requests, base_tokens
+             FROM reports WHERE endpoint = ?1 AND resets_at > ?2",
+        )?;
+        let rows = stmt.query_map(params![endpoint, now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let latest = self.latest_total(endpoint, i64::MAX)?.unwrap_or((0, 0));
+        let mut reports = Vec::new();
+        for (name, remaining, cap, resets_at, base_requests, base_tokens) in rows {
+            let Some(limit) = Limit::from_name(&name) else {
+                continue;
+            };
+            let since = match limit.unit {
+                Unit::Requests => latest.0 - base_requests,
+                Unit::Tokens => latest.1 - base_tokens,
+            };
+            reports.push(Report {
+                limit,
+                remaining: clamp(remaining),
+                cap: cap.map(clamp),
+                resets_at,
+                used_since: clamp(since),
+            });
+        }
+        Ok(reports)
+    }
+
+    /// Takes the provider's word on one limit, replacing what it said before; usage
+    /// recorded after this moment counts against `remaining`.
+    pub fn set_report(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        remaining: u64,
+        cap: Option<u64>,
+        resets_at: Millis,
+        now: Millis,
+    ) -> Result<()> {
+        let base = self.latest_total(endpoint, i64::MAX)?.unwrap_or((0, 0));
+        self.0
+            .prepare_cached(
+                "INSERT OR REPLACE INTO reports
+                 (endpoint, limit_name, reported_at, remaining, cap, resets_at,
+                  base_requests, base_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                endpoint,
+                limit.name(),
+                now,
+                to_sql(remaining),
+                cap.map(to_sql),
+                resets_at,
+                base.0,
+                base.1
+            ])?;
+        Ok(())
+    }
+
+    /// Notes that the one probe after a cooldown was handed out.
+    pub fn mark_probe(&self, endpoint: &str, now: Millis) -> Result<()> {
+        self.0
+            .prepare_cached("UPDATE cooldowns SET probe_at = ?2 WHERE endpoint = ?1")?
+            .execute(params![endpoint, now])?;
+        Ok(())
+    }
+
+    /// The endpoint that took the last round-robin turn.
+    pub fn last_turn(&self) -> Result<Option<String>> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT last FROM turns WHERE scope = ''")?
+            .query_row([], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_turn(&self, endpoint: &str) -> Result<()> {
+        self.0
+            .prepare_cached("INSERT OR REPLACE INTO turns (scope, last) VALUES ('', ?1)")?
+            .execute([endpoint])?;
+        Ok(())
+    }
+}
+
+/// What a provider's headers said of one limit, and what was used here since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub limit: Limit,
+    pub remaining: u64,
+    pub cap: Option<u64>,
+    pub resets_at: Millis,
+    pub used_since: u64,
 }
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
@@ -633,11 +850,11 @@ mod tests {
                         tokens: 7,
                     },
                 )?;
-                let used = tx.used("e", T0 + 6 * MINUTE_MS)?;
+                let used = tx.used("e", T0 + 6 * MINUTE_MS, None)?;
                 assert_eq!(used.get(tph()), 17);
                 assert_eq!(used.get(Limit::new(Unit::Requests, Window::Hour)), 3);
                 // After the first minute's bucket leaves the hour, only the later call counts.
-                let used = tx.used("e", T0 + HOUR + MINUTE_MS - 1)?;
+                let used = tx.used("e", T0 + HOUR + MINUTE_MS - 1, None)?;
                 assert_eq!(used.get(tph()), 10);
                 Ok(())
             })
@@ -664,18 +881,16 @@ mod tests {
                 tx.add("e", Request::new(1), T0 + 2 * HOUR)
             })
             .expect("add");
-        let day = LONGEST_WINDOW_MS;
-        ledger
-            .write(|tx| tx.prune(T0 + day + HOUR - 1))
-            .expect("prune");
+        let due = T0 + RETENTION_MS + HOUR;
+        ledger.write(|tx| tx.prune(due - 1)).expect("prune");
         assert_eq!(count(&mut ledger), (2, 2), "not an hour's worth due yet");
-        ledger.write(|tx| tx.prune(T0 + day + HOUR)).expect("prune");
+        ledger.write(|tx| tx.prune(due)).expect("prune");
         assert_eq!(count(&mut ledger), (1, 1));
         // Usage landing before the oldest bucket left continues its running totals.
         ledger
             .write(|tx| {
                 tx.add("e", Request::new(5), T0 + HOUR)?;
-                let used = tx.used("e", T0 + 2 * HOUR)?;
+                let used = tx.used("e", T0 + 2 * HOUR, None)?;
                 assert_eq!(used.get(tph()), 6);
                 Ok(())
             })
@@ -732,7 +947,7 @@ mod tests {
             let calls: Vec<(Millis, u64, u64)> = calls.iter().map(|&(a, r, t, _)| (a, r, t)).collect();
             for probe in probes {
                 let now = T0 + probe;
-                let used = ledger.read(|tx| tx.used("e", now)).expect("used");
+                let used = ledger.read(|tx| tx.used("e", now, None)).expect("used");
                 for limit in Limit::ALL {
                     prop_assert_eq!(used.get(limit), expected(&calls, limit, now), "{} at +{}", limit.name(), probe);
                 }
@@ -756,7 +971,7 @@ mod tests {
                 now += gap;
                 let request = Request::new(tokens);
                 ledger.write(|tx| {
-                    if shortfalls(&limits, &tx.used("e", now)?, request).is_empty() {
+                    if shortfalls(&limits, &tx.used("e", now, None)?, request).is_empty() {
                         tx.reserve("e", request, now)?;
                         admitted.push((now, tokens));
                     }

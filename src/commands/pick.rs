@@ -1,5 +1,6 @@
-//! `pick`: choose the first endpoint, by priority then row order, that fits the request,
-//! and reserve it in the same transaction that checked it.
+//! `pick`: choose an endpoint that fits the request, by priority and then by strategy, and
+//! reserve it in the same transaction that checked it; with `--wait`, sleep until the
+//! ledger says a slot frees, and try again.
 
 use std::process::ExitCode;
 
@@ -7,17 +8,22 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::{Context, EXHAUSTED, filter};
-use crate::cli::{PickArgs, PickFormat};
+use crate::admit::{self, Block, Standing, Verdict};
+use crate::cli::{PickArgs, PickFormat, Strategy};
 use crate::clock;
 use crate::endpoints::Endpoint;
 use crate::output::{self, env_name, shell_quote};
-use crate::quota::{self, Limit, Millis, Request};
+use crate::quota::{self, Millis, Request, SECOND_MS};
 use crate::store::Tx;
+
+/// While waiting, look again at least this often: a settle or a reset by another process
+/// can free a slot sooner than the ledger foresaw.
+const LONGEST_NAP: Millis = SECOND_MS;
 
 /// Why an endpoint cannot take the request now, and when it can.
 struct Blocked<'e> {
     endpoint: &'e Endpoint,
-    limit: Limit,
+    block: Block,
     frees_at: Millis,
 }
 
@@ -30,27 +36,38 @@ enum Outcome<'e> {
 }
 
 pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
-    let now = clock::now()?;
     let all = ctx.endpoints()?;
     let request = Request::new(args.tokens);
     let (candidates, never) = candidates(&all, args, request)?;
-
     let mut ledger = ctx.ledger()?;
-    let choose = |tx: &Tx| choose(tx, &candidates, request, now, !args.dry_run);
-    let outcome = if args.dry_run {
-        ledger.read(choose)?
-    } else {
-        ledger.write(choose)?
-    };
-
-    match outcome {
-        Outcome::Chosen { endpoint, lease } => {
-            output::data(&render(endpoint, lease.as_deref(), request, args.format))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Outcome::Exhausted(blocked) => {
-            report_exhausted(&blocked, &never, request, now, args.format)?;
-            Ok(ExitCode::from(EXHAUSTED))
+    let start = clock::now()?;
+    let deadline = args.wait.map(|limit| limit.map(|wait| start + wait));
+    loop {
+        let now = clock::now()?;
+        let choose = |tx: &Tx| choose(tx, &candidates, request, now, args);
+        let outcome = if args.dry_run {
+            ledger.read(choose)?
+        } else {
+            ledger.write(choose)?
+        };
+        let blocked = match outcome {
+            Outcome::Chosen { endpoint, lease } => {
+                output::data(&render(endpoint, lease.as_deref(), request, args.format)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Outcome::Exhausted(blocked) => blocked,
+        };
+        let earliest = blocked.iter().map(|b| b.frees_at).min().unwrap_or(now);
+        match deadline {
+            Some(deadline) if deadline.is_none_or(|d| now < d) => {
+                let wake = earliest.min(now + LONGEST_NAP);
+                let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
+                clock::sleep_until(wake)?;
+            }
+            _ => {
+                report_exhausted(&blocked, &never, request, now, args.format)?;
+                return Ok(ExitCode::from(EXHAUSTED));
+            }
         }
     }
 }
@@ -93,42 +110,110 @@ fn choose<'e>(
     candidates: &[&'e Endpoint],
     request: Request,
     now: Millis,
-    reserve: bool,
+    args: &PickArgs,
 ) -> Result<Outcome<'e>> {
+    let reserve = !args.dry_run;
     if reserve {
         tx.prune(now)?;
     }
     let mut blocked = Vec::new();
-    for &endpoint in candidates {
-        let used = tx.used(&endpoint.id, now)?;
-        let shortfalls = quota::shortfalls(&endpoint.limits, &used, request);
-        if shortfalls.is_empty() {
-            let lease = if reserve {
-                Some(tx.reserve(&endpoint.id, request, now)?)
-            } else {
-                None
-            };
-            return Ok(Outcome::Chosen { endpoint, lease });
-        }
-        // The endpoint fits again once every short limit has freed enough: the latest.
-        let mut latest: Option<(Limit, Millis)> = None;
-        for short in shortfalls {
-            let at = tx
-                .frees_at(&endpoint.id, short.limit, short.excess, now)?
-                .unwrap_or(now);
-            if latest.is_none_or(|(_, t)| at > t) {
-                latest = Some((short.limit, at));
+    // Candidates are sorted by priority, so each run of equal priority is a group; a lower
+    // group is looked at only when nothing in a higher one fits.
+    for group in candidates.chunk_by(|a, b| a.priority == b.priority) {
+        let mut fits: Vec<(usize, Standing)> = Vec::new();
+        for (position, &endpoint) in group.iter().enumerate() {
+            let standing = admit::assess(tx, endpoint, request, now)?;
+            match standing.verdict {
+                Verdict::Fits { .. } => {
+                    fits.push((position, standing));
+                    if args.strategy == Strategy::Order {
+                        break;
+                    }
+                }
+                Verdict::Blocked { block, frees_at } => blocked.push(Blocked {
+                    endpoint,
+                    block,
+                    frees_at,
+                }),
+                Verdict::Never(_) => {}
             }
         }
-        if let Some((limit, frees_at)) = latest {
-            blocked.push(Blocked {
-                endpoint,
-                limit,
-                frees_at,
-            });
-        }
+        let Some((position, standing)) = select(tx, args.strategy, group, fits, request)? else {
+            continue;
+        };
+        let endpoint = group[position];
+        let lease = if reserve {
+            let lease = tx.reserve(&endpoint.id, request, now)?;
+            if standing.verdict == (Verdict::Fits { probe: true }) {
+                tx.mark_probe(&endpoint.id, now)?;
+            }
+            if args.strategy == Strategy::RoundRobin {
+                tx.set_turn(&endpoint.id)?;
+            }
+            Some(lease)
+        } else {
+            None
+        };
+        return Ok(Outcome::Chosen { endpoint, lease });
     }
     Ok(Outcome::Exhausted(blocked))
+}
+
+/// Which of the fitting endpoints of one priority group the strategy takes.
+fn select(
+    tx: &Tx,
+    strategy: Strategy,
+    group: &[&Endpoint],
+    mut fits: Vec<(usize, Standing)>,
+    request: Request,
+) -> Result<Option<(usize, Standing)>> {
+    if fits.is_empty() {
+        return Ok(None);
+    }
+    let index = match strategy {
+        Strategy::Order => 0,
+        Strategy::Weighted => {
+            let weights: Vec<u64> = fits
+                .iter()
+                .map(|(p, _)| u64::from(group[*p].weight))
+                .collect();
+            let mut ticket = random_below(weights.iter().sum());
+            weights
+                .iter()
+                .position(|&w| {
+                    let hit = ticket < w;
+                    ticket = ticket.saturating_sub(w);
+                    hit
+                })
+                .unwrap_or(0)
+        }
+        Strategy::Spread => {
+            let headroom = |s: &Standing| quota::headroom(&s.limits, &s.used, request);
+            let mut best = 0;
+            for (i, (_, standing)) in fits.iter().enumerate() {
+                if headroom(standing) > headroom(&fits[best].1) {
+                    best = i;
+                }
+            }
+            best
+        }
+        Strategy::RoundRobin => {
+            // The next fitting endpoint after the last one served, in file order, wrapping.
+            let last = tx.last_turn()?;
+            let after = last
+                .and_then(|id| group.iter().position(|e| e.id == id))
+                .map_or(0, |p| p + 1);
+            fits.iter().position(|(p, _)| *p >= after).unwrap_or(0)
+        }
+    };
+    Ok(Some(fits.swap_remove(index)))
+}
+
+/// A number in `0..n` (0 when n is 0), from std's per-process random hash keys.
+fn random_below(n: u64) -> u64 {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    if n == 0 { 0 } else { random % n }
 }
 
 fn describe(request: Request) -> String {
@@ -171,8 +256,8 @@ fn render(
     lease: Option<&str>,
     request: Request,
     format: PickFormat,
-) -> String {
-    match format {
+) -> Result<String> {
+    Ok(match format {
         PickFormat::Text => format!("{}\n", endpoint.id),
         PickFormat::Json => {
             let chosen = Chosen {
@@ -183,7 +268,7 @@ fn render(
                 tokens: request.tokens,
                 props: Props(props(endpoint)),
             };
-            format!("{}\n", serde_json::to_string(&chosen).unwrap_or_default())
+            format!("{}\n", serde_json::to_string(&chosen)?)
         }
         PickFormat::Shell => {
             let tokens = request.tokens.to_string();
@@ -203,7 +288,7 @@ fn render(
                 .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
                 .collect()
         }
-    }
+    })
 }
 
 #[derive(Serialize)]
@@ -240,9 +325,9 @@ fn report_exhausted(
     );
     for b in blocked {
         text.push_str(&format!(
-            "\n  {}: {} full, frees in {}",
+            "\n  {}: {}, frees in {}",
             b.endpoint.id,
-            b.limit.name(),
+            b.block,
             output::duration(b.frees_at - now)
         ));
     }
@@ -258,7 +343,7 @@ fn report_exhausted(
                 .iter()
                 .map(|b| BlockedReport {
                     id: &b.endpoint.id,
-                    limit: b.limit.name(),
+                    limit: b.block.name(),
                     frees_in_s: output::seconds((b.frees_at - now).max(0)),
                 })
                 .collect(),

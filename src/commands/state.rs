@@ -1,5 +1,6 @@
 //! `state`: each endpoint's usage against its limits, whether it could take a request now,
-//! and when its fullest window frees. Read-only: it never prunes or reserves.
+//! what blocks it and when that frees, and any cooldown. Read-only: it never prunes or
+//! reserves. It asks the same question `pick` asks, for 1 request and 0 tokens.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -10,24 +11,44 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::{Context, filter};
+use crate::admit::{self, Block, Standing, Verdict};
 use crate::cli::{StateArgs, StateFormat};
 use crate::clock;
 use crate::endpoints::Endpoint;
 use crate::output;
-use crate::quota::{self, Limit, Limits, Millis, Request, Used};
+use crate::quota::{Limit, Millis, Request};
 
-/// One endpoint's standing at `now`.
-struct Standing<'e> {
+/// One endpoint at `now`.
+struct Row<'e> {
     endpoint: &'e Endpoint,
-    used: Used,
-    /// `None` when it can take a request now.
-    blocked: Option<Blocked>,
+    standing: Standing,
     open_reservations: u64,
 }
 
-enum Blocked {
-    Never(quota::Never),
-    Until(Millis),
+impl Row<'_> {
+    fn available(&self) -> bool {
+        matches!(self.standing.verdict, Verdict::Fits { .. })
+    }
+
+    fn frees_in(&self, now: Millis) -> Option<f64> {
+        match self.standing.verdict {
+            Verdict::Blocked { frees_at, .. } => Some(output::seconds((frees_at - now).max(0))),
+            _ => None,
+        }
+    }
+
+    fn blocked_by(&self) -> Option<&'static str> {
+        match self.standing.verdict {
+            Verdict::Blocked { block, .. } => Some(block.name()),
+            Verdict::Never(_) => Some("never"),
+            Verdict::Fits { .. } => None,
+        }
+    }
+
+    /// The cooldown worth showing: one that is running or still waits for its probe.
+    fn cooldown(&self) -> Option<&crate::cooldown::Cooldown> {
+        self.standing.cooldown.as_ref().filter(|c| c.strikes > 0)
+    }
 }
 
 pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
@@ -37,28 +58,14 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     if shown.is_empty() && !args.patterns.is_empty() {
         bail!("no endpoint matches {}", args.patterns.join(" "));
     }
-    let probe = Request::new(0);
     let mut ledger = ctx.ledger()?;
-    let standings = ledger.read(|tx| {
+    let rows = ledger.read(|tx| {
         shown
             .iter()
             .map(|&endpoint| {
-                let used = tx.used(&endpoint.id, now)?;
-                let blocked = match quota::never_fits(&endpoint.limits, probe) {
-                    Some(never) => Some(Blocked::Never(never)),
-                    None => {
-                        let mut latest = None;
-                        for short in quota::shortfalls(&endpoint.limits, &used, probe) {
-                            let at = tx.frees_at(&endpoint.id, short.limit, short.excess, now)?;
-                            latest = latest.max(Some(at.unwrap_or(now)));
-                        }
-                        latest.map(Blocked::Until)
-                    }
-                };
-                Ok(Standing {
+                Ok(Row {
                     endpoint,
-                    used,
-                    blocked,
+                    standing: admit::assess(tx, endpoint, Request::new(0), now)?,
                     open_reservations: tx.open_reservations(&endpoint.id, now)?,
                 })
             })
@@ -66,27 +73,36 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     })?;
 
     let text = match args.format {
-        StateFormat::Table => table(&standings, now),
-        StateFormat::Json => json(&standings, now)?,
-        StateFormat::Csv => csv(&standings, now)?,
+        StateFormat::Table => table(&rows, now),
+        StateFormat::Json => json(&rows, now)?,
+        StateFormat::Csv => csv(&rows, now)?,
     };
     output::data(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn frees_in(standing: &Standing, now: Millis) -> Option<f64> {
-    match standing.blocked {
-        Some(Blocked::Until(at)) => Some(output::seconds((at - now).max(0))),
-        _ => None,
+fn status(row: &Row, now: Millis) -> (String, Color) {
+    match row.standing.verdict {
+        Verdict::Fits { probe: false } => ("ready".into(), Color::Green),
+        Verdict::Fits { probe: true } => ("ready for one probe".into(), Color::Yellow),
+        Verdict::Blocked { block, frees_at } => {
+            let what = match (block, row.cooldown()) {
+                (Block::Cooldown, Some(c)) => format!("cooling down ({})", c.reason),
+                _ => block.to_string(),
+            };
+            let wait = output::duration(frees_at - now);
+            (format!("{what}, frees in {wait}"), Color::Red)
+        }
+        Verdict::Never(never) => (never.to_string(), Color::DarkGrey),
     }
 }
 
-fn table(standings: &[Standing], now: Millis) -> String {
+fn table(rows: &[Row], now: Millis) -> String {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // Only windows that some shown endpoint limits get a column.
     let limits: Vec<Limit> = Limit::ALL
         .into_iter()
-        .filter(|&l| standings.iter().any(|s| s.endpoint.limits.get(l).is_some()))
+        .filter(|&l| rows.iter().any(|r| r.standing.limits.get(l).is_some()))
         .collect();
     let mut table = Table::new();
     table.load_style(presets::UTF8_FULL_CONDENSED);
@@ -99,35 +115,25 @@ fn table(standings: &[Standing], now: Millis) -> String {
     header.extend(limits.iter().map(|l| l.name().to_string()));
     header.extend(["open".to_string(), "status".to_string()]);
     table.set_header(header);
-    for s in standings {
-        let mut row = vec![Cell::new(&s.endpoint.id), Cell::new(s.endpoint.priority)];
+    for row in rows {
+        let mut cells = vec![
+            Cell::new(&row.endpoint.id),
+            Cell::new(row.endpoint.priority),
+        ];
         for &limit in &limits {
-            let used = output::count(s.used.get(limit));
-            row.push(Cell::new(match s.endpoint.limits.get(limit) {
+            let used = output::count(row.standing.used.get(limit));
+            cells.push(Cell::new(match row.standing.limits.get(limit) {
                 Some(cap) => format!("{used}/{}", output::count(cap)),
                 None => used,
             }));
         }
-        row.push(Cell::new(s.open_reservations));
-        let (status, hue) = match &s.blocked {
-            None => ("ready".to_string(), Color::Green),
-            Some(Blocked::Until(at)) => (
-                format!("full, frees in {}", output::duration(at - now)),
-                Color::Red,
-            ),
-            Some(Blocked::Never(never)) => (never.to_string(), Color::DarkGrey),
-        };
+        cells.push(Cell::new(row.open_reservations));
+        let (status, hue) = status(row, now);
         let status = Cell::new(status);
-        row.push(if colour { status.fg(hue) } else { status });
-        table.add_row(row);
+        cells.push(if colour { status.fg(hue) } else { status });
+        table.add_row(cells);
     }
     format!("{table}\n")
-}
-
-/// One endpoint as a JSON object, with the numbers of SPEC section 4.
-struct JsonStanding<'a> {
-    standing: &'a Standing<'a>,
-    now: Millis,
 }
 
 /// A JSON object with one entry per window, in column order.
@@ -139,38 +145,60 @@ impl<F: Fn(Limit) -> Option<u64>> Serialize for PerWindow<F> {
     }
 }
 
-impl Serialize for JsonStanding<'_> {
+#[derive(Serialize)]
+struct JsonCooldown<'a> {
+    reason: &'a str,
+    ends_in_s: f64,
+    strikes: u32,
+    probe_out: bool,
+}
+
+/// One endpoint as a JSON object, with the numbers of SPEC section 4.
+struct JsonRow<'a> {
+    row: &'a Row<'a>,
+    now: Millis,
+}
+
+impl Serialize for JsonRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let st = self.standing;
-        let e = st.endpoint;
-        let limits: &Limits = &e.limits;
-        let mut map = s.serialize_map(Some(10))?;
+        let (row, now) = (self.row, self.now);
+        let (e, st) = (row.endpoint, &row.standing);
+        let mut map = s.serialize_map(Some(13))?;
         map.serialize_entry("id", &e.id)?;
         map.serialize_entry("provider", &e.provider)?;
         map.serialize_entry("model", &e.model)?;
         map.serialize_entry("priority", &e.priority)?;
-        map.serialize_entry("available", &st.blocked.is_none())?;
-        map.serialize_entry("frees_in_s", &frees_in(st, self.now))?;
-        map.serialize_entry("limits", &PerWindow(|l| limits.get(l)))?;
+        map.serialize_entry("available", &row.available())?;
+        map.serialize_entry("frees_in_s", &row.frees_in(now))?;
+        map.serialize_entry("blocked_by", &row.blocked_by())?;
+        map.serialize_entry("limits", &PerWindow(|l| st.limits.get(l)))?;
         map.serialize_entry("used", &PerWindow(|l| Some(st.used.get(l))))?;
         map.serialize_entry(
             "remaining",
-            &PerWindow(|l| limits.get(l).map(|cap| cap.saturating_sub(st.used.get(l)))),
+            &PerWindow(|l| {
+                st.limits
+                    .get(l)
+                    .map(|cap| cap.saturating_sub(st.used.get(l)))
+            }),
         )?;
-        map.serialize_entry("open_reservations", &st.open_reservations)?;
+        map.serialize_entry("open_reservations", &row.open_reservations)?;
+        let cooldown = row.cooldown().map(|c| JsonCooldown {
+            reason: &c.reason,
+            ends_in_s: output::seconds((c.until - now).max(0)),
+            strikes: c.strikes,
+            probe_out: c.probe_at.is_some(),
+        });
+        map.serialize_entry("cooldown", &cooldown)?;
         map.end()
     }
 }
 
-fn json(standings: &[Standing], now: Millis) -> Result<String> {
-    let rows: Vec<JsonStanding> = standings
-        .iter()
-        .map(|standing| JsonStanding { standing, now })
-        .collect();
+fn json(rows: &[Row], now: Millis) -> Result<String> {
+    let rows: Vec<JsonRow> = rows.iter().map(|row| JsonRow { row, now }).collect();
     Ok(format!("{}\n", serde_json::to_string_pretty(&rows)?))
 }
 
-fn csv(standings: &[Standing], now: Millis) -> Result<String> {
+fn csv(rows: &[Row], now: Millis) -> Result<String> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = [
         "id",
@@ -186,29 +214,30 @@ fn csv(standings: &[Standing], now: Millis) -> Result<String> {
         header.push(format!("{}_used", limit.name()));
         header.push(format!("{}_limit", limit.name()));
     }
-    header.push("open_reservations".into());
+    header.extend(["open_reservations", "blocked_by", "cooldown_ends_in_s"].map(String::from));
     out.write_record(&header)?;
-    for s in standings {
-        let e = s.endpoint;
-        let mut row = vec![
+    for row in rows {
+        let e = row.endpoint;
+        let mut record = vec![
             e.id.clone(),
             e.provider.clone(),
             e.model.clone(),
             e.priority.to_string(),
-            s.blocked.is_none().to_string(),
-            frees_in(s, now).map(|f| f.to_string()).unwrap_or_default(),
+            row.available().to_string(),
+            row.frees_in(now).map(|f| f.to_string()).unwrap_or_default(),
         ];
         for limit in Limit::ALL {
-            row.push(s.used.get(limit).to_string());
-            row.push(
-                e.limits
-                    .get(limit)
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-            );
+            record.push(row.standing.used.get(limit).to_string());
+            let cap = row.standing.limits.get(limit);
+            record.push(cap.map(|c| c.to_string()).unwrap_or_default());
         }
-        row.push(s.open_reservations.to_string());
-        out.write_record(&row)?;
+        record.push(row.open_reservations.to_string());
+        record.push(row.blocked_by().unwrap_or_default().to_string());
+        let ends = row
+            .cooldown()
+            .map(|c| output::seconds((c.until - now).max(0)));
+        record.push(ends.map(|f| f.to_string()).unwrap_or_default());
+        out.write_record(&record)?;
     }
     Ok(String::from_utf8(out.into_inner()?)?)
 }

@@ -1,0 +1,190 @@
+//! Whether an endpoint can take a request now, and if not, what blocks it and until when:
+//! its windows (as the ledger and the provider's last report see them), a cooldown after
+//! 429s or failures, smooth pacing, and its cap on calls in flight. `pick` and `state`
+//! share it, so that what `state` says is what `pick` would do.
+
+use anyhow::Result;
+
+use crate::anchor::DayAnchor;
+use crate::cooldown::Cooldown;
+use crate::endpoints::{DayReset, Endpoint, Pace};
+use crate::quota::{self, Limit, Limits, Millis, Never, Request, Used, Window};
+use crate::store::{RESERVATION_OPEN_MS, Tx};
+
+/// What keeps an endpoint from taking a request now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// A window is full.
+    Limit(Limit),
+    /// Skipped after a 429 or repeated failures.
+    Cooldown,
+    /// The single probe after a cooldown is out and not yet recorded.
+    Probe,
+    /// Smooth pacing: too soon after the last call.
+    Pace,
+    /// As many reservations open as its `concurrency` column allows.
+    Concurrency,
+}
+
+impl Block {
+    pub fn name(self) -> &'static str {
+        match self {
+            Block::Limit(limit) => limit.name(),
+            Block::Cooldown => "cooldown",
+            Block::Probe => "probe",
+            Block::Pace => "pace",
+            Block::Concurrency => "concurrency",
+        }
+    }
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Block::Limit(limit) => write!(f, "{} full", limit.name()),
+            Block::Cooldown => f.write_str("cooling down"),
+            Block::Probe => f.write_str("its probe after a cooldown is out"),
+            Block::Pace => f.write_str("paced"),
+            Block::Concurrency => f.write_str("at its concurrency cap"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It fits; `probe` when this call would be the one probe after a cooldown.
+    Fits { probe: bool },
+    /// Blocked until `frees_at`, the latest of what blocks it; `block` is that one.
+    Blocked { block: Block, frees_at: Millis },
+    /// The request is larger than a limit of the file, or the endpoint is disabled.
+    Never(Never),
+}
+
+/// An endpoint at one instant.
+#[derive(Debug)]
+pub struct Standing {
+    /// The file's limits, tightened by what the provider reported.
+    pub limits: Limits,
+    /// Usage in each window, raised to what the provider reported.
+    pub used: Used,
+    pub cooldown: Option<Cooldown>,
+    pub verdict: Verdict,
+}
+
+pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Result<Standing> {
+    let anchor = match &endpoint.day_reset {
+        DayReset::At(anchor) => Some(*anchor),
+        DayReset::Rolling => None,
+    };
+    let local = tx.used(&endpoint.id, now, anchor.map(|a| a.day_start(now)))?;
+    let (limits, used, resets) = with_reports(tx, endpoint, local, now)?;
+    let cooldown = tx.cooldown(&endpoint.id)?;
+    if let Some(never) = quota::never_fits(&endpoint.limits, request) {
+        return Ok(Standing {
+            limits,
+            used,
+            cooldown,
+            verdict: Verdict::Never(never),
+        });
+    }
+
+    let mut blocks: Vec<(Block, Millis)> = Vec::new();
+    let mut probe = false;
+    if let Some(c) = cooldown.as_ref().filter(|c| c.strikes > 0) {
+        if now < c.until {
+            blocks.push((Block::Cooldown, c.until));
+        } else if let Some(out) = c.probe_at.filter(|&p| p + RESERVATION_OPEN_MS > now) {
+            // Had the probe's caller vanished, its reservation expiring lets another go.
+            blocks.push((Block::Probe, out + RESERVATION_OPEN_MS));
+        } else {
+            probe = true;
+        }
+    }
+    if let Some(cap) = endpoint.concurrency
+        && tx.open_reservations(&endpoint.id, now)? >= cap
+    {
+        let frees = tx.first_expiry(&endpoint.id, now)?.unwrap_or(now);
+        blocks.push((Block::Concurrency, frees));
+    }
+    if endpoint.pace == Pace::Smooth
+        && let Some(spacing) = quota::pace_spacing(&endpoint.limits)
+        && let Some(last) = tx.last_call(&endpoint.id, now)?
+        && now < last + spacing
+    {
+        blocks.push((Block::Pace, last + spacing));
+    }
+    for short in quota::shortfalls(&limits, &used, request) {
+        let limit = short.limit;
+        let file_short = endpoint
+            .limits
+            .get(limit)
+            .is_some_and(|cap| local.get(limit) + request.amount(limit.unit) > cap);
+        let local_frees = if !file_short && resets[index(limit)].is_some() {
+            None
+        } else if let (Some(anchor), Window::Day) = (anchor, limit.window) {
+            Some(anchor.next_reset(now))
+        } else {
+            let excess = local.get(limit) + request.amount(limit.unit);
+            let excess = excess.saturating_sub(limits.get(limit).unwrap_or(0));
+            Some(
+                tx.frees_at(&endpoint.id, limit, excess.max(1), now)?
+                    .unwrap_or(now),
+            )
+        };
+        let frees = local_frees.max(resets[index(limit)]).unwrap_or(now);
+        blocks.push((Block::Limit(limit), frees));
+    }
+
+    let verdict = match blocks.into_iter().max_by_key(|&(_, at)| at) {
+        Some((block, frees_at)) => Verdict::Blocked { block, frees_at },
+        None => Verdict::Fits { probe },
+    };
+    Ok(Standing {
+        limits,
+        used,
+        cooldown,
+        verdict,
+    })
+}
+
+fn index(limit: Limit) -> usize {
+    Limit::ALL.iter().position(|&l| l == limit).unwrap_or(0)
+}
+
+/// Applies the provider's reports that have not reset: a reported limit caps the window
+/// (even one the file leaves open), and usage rises to what the provider counts — its
+/// limit less its remaining, less what was used here since — never below the local count.
+/// Returns, per limit, when a report that raised it resets.
+fn with_reports(
+    tx: &Tx,
+    endpoint: &Endpoint,
+    local: Used,
+    now: Millis,
+) -> Result<(Limits, Used, [Option<Millis>; 6])> {
+    let mut limits = endpoint.limits;
+    let mut used = local;
+    let mut resets = [None; 6];
+    for report in tx.reports(&endpoint.id, now)? {
+        let limit = report.limit;
+        let remaining = report.remaining.saturating_sub(report.used_since);
+        let cap = match (limits.get(limit), report.cap) {
+            (Some(file), Some(said)) => file.min(said),
+            (file, said) => file.or(said).unwrap_or(local.get(limit) + remaining),
+        };
+        limits.set(limit, Some(cap));
+        let counted = cap.saturating_sub(remaining);
+        if counted >= local.get(limit) {
+            used.set(limit, counted);
+            resets[index(limit)] = Some(report.resets_at);
+        }
+    }
+    Ok((limits, used, resets))
+}
+
+/// For tests and callers that need the anchor of an endpoint.
+pub fn day_anchor(endpoint: &Endpoint) -> Option<DayAnchor> {
+    match &endpoint.day_reset {
+        DayReset::At(anchor) => Some(*anchor),
+        DayReset::Rolling => None,
+    }
+}
