@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::anchor::DayAnchor;
 use crate::cooldown::Cooldown;
 use crate::endpoints::{DayReset, Endpoint, Pace};
-use crate::quota::{self, Limit, Limits, Millis, Never, Request, Used, Window};
+use crate::quota::{self, Limit, Limits, Millis, Never, PerLimit, Request, Used, Window};
 use crate::store::{RESERVATION_OPEN_MS, Tx};
 
 /// What keeps an endpoint from taking a request now.
@@ -72,10 +72,7 @@ pub struct Standing {
 }
 
 pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Result<Standing> {
-    let anchor = match &endpoint.day_reset {
-        DayReset::At(anchor) => Some(*anchor),
-        DayReset::Rolling => None,
-    };
+    let anchor = day_anchor(endpoint);
     let local = tx.used(&endpoint.id, now, anchor.map(|a| a.day_start(now)))?;
     let (limits, used, resets) = with_reports(tx, endpoint, local, now)?;
     let cooldown = tx.cooldown(&endpoint.id)?;
@@ -119,7 +116,7 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
             .limits
             .get(limit)
             .is_some_and(|cap| local.get(limit) + request.amount(limit.unit) > cap);
-        let local_frees = if !file_short && resets[index(limit)].is_some() {
+        let local_frees = if !file_short && resets.get(limit).is_some() {
             None
         } else if let (Some(anchor), Window::Day) = (anchor, limit.window) {
             Some(anchor.next_reset(now))
@@ -131,7 +128,7 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
                     .unwrap_or(now),
             )
         };
-        let frees = local_frees.max(resets[index(limit)]).unwrap_or(now);
+        let frees = local_frees.max(resets.get(limit)).unwrap_or(now);
         blocks.push((Block::Limit(limit), frees));
     }
 
@@ -147,10 +144,6 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
     })
 }
 
-fn index(limit: Limit) -> usize {
-    Limit::ALL.iter().position(|&l| l == limit).unwrap_or(0)
-}
-
 /// Applies the provider's reports that have not reset: a reported limit caps the window
 /// (even one the file leaves open), and usage rises to what the provider counts — its
 /// limit less its remaining, less what was used here since — never below the local count.
@@ -160,10 +153,10 @@ fn with_reports(
     endpoint: &Endpoint,
     local: Used,
     now: Millis,
-) -> Result<(Limits, Used, [Option<Millis>; 6])> {
+) -> Result<(Limits, Used, PerLimit<Option<Millis>>)> {
     let mut limits = endpoint.limits;
     let mut used = local;
-    let mut resets = [None; 6];
+    let mut resets = PerLimit::default();
     for report in tx.reports(&endpoint.id, now)? {
         let limit = report.limit;
         let remaining = report.remaining.saturating_sub(report.used_since);
@@ -175,14 +168,14 @@ fn with_reports(
         let counted = cap.saturating_sub(remaining);
         if counted >= local.get(limit) {
             used.set(limit, counted);
-            resets[index(limit)] = Some(report.resets_at);
+            resets.set(limit, Some(report.resets_at));
         }
     }
     Ok((limits, used, resets))
 }
 
-/// For tests and callers that need the anchor of an endpoint.
-pub fn day_anchor(endpoint: &Endpoint) -> Option<DayAnchor> {
+/// The calendar day of an endpoint whose daily quota resets at a local time.
+fn day_anchor(endpoint: &Endpoint) -> Option<DayAnchor> {
     match &endpoint.day_reset {
         DayReset::At(anchor) => Some(*anchor),
         DayReset::Rolling => None,

@@ -60,7 +60,10 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
         let earliest = blocked.iter().map(|b| b.frees_at).min().unwrap_or(now);
         match deadline {
             Some(deadline) if deadline.is_none_or(|d| now < d) => {
-                let wake = earliest.min(now + LONGEST_NAP);
+                // A slot the ledger cannot date (or dates in the past) is looked for again
+                // after a nap rather than in a tight loop.
+                let wake = if earliest > now { earliest } else { now + LONGEST_NAP };
+                let wake = wake.min(now + LONGEST_NAP);
                 let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
                 clock::sleep_until(wake)?;
             }
