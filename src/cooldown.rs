@@ -69,6 +69,11 @@ pub fn after(previous: Option<&Cooldown>, outcome: Outcome, now: Millis) -> Opti
             let wait = retry_after.unwrap_or_else(|| backoff(strikes));
             Some(cool(strikes, wait, "rate-limited"))
         }
+        // The probe after a cooldown failed: the endpoint is not back, cool down again.
+        Outcome::Failed if previous.strikes > 0 && now >= previous.until => {
+            let strikes = previous.strikes + 1;
+            Some(cool(strikes, backoff(strikes), "its probe failed"))
+        }
         Outcome::Failed if previous.failures + 1 >= FAILURES_TO_COOL => {
             let strikes = previous.strikes + 1;
             Some(cool(strikes, backoff(strikes), "failed 3 times in a row"))
@@ -147,7 +152,9 @@ mod tests {
             (three.strikes, three.failures, three.until),
             (1, 0, T0 + 5_000)
         );
-        let probe_failed = after(Some(&three), Outcome::Failed, T0 + 6_000).expect("counted");
-        assert_eq!((probe_failed.strikes, probe_failed.failures), (1, 1));
+        let during = after(Some(&three), Outcome::Failed, T0 + 1_000).expect("counted");
+        assert_eq!((during.strikes, during.failures, during.until), (1, 1, T0 + 5_000));
+        let probe_failed = after(Some(&three), Outcome::Failed, T0 + 6_000).expect("cooling");
+        assert_eq!((probe_failed.strikes, probe_failed.until), (2, T0 + 16_000));
     }
 }

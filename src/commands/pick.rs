@@ -62,7 +62,11 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
             Some(deadline) if deadline.is_none_or(|d| now < d) => {
                 // A slot the ledger cannot date (or dates in the past) is looked for again
                 // after a nap rather than in a tight loop.
-                let wake = if earliest > now { earliest } else { now + LONGEST_NAP };
+                let wake = if earliest > now {
+                    earliest
+                } else {
+                    now + LONGEST_NAP
+                };
                 let wake = wake.min(now + LONGEST_NAP);
                 let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
                 clock::sleep_until(wake)?;

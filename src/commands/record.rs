@@ -23,21 +23,29 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     // An id is checked against the file, so that a typo is an error rather than usage of
     // an endpoint that does not exist; a lease names its endpoint in the ledger. Headers
     // are read in the dialect of the endpoint's provider, which only the file tells.
-    let all = if args.id.is_some() || args.headers.is_some() {
-        ctx.endpoints()?
-    } else {
-        Vec::new()
+    // Headers only inform the ledger: a dump that cannot be read, or read without the file
+    // to tell its dialect, costs a note, not the record.
+    let mut notes = Vec::new();
+    let all = match (&args.id, &args.headers) {
+        (Some(_), _) => ctx.endpoints()?,
+        (None, Some(_)) => ctx.endpoints().unwrap_or_else(|e| {
+            notes.push(format!("{e:#}; headers ignored"));
+            Vec::new()
+        }),
+        (None, None) => Vec::new(),
     };
     if let Some(id) = &args.id {
         find(&all, id)?;
     }
-    // Headers only inform the ledger: a dump that cannot be read costs a note, not the record.
-    let mut notes = Vec::new();
-    let dump = args.headers.as_deref().and_then(|path| {
-        read_dump(path)
-            .map_err(|e| notes.push(format!("{e:#}; headers ignored")))
-            .ok()
-    });
+    let dump = args
+        .headers
+        .as_deref()
+        .filter(|_| notes.is_empty())
+        .and_then(|path| {
+            read_dump(path)
+                .map_err(|e| notes.push(format!("{e:#}; headers ignored")))
+                .ok()
+        });
     let retry_after = args
         .retry_after
         .as_deref()

@@ -4,22 +4,29 @@
 //! sleeps and nothing is timed.
 
 mod admission;
+mod calendar;
 mod completions;
 mod concurrency;
+mod cooldown;
 mod database;
 mod exit_codes;
 mod formats;
+mod in_flight;
 mod leases;
 mod order;
+mod pacing;
+mod provider_headers;
 mod reset;
 mod shell;
 mod state;
+mod strategies;
+mod wait;
 
 use std::cell::Cell;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Output, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -99,6 +106,14 @@ impl Env {
         self.now_ms.set(ms);
     }
 
+    /// Moves the clock to an RFC 3339 instant, which must not be before [`T0`].
+    #[track_caller]
+    pub fn set_utc(&self, rfc3339: &str) {
+        let at = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap_or_else(|e| panic!("{rfc3339:?} is not RFC 3339: {e}"));
+        self.set_time(at.timestamp_millis() - T0 * 1000);
+    }
+
     /// `LLM_ROTATE_NOW` as the commands see it: Unix seconds with milliseconds.
     pub fn now_text(&self) -> String {
         let ms = self.now_ms.get();
@@ -145,6 +160,62 @@ impl Env {
         Out::from(self.cmd().args(args).output().expect("run llm-rotate"))
     }
 
+    /// Runs `llm-rotate ARGS` with `input` on its stdin.
+    pub fn run_stdin<I, S>(&self, args: I, input: &str) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Out::from(
+            self.cmd()
+                .args(args)
+                .write_stdin(input.as_bytes().to_vec())
+                .output()
+                .expect("run llm-rotate"),
+        )
+    }
+
+    /// Starts `n` processes of `llm-rotate ARGS`, every one before waiting for any, all at
+    /// the same pinned time; returns what each printed, in the order they were started.
+    pub fn run_at_once(&self, n: usize, args: &[&str]) -> Vec<Out> {
+        let children: Vec<Child> = (0..n)
+            .map(|_| {
+                let mut cmd = self.std_command(bin());
+                if let Some(file) = &self.endpoints {
+                    cmd.arg("--endpoints").arg(file);
+                }
+                cmd.args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start llm-rotate")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| Out::from(child.wait_with_output().expect("wait for llm-rotate")))
+            .collect()
+    }
+
+    /// Runs `script` in `sh -c` with the test's environment, `$LLM_ROTATE` naming the program
+    /// and `$EP` the endpoints file; the script must exit 0; returns its stdout.
+    #[track_caller]
+    pub fn sh(&self, script: &str) -> String {
+        let mut cmd = self.std_command("sh");
+        cmd.arg("-c").arg(script).env("LLM_ROTATE", bin());
+        if let Some(file) = &self.endpoints {
+            cmd.env("EP", file);
+        }
+        let out = Out::from(
+            cmd.stdin(Stdio::null())
+                .output()
+                .expect("run a shell script"),
+        );
+        out.code(0);
+        out.stdout
+    }
+
     /// Runs a command that must exit 0, and returns its stdout.
     #[track_caller]
     pub fn ok<I, S>(&self, args: I) -> String
@@ -183,6 +254,17 @@ impl Env {
     #[track_caller]
     pub fn pick_json(&self, args: &[&str]) -> Value {
         json(&self.ok(["pick", "--format", "json"].iter().chain(args)))
+    }
+
+    /// `pick --format json` with these extra arguments, which must find nothing fitting now:
+    /// exit 75 and the `{"error": "exhausted", ...}` report on stdout, which it returns.
+    #[track_caller]
+    pub fn exhausted(&self, args: &[&str]) -> Value {
+        let out = self.run(["pick", "--format", "json"].iter().chain(args));
+        out.code(75);
+        let report = json(&out.stdout);
+        assert_eq!(report["error"], "exhausted", "{out}");
+        report
     }
 
     /// `state --format json`, parsed.
@@ -273,6 +355,28 @@ impl Out {
 #[track_caller]
 pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// The `(limit, frees_in_s)` of `id` in a `pick --format json` exhausted report.
+#[track_caller]
+pub fn blocked(report: &Value, id: &str) -> (String, f64) {
+    let entry = report["blocked"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["id"] == id))
+        .unwrap_or_else(|| panic!("{id} is not in the blocked list of {report}"));
+    let limit = entry["limit"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no limit name in {entry}"));
+    (limit.to_string(), num(&entry["frees_in_s"]))
+}
+
+/// Asserts two numbers of seconds agree to the millisecond.
+#[track_caller]
+pub fn assert_secs(actual: f64, expected: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() < 0.0005,
+        "{what}: {actual} s, expected {expected} s"
+    );
 }
 
 /// JSON equality where numbers compare by value: `40`, `40.0` and `4e1` are the same.
