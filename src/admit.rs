@@ -175,9 +175,9 @@ fn with_reports(
 }
 
 /// The calendar day of an endpoint whose daily quota resets at a local time.
-fn day_anchor(endpoint: &Endpoint) -> Option<DayAnchor> {
+fn day_anchor(endpoint: &Endpoint) -> Option<&DayAnchor> {
     match &endpoint.day_reset {
-        DayReset::At(anchor) => Some(*anchor),
+        DayReset::At(anchor) => Some(anchor),
         DayReset::Rolling => None,
     }
 }
