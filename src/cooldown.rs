@@ -153,7 +153,10 @@ mod tests {
             (1, 0, T0 + 5_000)
         );
         let during = after(Some(&three), Outcome::Failed, T0 + 1_000).expect("counted");
-        assert_eq!((during.strikes, during.failures, during.until), (1, 1, T0 + 5_000));
+        assert_eq!(
+            (during.strikes, during.failures, during.until),
+            (1, 1, T0 + 5_000)
+        );
         let probe_failed = after(Some(&three), Outcome::Failed, T0 + 6_000).expect("cooling");
         assert_eq!((probe_failed.strikes, probe_failed.until), (2, T0 + 16_000));
     }
