@@ -45,20 +45,12 @@ pub fn run(ctx: &Context, args: &crate::cli::ResetArgs) -> Result<ExitCode> {
             .map(|id| Ok((tx.reset(&id)?, id)))
             .collect::<Result<Vec<_>>>()
     })?;
-    let report: Vec<String> = cleared
-        .iter()
-        .map(|(calls, id)| {
-            format!(
-                "reset {id}: forgot {calls} recorded call{}",
-                if *calls == 1 { "" } else { "s" }
-            )
-        })
-        .collect();
-    output::message(if report.is_empty() {
-        "the ledger was already empty"
-    } else {
-        ""
-    });
-    output::message(&report.join("\n"));
+    if cleared.is_empty() {
+        output::message("the ledger was already empty");
+    }
+    for (calls, id) in cleared {
+        let plural = if calls == 1 { "" } else { "s" };
+        output::message(&format!("reset {id}: forgot {calls} recorded call{plural}"));
+    }
     Ok(ExitCode::SUCCESS)
 }
