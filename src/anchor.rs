@@ -1,11 +1,15 @@
 //! Daily reset anchors: a day quota that starts afresh at a local time of day in an IANA time
 //! zone (Gemini: midnight Pacific time). Pure like `quota.rs`: every function takes `now`, and
 //! a day with a daylight-saving change comes out 23 or 25 hours long.
+//!
+//! The zone rules come from jiff's bundled copy of the tz database, never from the system's, so
+//! the answers are the same on every machine.
 
 use std::fmt;
 
-use chrono::{LocalResult, NaiveDate, NaiveTime, TimeDelta, TimeZone};
-use chrono_tz::{GapInfo, Tz};
+use jiff::civil::{Date, Time};
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
+use jiff::{Span, Timestamp};
 
 use crate::quota::{MINUTE_MS, Millis};
 
@@ -13,12 +17,13 @@ const MINUTES_PER_DAY: u32 = 24 * 60;
 const DAY_MS: Millis = 24 * 60 * MINUTE_MS;
 
 /// A daily reset at a local time of day, such as `00:00 America/Los_Angeles`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayAnchor {
     /// Minutes after local midnight, below 1440 (the endpoints file checks it); a larger
     /// value is taken modulo a day.
     pub minute_of_day: u32,
-    pub zone: Tz,
+    /// An IANA zone from the bundled database (the endpoints file only makes those).
+    pub zone: TimeZone,
 }
 
 impl DayAnchor {
@@ -47,16 +52,13 @@ impl DayAnchor {
     /// local date or the day before or after; one more day on each side covers clocks that went
     /// back by a whole day (Alaska repeated one in 1867).
     fn resets_near(&self, now: Millis) -> impl Iterator<Item = Millis> {
-        let anchor = *self;
-        let today = self
-            .zone
-            .timestamp_millis_opt(now)
-            .single()
-            .map(|local| local.date_naive());
+        let today = Timestamp::from_millisecond(now)
+            .ok()
+            .map(|instant| self.zone.to_datetime(instant).date());
         today.into_iter().flat_map(move |today| {
-            (-2..=2).filter_map(move |days| {
-                let date = today.checked_add_signed(TimeDelta::days(days))?;
-                anchor.reset_on(date)
+            (-2..=2).filter_map(move |days: i64| {
+                let date = today.checked_add(Span::new().try_days(days).ok()?).ok()?;
+                self.reset_on(date)
             })
         })
     }
@@ -65,18 +67,38 @@ impl DayAnchor {
     /// back) resets at its first occurrence, so the 25-hour day is one day, not a day and
     /// an hour-long one; a time that never occurs (clocks going forward) resets at the first
     /// instant after the gap, which is when the provider's clock reaches it.
-    fn reset_on(&self, date: NaiveDate) -> Option<Millis> {
+    fn reset_on(&self, date: Date) -> Option<Millis> {
         let minute = self.minute();
-        let local = date.and_time(NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?);
-        let instant = match self.zone.from_local_datetime(&local) {
-            LocalResult::Single(at) => at,
-            LocalResult::Ambiguous(first, second) => first.min(second),
-            LocalResult::None => GapInfo::new(&local, &self.zone)?.end?,
+        let hour = i8::try_from(minute / 60).ok()?;
+        let local = date.to_datetime(Time::new(hour, i8::try_from(minute % 60).ok()?, 0, 0).ok()?);
+        let (first, second) = match self.zone.to_ambiguous_timestamp(local).offset() {
+            AmbiguousOffset::Unambiguous { offset } => (offset, offset),
+            AmbiguousOffset::Fold { before, after } | AmbiguousOffset::Gap { before, after } => {
+                (before, after)
+            }
         };
-        Some(instant.timestamp_millis())
+        // Only the readings the zone confirms: jiff can see a fold that is not there where a
+        // zone's last listed transition meets its rule for later years (America/Nuuk,
+        // 2023-10-28, 23:00 to 24:00).
+        let reads_local = |offset: Offset| {
+            offset
+                .to_timestamp(local)
+                .ok()
+                .filter(|&at| self.zone.to_datetime(at) == local)
+        };
+        let instant = match [first, second].into_iter().filter_map(reads_local).min() {
+            Some(at) => at,
+            // A gap: read with the offset after it, `local` names an instant before it (the
+            // clocks had not yet moved on), and the gap ends at the next transition.
+            None => {
+                let before_the_gap = second.to_timestamp(local).ok()?;
+                self.zone.following(before_the_gap).next()?.timestamp()
+            }
+        };
+        Some(instant.as_millisecond())
     }
 
-    /// Beyond chrono's calendar (some 262,000 years away) there is no local date: days of
+    /// Beyond jiff's calendar (the years -9999 to 9999) there is no local date: days of
     /// exactly 24 h starting at the anchor's minute of the UTC day keep the answers ordered.
     fn grid_day_start(&self, now: Millis) -> Millis {
         let offset = Millis::from(self.minute()) * MINUTE_MS;
@@ -92,7 +114,7 @@ impl fmt::Display for DayAnchor {
             "{:02}:{:02} {}",
             minute / 60,
             minute % 60,
-            self.zone.name()
+            self.zone.iana_name().unwrap_or("Etc/Unknown")
         )
     }
 }
@@ -101,6 +123,7 @@ impl fmt::Display for DayAnchor {
 mod tests {
     use super::*;
     use crate::clock::parse_instant;
+    use jiff::tz::TimeZoneDatabase;
     use proptest::prelude::*;
 
     const HOUR_MS: Millis = 60 * MINUTE_MS;
@@ -115,7 +138,7 @@ mod tests {
         DayAnchor {
             minute_of_day: hour.parse::<u32>().expect("hour") * 60
                 + minute.parse::<u32>().expect("minute"),
-            zone: zone.parse().expect("a known zone"),
+            zone: TimeZoneDatabase::bundled().get(zone).expect("a known zone"),
         }
     }
 
@@ -291,6 +314,26 @@ mod tests {
     }
 
     #[test]
+    fn a_fold_the_zone_does_not_have_is_no_fold() {
+        // Greenland kept -02 through the autumn of 2023 (its summer time became standard
+        // time), so 23:00 on 2023-10-28 happened once, at 01:00Z; jiff's rule for the
+        // following years puts a fold there, at -01 and -02.
+        let nuuk = anchor("23:00 America/Nuuk");
+        assert_day(
+            &nuuk,
+            "2023-10-29T00:30:00Z",
+            "2023-10-28T01:00:00Z",
+            "2023-10-29T01:00:00Z",
+        );
+        assert_day(
+            &nuuk,
+            "2023-10-29T01:00:00Z",
+            "2023-10-29T01:00:00Z",
+            "2023-10-30T01:00:00Z",
+        );
+    }
+
+    #[test]
     fn zones_east_of_utc() {
         // Tokyo is UTC+9 all year: local midnight is 15:00Z the day before.
         let tokyo = anchor("00:00 Asia/Tokyo");
@@ -347,7 +390,7 @@ mod tests {
     fn utc_days() {
         let midnight = DayAnchor {
             minute_of_day: 0,
-            zone: chrono_tz::UTC,
+            zone: TimeZone::UTC,
         };
         let t0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
         assert_eq!(midnight.day_start(t0), t0);
@@ -433,16 +476,25 @@ mod tests {
         assert_eq!(pacific.next_reset(Millis::MAX), Millis::MAX);
     }
 
+    /// The names of every zone in the bundled database.
+    fn all_zones() -> Vec<String> {
+        TimeZoneDatabase::bundled()
+            .available()
+            .map(|name| name.as_str().to_owned())
+            .collect()
+    }
+
     proptest! {
         /// In every zone, `now` lies in [day_start, next_reset), there is no reset in between,
         /// and a day is never shorter than 0 or longer than two.
         #[test]
         fn the_day_around_now_is_consistent_in_every_zone(
-            zone in 0..chrono_tz::TZ_VARIANTS.len(),
+            zone in proptest::sample::select(all_zones()),
             minute_of_day in 0..MINUTES_PER_DAY,
             now in at("1850-01-01T00:00:00Z")..at("2150-01-01T00:00:00Z"),
         ) {
-            let anchor = DayAnchor { minute_of_day, zone: chrono_tz::TZ_VARIANTS[zone] };
+            let zone = TimeZoneDatabase::bundled().get(&zone).expect("a listed zone");
+            let anchor = DayAnchor { minute_of_day, zone };
             let (start, next) = (anchor.day_start(now), anchor.next_reset(now));
             prop_assert!(start <= now && now < next, "{} {} {}", anchor, start, next);
             prop_assert!(next - start <= 2 * DAY_MS, "{} {} {}", anchor, start, next);

@@ -9,6 +9,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use crate::anchor::DayAnchor;
 use crate::quota::{Limit, Limits};
@@ -601,18 +602,26 @@ fn day_reset(lower: &str, value: &str) -> Result<DayReset, String> {
     }))
 }
 
-/// An IANA zone name; like the file's other words, in any case (`america/los_angeles`).
-fn time_zone(name: &str) -> Option<chrono_tz::Tz> {
-    name.parse().ok().or_else(|| {
-        chrono_tz::TZ_VARIANTS
-            .into_iter()
-            .find(|zone| zone.name().eq_ignore_ascii_case(name))
-    })
+/// An IANA zone name; like the file's other words, in any case (`america/los_angeles`). The
+/// zone keeps its canonical spelling (`America/Los_Angeles`) and comes from the database bundled
+/// into the binary, never from the system's. jiff's `Etc/Unknown` stands for no zone and has
+/// no IANA name, so it is not one.
+fn time_zone(name: &str) -> Option<TimeZone> {
+    TimeZoneDatabase::bundled()
+        .get(name)
+        .ok()
+        .filter(|zone| zone.iana_name().is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn zone(name: &str) -> TimeZone {
+        TimeZoneDatabase::bundled()
+            .get(name)
+            .expect("a bundled zone")
+    }
 
     fn ok(text: &str) -> Vec<Endpoint> {
         parse(text, "endpoints.csv").expect("the file parses")
@@ -685,7 +694,7 @@ openrouter,meta-llama/llama-3.3-70b-instruct:free,20,,50,,,7,,,,rolling,openai,,
             flash.day_reset,
             DayReset::At(DayAnchor {
                 minute_of_day: 0,
-                zone: chrono_tz::America::Los_Angeles
+                zone: zone("America/Los_Angeles")
             })
         );
         assert_eq!(flash.headers.as_deref(), Some("google"));
@@ -909,7 +918,7 @@ p,m18,1,2,3,4,5,6,7,8,9
             e[1].day_reset,
             DayReset::At(DayAnchor {
                 minute_of_day: 23 * 60 + 59,
-                zone: chrono_tz::Asia::Kolkata
+                zone: zone("Asia/Kolkata")
             })
         );
         assert_eq!(e[0].day_reset, DayReset::Rolling);
@@ -945,7 +954,7 @@ p,m18,1,2,3,4,5,6,7,8,9
             e[1].day_reset,
             DayReset::At(DayAnchor {
                 minute_of_day: 9 * 60 + 30,
-                zone: chrono_tz::Europe::Berlin
+                zone: zone("Europe/Berlin")
             })
         );
     }
@@ -965,6 +974,16 @@ p,m18,1,2,3,4,5,6,7,8,9
                 r#"endpoints.csv:5: column day_reset: "00:00 Mars/Olympus" has an unknown time zone (use an IANA name like America/Los_Angeles)"#,
                 r#"endpoints.csv:6: column day_reset: "00:00 America/Los_Angles" has an unknown time zone (use an IANA name like America/Los_Angeles)"#,
                 r#"endpoints.csv:7: column day_reset: "00:00 UTC+2" has an unknown time zone (use an IANA name like America/Los_Angeles)"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn jiffs_placeholder_for_no_zone_is_an_unknown_zone() {
+        assert_eq!(
+            problems("provider,model,day_reset\np,m,00:00 etc/unknown\n"),
+            [
+                r#"endpoints.csv:2: column day_reset: "00:00 etc/unknown" has an unknown time zone (use an IANA name like America/Los_Angeles)"#
             ]
         );
     }
