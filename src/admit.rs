@@ -110,21 +110,20 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
     {
         blocks.push((Block::Pace, last + spacing));
     }
+    // A full window has room again: when a provider's report that alone blocks it resets;
+    // at the end of a calendar day; else when enough local usage leaves the rolling window.
     for short in quota::shortfalls(&limits, &used, request) {
         let limit = short.limit;
-        let file_short = endpoint
-            .limits
-            .get(limit)
-            .is_some_and(|cap| local.get(limit) + request.amount(limit.unit) > cap);
+        let after = local.get(limit) + request.amount(limit.unit);
+        let file_short = endpoint.limits.get(limit).is_some_and(|cap| after > cap);
         let local_frees = if !file_short && resets.get(limit).is_some() {
             None
         } else if let (Some(anchor), Window::Day) = (anchor, limit.window) {
             Some(anchor.next_reset(now))
         } else {
-            let excess = local.get(limit) + request.amount(limit.unit);
-            let excess = excess.saturating_sub(limits.get(limit).unwrap_or(0));
+            let excess = after.saturating_sub(limits.get(limit).unwrap_or(0)).max(1);
             Some(
-                tx.frees_at(&endpoint.id, limit, excess.max(1), now)?
+                tx.frees_at(&endpoint.id, limit, excess, now)?
                     .unwrap_or(now),
             )
         };
