@@ -269,6 +269,10 @@ fn explain(err: anyhow::Error, path: &Path) -> anyhow::Error {
             "; make the file and its folder writable, or point --db elsewhere"
         }
         Some(ErrorCode::DiskFull) => "; the disk is full, and nothing was changed",
+        // A write-ahead log that cannot grow on a full disk surfaces as an I/O error.
+        Some(ErrorCode::SystemIoFailure) => {
+            "; it could not be written (is the disk full?), and nothing was changed"
+        }
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             "; another process held its lock too long, try again"
         }
