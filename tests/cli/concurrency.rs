@@ -125,3 +125,53 @@ fn processes_that_meet_on_a_fresh_database_all_succeed() {
         );
     }
 }
+
+#[test]
+fn processes_killed_mid_write_leave_a_sound_ledger() {
+    // Records killed with SIGKILL at assorted moments: every record that reported success
+    // is in the ledger, none is counted twice, and the file stays usable.
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    env.ok(["record", "p/m", "--add"]);
+    let mut succeeded = 1;
+    let mut started = 1;
+    for round in 0..12 {
+        // Each child is killed when the one `lag` places after it has been started: the
+        // time a spawn takes staggers the kills over the victims' lives, from before their
+        // transaction to after it, without sleeping.
+        let lag = 1 + round % 4;
+        let mut children: Vec<Child> = Vec::new();
+        for i in 0..PROCESSES + lag {
+            if i < PROCESSES {
+                let mut cmd = env.std_command(bin());
+                cmd.arg("--endpoints")
+                    .arg(env.endpoints_file())
+                    .args(["record", "p/m", "--add"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                children.push(cmd.spawn().expect("start llm-rotate"));
+                started += 1;
+            }
+            if i >= lag && (i - lag) % 2 == 0 {
+                let _ = children[i - lag].kill();
+            }
+        }
+        for mut child in children {
+            if child.wait().expect("wait").success() {
+                succeeded += 1;
+            }
+        }
+    }
+    let used = env.used("p/m", "rpm") as usize;
+    assert!(
+        (succeeded..=started).contains(&used),
+        "{succeeded} succeeded, {started} started, ledger has {used}"
+    );
+    let conn = rusqlite::Connection::open(env.db()).expect("open the ledger");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+    env.ok(["record", "p/m", "--add"]);
+    assert_eq!(env.used("p/m", "rpm") as usize, used + 1);
+}
