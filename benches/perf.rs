@@ -35,29 +35,13 @@ fn main() {
     let ten_db = dir.as_path().join("ten.sqlite3");
     fill(&ten_db, 10, 10, T0, T0 + DAY_MS);
     let end_of_day = T0 + DAY_MS - 1;
-    let full = [
-        "pick",
-        "--endpoints",
-        path(&ten),
-        "--db",
-        path(&ten_db),
-        "--tokens",
-        "500",
-    ];
+    let full = command("pick", &ten, &ten_db, &["--tokens", "500"]);
     let (version, pick_full) = compare(&full, end_of_day, 75);
     report.ratio("pick, all 10 full (exit 75)", version, pick_full, 3.0);
 
     // The same history, with the last endpoint allowed more: every run reserves.
     let ten_room = write_endpoints(dir.as_path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
-    let reserve = [
-        "pick",
-        "--endpoints",
-        path(&ten_room),
-        "--db",
-        path(&ten_db),
-        "--tokens",
-        "500",
-    ];
+    let reserve = command("pick", &ten_room, &ten_db, &["--tokens", "500"]);
     let (version, pick_ok) = compare(&reserve, end_of_day, 0);
     report.ratio("pick, 9 full, reserves on the 10th", version, pick_ok, 3.0);
     report.memory(max_child_rss_kib());
@@ -66,13 +50,7 @@ fn main() {
     let hundred = write_endpoints(dir.as_path(), "hundred.csv", 100, 1_440, None);
     let hundred_db = dir.as_path().join("hundred.sqlite3");
     fill(&hundred_db, 100, 1, T0, T0 + DAY_MS);
-    let state = [
-        "state",
-        "--endpoints",
-        path(&hundred),
-        "--db",
-        path(&hundred_db),
-    ];
+    let state = command("state", &hundred, &hundred_db, &[]);
     let (version, state_time) = compare(&state, end_of_day, 0);
     report.ratio("state, 100 endpoints", version, state_time, 25.0);
 
@@ -89,6 +67,18 @@ fn main() {
     report.growth(one_day, seven_days);
 
     report.print();
+}
+
+/// `llm-rotate SUBCOMMAND --endpoints FILE --db DB EXTRA...`
+fn command<'a>(
+    subcommand: &'a str,
+    endpoints: &'a Path,
+    db: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![subcommand, "--endpoints", path(endpoints), "--db", path(db)];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn path(p: &Path) -> &str {
@@ -229,7 +219,7 @@ impl Report {
             let mut admitted = 0;
             for _ in 0..n {
                 let status = Command::new(BIN)
-                    .args(["pick", "--endpoints", path(endpoints), "--db", path(db)])
+                    .args(command("pick", endpoints, db, &[]))
                     .env("LLM_ROTATE_NOW", &now)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
