@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use llm_rotate::quota::{MINUTE_MS, Millis, Request};
-use llm_rotate::store::Ledger;
+use llm_rotate::clock::{MINUTE_MS, Millis};
+use llm_rotate::ledger;
+use llm_rotate::quota::Request;
 
 const BIN: &str = env!("CARGO_BIN_EXE_llm-rotate");
 /// 2026-01-01T00:00:00Z
@@ -109,17 +110,17 @@ fn write_endpoints(dir: &Path, name: &str, n: usize, rpd: u64, last_rpd: Option<
 /// Records `per_minute` reserved calls of 500 tokens a minute for each of `n` endpoints
 /// from `from` to `to`, one transaction a simulated minute, pruning as `pick` does.
 fn fill(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
-    let mut ledger = Ledger::open(db).expect("open ledger");
+    let mut ledger = ledger::open(db).expect("open ledger");
     let mut minute = from;
     while minute < to {
         ledger
-            .write(|tx| {
-                tx.prune(minute)?;
+            .write(|book, _now| {
+                book.prune(minute)?;
                 for i in 0..n {
                     let id = format!("p{}/model-{i}", i % 5);
                     for k in 0..per_minute {
                         let at = minute + (k as Millis * MINUTE_MS) / per_minute as Millis;
-                        tx.reserve(&id, Request::new(500), at)?;
+                        book.reserve(&id, Request::new(500), at)?;
                     }
                 }
                 Ok(())

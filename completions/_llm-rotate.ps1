@@ -21,8 +21,8 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'llm-rotate' {
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory]')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -42,8 +42,8 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'How to choose among the fitting endpoints of the highest priority')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a value as long as it takes')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory]')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be chosen; reserve nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -55,8 +55,8 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--requests', '--requests', [CompletionResultType]::ParameterName, 'Requests made [default: 1]')
             [CompletionResult]::new('--retry-after', '--retry-after', [CompletionResultType]::ParameterName, 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date')
             [CompletionResult]::new('--headers', '--headers', [CompletionResultType]::ParameterName, 'The response''s headers, as `curl -D` writes them (`-` for stdin): read the provider''s rate-limit headers and Retry-After')
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory]')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('--add', '--add', [CompletionResultType]::ParameterName, 'Record a new call now, even when a reservation is open')
             [CompletionResult]::new('--rate-limited', '--rate-limited', [CompletionResultType]::ParameterName, 'The call was refused with 429 Too Many Requests: skip the endpoint for a while')
             [CompletionResult]::new('--failed', '--failed', [CompletionResultType]::ParameterName, 'The call failed (other than a 429); three in a row skip the endpoint for a while')
@@ -66,23 +66,23 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         }
         'llm-rotate;state' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory]')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'llm-rotate;reset' {
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory]')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every endpoint in the database')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'llm-rotate;completions' {
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory]')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

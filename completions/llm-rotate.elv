@@ -18,8 +18,8 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
     }
     var completions = [
         &'llm-rotate'= {
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -38,8 +38,8 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --strategy 'How to choose among the fitting endpoints of the highest priority'
             cand --wait 'When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a value as long as it takes'
             cand --format 'Output format'
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --dry-run 'Show what would be chosen; reserve nothing'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -50,8 +50,8 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --requests 'Requests made [default: 1]'
             cand --retry-after 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date'
             cand --headers 'The response''s headers, as `curl -D` writes them (`-` for stdin): read the provider''s rate-limit headers and Retry-After'
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --add 'Record a new call now, even when a reservation is open'
             cand --rate-limited 'The call was refused with 429 Too Many Requests: skip the endpoint for a while'
             cand --failed 'The call failed (other than a 429); three in a row skip the endpoint for a while'
@@ -60,21 +60,21 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         }
         &'llm-rotate;state'= {
             cand --format 'Output format'
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'llm-rotate;reset'= {
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --all 'Every endpoint in the database'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'llm-rotate;completions'= {
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory]'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -24,8 +24,8 @@ function __fish_llm_rotate_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s V -l version -d 'Print version'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
@@ -45,8 +45,8 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l wait -d '
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l format -d 'Output format' -r -f -a "text\t'The id alone on one line'
 json\t'One JSON object with the lease and the endpoint\'s properties'
 shell\t'`export LLM_ROTATE_...=\'...\'` lines for `eval`'"
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l dry-run -d 'Show what would be chosen; reserve nothing'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l lease -d 'The lease printed by `pick --format json|shell`' -r
@@ -54,8 +54,8 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l tokens 
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l requests -d 'Requests made [default: 1]' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l retry-after -d 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l headers -d 'The response\'s headers, as `curl -D` writes them (`-` for stdin): read the provider\'s rate-limit headers and Retry-After' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l add -d 'Record a new call now, even when a reservation is open'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l rate-limited -d 'The call was refused with 429 Too Many Requests: skip the endpoint for a while'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l failed -d 'The call failed (other than a 429); three in a row skip the endpoint for a while'
@@ -63,15 +63,15 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -s h -l he
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l format -d 'Output format' -r -f -a "table\t'A table for people'
 json\t'An array of objects with the raw numbers'
 csv\t'One row per endpoint with the raw numbers'"
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l all -d 'Every endpoint in the database'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -s h -l help -d 'Print help'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'

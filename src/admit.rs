@@ -1,15 +1,17 @@
 //! Whether an endpoint can take a request now, and if not, what blocks it and until when:
 //! its windows (as the ledger and the provider's last report see them), a cooldown after
 //! 429s or failures, smooth pacing, and its cap on calls in flight. `pick` and `state`
-//! share it, so that what `state` says is what `pick` would do.
+//! share it, so that what `state` says is what `pick` would do. Plain code over what the
+//! ledger reports and the `now` of the ledger's step.
 
 use anyhow::Result;
 
 use crate::anchor::DayAnchor;
+use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::endpoints::{DayReset, Endpoint, Pace};
-use crate::quota::{self, Limit, Limits, Millis, Never, PerLimit, Request, Used, Window};
-use crate::store::{RESERVATION_OPEN_MS, Tx};
+use crate::ledger::{Book, RESERVATION_OPEN_MS};
+use crate::quota::{self, Limit, Limits, Never, PerLimit, Request, Used, Window};
 
 /// What keeps an endpoint from taking a request now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,11 +73,16 @@ pub struct Standing {
     pub verdict: Verdict,
 }
 
-pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Result<Standing> {
+pub fn assess(
+    book: &dyn Book,
+    endpoint: &Endpoint,
+    request: Request,
+    now: Millis,
+) -> Result<Standing> {
     let anchor = day_anchor(endpoint);
-    let local = tx.used(&endpoint.id, now, anchor.map(|a| a.day_start(now)))?;
-    let (limits, used, resets) = with_reports(tx, endpoint, local, now)?;
-    let cooldown = tx.cooldown(&endpoint.id)?;
+    let local = book.used(&endpoint.id, now, anchor.map(|a| a.day_start(now)))?;
+    let (limits, used, resets) = with_reports(book, endpoint, local, now)?;
+    let cooldown = book.cooldown(&endpoint.id)?;
     if let Some(never) = quota::never_fits(&endpoint.limits, request) {
         return Ok(Standing {
             limits,
@@ -98,14 +105,14 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
         }
     }
     if let Some(cap) = endpoint.concurrency
-        && tx.open_reservations(&endpoint.id, now)? >= cap
+        && book.open_reservations(&endpoint.id, now)? >= cap
     {
-        let frees = tx.first_expiry(&endpoint.id, now)?.unwrap_or(now);
+        let frees = book.first_expiry(&endpoint.id, now)?.unwrap_or(now);
         blocks.push((Block::Concurrency, frees));
     }
     if endpoint.pace == Pace::Smooth
         && let Some(spacing) = quota::pace_spacing(&endpoint.limits)
-        && let Some(last) = tx.last_call(&endpoint.id, now)?
+        && let Some(last) = book.last_call(&endpoint.id)?
         && now < last + spacing
     {
         blocks.push((Block::Pace, last + spacing));
@@ -123,7 +130,7 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
         } else {
             let excess = after.saturating_sub(limits.get(limit).unwrap_or(0)).max(1);
             Some(
-                tx.frees_at(&endpoint.id, limit, excess, now)?
+                book.frees_at(&endpoint.id, limit, excess, now)?
                     .unwrap_or(now),
             )
         };
@@ -148,7 +155,7 @@ pub fn assess(tx: &Tx, endpoint: &Endpoint, request: Request, now: Millis) -> Re
 /// limit less its remaining, less what was used here since — never below the local count.
 /// Returns, per limit, when a report that raised it resets.
 fn with_reports(
-    tx: &Tx,
+    book: &dyn Book,
     endpoint: &Endpoint,
     local: Used,
     now: Millis,
@@ -156,7 +163,7 @@ fn with_reports(
     let mut limits = endpoint.limits;
     let mut used = local;
     let mut resets = PerLimit::default();
-    for report in tx.reports(&endpoint.id, now)? {
+    for report in book.reports(&endpoint.id, now)? {
         let limit = report.limit;
         let remaining = report.remaining.saturating_sub(report.used_since);
         let cap = match (limits.get(limit), report.cap) {

@@ -11,7 +11,7 @@ use jiff::civil::{Date, Time};
 use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
 use jiff::{Span, Timestamp};
 
-use crate::quota::{MINUTE_MS, Millis};
+use crate::clock::{MINUTE_MS, Millis};
 
 const MINUTES_PER_DAY: u32 = 24 * 60;
 const DAY_MS: Millis = 24 * 60 * MINUTE_MS;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::quota::Millis;
+use crate::choose::Strategy;
+use crate::clock::Millis;
 
 /// Pick an LLM endpoint that has quota left right now, and keep a ledger of usage that every
 /// process on this machine shares.
@@ -15,23 +16,13 @@ use crate::quota::Millis;
 pub struct Cli {
     /// Endpoints file: CSV or a Markdown table
     /// [default: endpoints.csv in the user config directory]
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        env = "LLM_ROTATE_ENDPOINTS",
-        hide_env_values = true
-    )]
+    /// [env: LLM_ROTATE_ENDPOINTS]
+    #[arg(long, global = true, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
 
     /// Usage database [default: usage.sqlite3 in the user cache directory]
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        env = "LLM_ROTATE_DB",
-        hide_env_values = true
-    )]
+    /// [env: LLM_ROTATE_DB]
+    #[arg(long, global = true, value_name = "FILE")]
     pub db: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -87,16 +78,32 @@ pub struct PickArgs {
     pub format: PickFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Strategy {
-    /// The first in file order
-    Order,
-    /// At random, in proportion to the `weight` column
-    Weighted,
-    /// The one with the most of its tightest limit left
-    Spread,
-    /// Each in turn, in file order; the turn is shared by every process
-    RoundRobin,
+/// The strategies on the command line; the type is the domain's, kept free of clap.
+impl ValueEnum for Strategy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Strategy::Order,
+            Strategy::Weighted,
+            Strategy::Spread,
+            Strategy::RoundRobin,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let (name, help) = match self {
+            Strategy::Order => ("order", "The first in file order"),
+            Strategy::Weighted => (
+                "weighted",
+                "At random, in proportion to the `weight` column",
+            ),
+            Strategy::Spread => ("spread", "The one with the most of its tightest limit left"),
+            Strategy::RoundRobin => (
+                "round-robin",
+                "Each in turn, in file order; the turn is shared by every process",
+            ),
+        };
+        Some(clap::builder::PossibleValue::new(name).help(help))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,15 +1,22 @@
-//! The one place that reads the system clock, and the one place that sleeps.
-//! `LLM_ROTATE_NOW` pins the time so that tests and what-if runs move time instead of
-//! sleeping: with it set, a sleep moves the pinned time forward and returns at once.
+//! Time in llm-rotate: its unit, the one place that reads the system clock, and the one
+//! place that sleeps. `LLM_ROTATE_NOW` pins the time so that tests and what-if runs move
+//! time instead of sleeping: with it set, a sleep moves the pinned time forward and returns
+//! at once. A ledger reads the clock only under its lock (see `ledger`), and never judges
+//! a write earlier than what it already holds.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use chrono::DateTime;
 
-use crate::quota::Millis;
+use crate::env::{self, NOW as NOW_VAR};
 
-pub const NOW_VAR: &str = "LLM_ROTATE_NOW";
+/// Milliseconds since the Unix epoch: the one unit of time inside llm-rotate.
+pub type Millis = i64;
+
+pub const SECOND_MS: Millis = 1_000;
+pub const MINUTE_MS: Millis = 60 * SECOND_MS;
+pub const HOUR_MS: Millis = 60 * MINUTE_MS;
 
 /// How far this process has slept past a pinned time.
 static SLEPT: AtomicI64 = AtomicI64::new(0);
@@ -37,13 +44,15 @@ pub fn sleep_until(until: Millis) -> Result<()> {
 }
 
 fn pinned() -> Result<Option<Millis>> {
-    match std::env::var(NOW_VAR) {
-        Ok(text) => parse_instant(&text)
-            .map(Some)
-            .with_context(|| format!("{NOW_VAR}={text:?}")),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("{NOW_VAR} is not valid UTF-8"),
-    }
+    let Some(value) = env::get(NOW_VAR) else {
+        return Ok(None);
+    };
+    let Some(text) = value.to_str() else {
+        bail!("{NOW_VAR} is not valid UTF-8");
+    };
+    parse_instant(text)
+        .map(Some)
+        .with_context(|| format!("{NOW_VAR}={text:?}"))
 }
 
 #[allow(clippy::disallowed_methods)] // the single sanctioned read of the system clock

@@ -2,7 +2,7 @@
 //! Retry-After, else an exponential back-off), three failures in a row do the same, and a
 //! success after the cooldown ends it. Pure: the ledger stores what this decides.
 
-use crate::quota::{MINUTE_MS, Millis, SECOND_MS};
+use crate::clock::{MINUTE_MS, Millis, SECOND_MS};
 
 const FIRST_BACKOFF: Millis = 5 * SECOND_MS;
 const LONGEST_BACKOFF: Millis = 10 * MINUTE_MS;

@@ -2,7 +2,7 @@
 //! headers (`2m59.56s`, `6m0s`, `20ms`). Fractions are summed in exact integers, not
 //! floats, so `0.1s` is 100 ms rather than 99 and rounding happens once, at the end.
 
-use crate::quota::Millis;
+use crate::clock::Millis;
 use chrono::DateTime;
 
 /// The longest duration accepted, about 31,700 years: anything longer is a typo, and keeping

@@ -2,8 +2,8 @@
 //! Every problem in the file is reported at once, as `file:line: column name: "value" reason`
 //! with physical line numbers; the secret in the `key` column never appears in a message.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Cursor;
 use std::path::Path;
@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use crate::anchor::DayAnchor;
+use crate::env;
 use crate::quota::{Limit, Limits};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -432,21 +433,33 @@ fn duplicate(
 fn read_header(header: &Row, report: &mut Report) -> Option<Vec<Column>> {
     let before = report.problems.len();
     let mut columns: Vec<Column> = Vec::new();
+    // A set, not a scan of the columns so far: a header of 100,000 columns loads at once.
+    let mut seen: HashSet<String> = HashSet::new();
     for (index, name) in header.cells.iter().enumerate() {
+        let field = Field::of(name);
         if name.is_empty() {
             report.line(
                 header.line,
                 format_args!("column {} of the header has no name", index + 1),
             );
-        } else if columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
+        } else if !seen.insert(name.to_ascii_lowercase()) {
             report.line(
                 header.line,
                 format_args!("column {name:?} appears twice in the header"),
             );
+        } else if field == Field::Prop && env::OWN.contains(&env::exported_name(name).as_str()) {
+            report.line(
+                header.line,
+                format_args!(
+                    "column {name}: would be exported by `pick --format shell` as {}, one of \
+                     llm-rotate's own variables, and re-point later calls; rename the column",
+                    env::exported_name(name)
+                ),
+            );
         }
         columns.push(Column {
             name: name.clone(),
-            field: Field::of(name),
+            field,
         });
     }
     for (field, name) in [(Field::Provider, "provider"), (Field::Model, "model")] {

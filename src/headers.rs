@@ -2,8 +2,9 @@
 //! Providers name and scale these headers differently, so a dialect says how to read them;
 //! nothing here fails, because a record must not be lost to a header a provider changed.
 
+use crate::clock::Millis;
 use crate::duration::{parse_duration, parse_retry_after};
-use crate::quota::{Limit, Millis, Unit, Window};
+use crate::quota::{Limit, Unit, Window};
 use chrono::DateTime;
 
 /// How a provider names and scales its rate-limit headers.

@@ -3,16 +3,19 @@
 
 pub mod admit;
 pub mod anchor;
+pub mod choose;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod cooldown;
 pub mod duration;
 pub mod endpoints;
+pub mod env;
 pub mod glob;
 pub mod headers;
+pub mod ledger;
 pub mod output;
 pub mod quota;
-pub mod store;
+pub mod settle;
 
 pub use commands::run;

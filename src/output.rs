@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use crate::quota::{Millis, SECOND_MS};
+use crate::clock::{Millis, SECOND_MS};
 
 pub const PROGRAM: &str = "llm-rotate";
 
@@ -74,21 +74,6 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// `LLM_ROTATE_<NAME>`: upper case, every character that is not a letter or digit `_`.
-pub fn env_name(name: &str) -> String {
-    let tail: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("LLM_ROTATE_{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,12 +110,5 @@ mod tests {
             shell_quote("$(rm -rf /) `x` \"y\"\n"),
             "'$(rm -rf /) `x` \"y\"\n'"
         );
-    }
-
-    #[test]
-    fn env_names_are_portable() {
-        assert_eq!(env_name("base_url"), "LLM_ROTATE_BASE_URL");
-        assert_eq!(env_name("Api-Key Env"), "LLM_ROTATE_API_KEY_ENV");
-        assert_eq!(env_name("é"), "LLM_ROTATE__");
     }
 }

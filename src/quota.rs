@@ -2,13 +2,11 @@
 //! argument and never reads a clock or the database, so the edge rules can be tested with
 //! literal instants.
 
-/// Milliseconds since the Unix epoch: the one unit of time inside llm-rotate.
-pub type Millis = i64;
+use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 
-pub const SECOND_MS: Millis = 1_000;
-pub const MINUTE_MS: Millis = 60 * SECOND_MS;
-
-/// A rolling window: a request made at `t` counts at `now` while `now - len < t <= now`.
+/// A rolling window: a request made at `t` counts at `now` while `now - len < t`. Entries
+/// stamped after `now` count too: a process that judges a little late must still see what
+/// the processes ahead of it wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Window {
     Minute,
@@ -22,14 +20,14 @@ impl Window {
     pub fn len_ms(self) -> Millis {
         match self {
             Window::Minute => MINUTE_MS,
-            Window::Hour => 60 * MINUTE_MS,
-            Window::Day => 24 * 60 * MINUTE_MS,
+            Window::Hour => HOUR_MS,
+            Window::Day => 24 * HOUR_MS,
         }
     }
 }
 
 /// The longest window: anything older no longer counts anywhere and may be pruned.
-pub const LONGEST_WINDOW_MS: Millis = 24 * 60 * MINUTE_MS;
+pub const LONGEST_WINDOW_MS: Millis = 24 * HOUR_MS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
@@ -205,7 +203,7 @@ pub fn pace_spacing(limits: &Limits) -> Option<Millis> {
 
 // Exact windows: one ledger row per request.
 
-/// Rows with `at > counted_after(window, now)` (and `at <= now`) count in the window.
+/// Rows with `at > counted_after(window, now)` count in the window.
 pub fn counted_after(window: Window, now: Millis) -> Millis {
     now - window.len_ms()
 }

@@ -14,16 +14,19 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::endpoints::{self, Endpoint};
-use crate::glob;
-use crate::store::{self, Ledger};
+use crate::env;
+use crate::ledger::{self, Ledger};
 
 /// Exit status when no endpoint has quota right now (EX_TEMPFAIL).
 pub const EXHAUSTED: u8 = 75;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // A variable that is set but empty counts as unset.
     let ctx = Context {
-        endpoints: cli.endpoints,
-        db: cli.db,
+        endpoints: cli
+            .endpoints
+            .or_else(|| env::get(env::ENDPOINTS).map(PathBuf::from)),
+        db: cli.db.or_else(|| env::get(env::DB).map(PathBuf::from)),
     };
     match cli.command {
         Command::Pick(args) => pick::run(&ctx, &args),
@@ -39,13 +42,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Where the endpoints file and the database are, as the global options say.
+/// Where the endpoints file and the database are, as the global options (or their
+/// variables) say.
 pub struct Context {
     endpoints: Option<PathBuf>,
     db: Option<PathBuf>,
 }
-
-const ENDPOINTS_VAR: &str = "LLM_ROTATE_ENDPOINTS";
 
 impl Context {
     /// The endpoints: `--endpoints`, else `$LLM_ROTATE_ENDPOINTS`, else the config folder's
@@ -58,8 +60,9 @@ impl Context {
         match &default {
             Some(path) if path.exists() => endpoints::load(path),
             _ => bail!(
-                "no endpoints file: looked for --endpoints (not given), ${ENDPOINTS_VAR} \
+                "no endpoints file: looked for --endpoints (not given), ${} \
                  (not set) and {}; create one (see endpoints.example.csv) or pass --endpoints FILE",
+                env::ENDPOINTS,
                 default.as_deref().map_or(
                     "the user config directory (not found)".into(),
                     |p| format!("{} (not found)", p.display())
@@ -78,10 +81,10 @@ impl Context {
         }
     }
 
-    pub fn ledger(&self) -> Result<Ledger> {
+    pub fn ledger(&self) -> Result<Box<dyn Ledger>> {
         match &self.db {
-            Some(path) => Ledger::open(path),
-            None => Ledger::open(&store::default_path()?),
+            Some(path) => ledger::open(path),
+            None => ledger::open(&ledger::default_path()?),
         }
     }
 }
@@ -89,14 +92,6 @@ impl Context {
 fn default_endpoints_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "llm-rotate")
         .map(|dirs| dirs.config_dir().join("endpoints.csv"))
-}
-
-/// The endpoints whose id matches any of `only` (all when empty) and none of `exclude`.
-pub fn filter<'e>(all: &'e [Endpoint], only: &[String], exclude: &[String]) -> Vec<&'e Endpoint> {
-    all.iter()
-        .filter(|e| only.is_empty() || only.iter().any(|p| glob::matches(p, &e.id)))
-        .filter(|e| !exclude.iter().any(|p| glob::matches(p, &e.id)))
-        .collect()
 }
 
 /// The endpoint with this id, or an error that lists what the file has.

@@ -17,12 +17,12 @@ pub fn run(ctx: &Context, args: &crate::cli::ResetArgs) -> Result<ExitCode> {
         _ => Vec::new(),
     };
     let mut ledger = ctx.ledger()?;
-    let cleared = ledger.write(|tx| {
-        let mut known: BTreeSet<String> = tx.endpoints()?.into_iter().collect();
+    let cleared = ledger.write(|book, _now| {
+        let mut known: BTreeSet<String> = book.endpoints()?.into_iter().collect();
         let chosen: BTreeSet<String> = if args.all {
             known
         } else {
-            known.extend(from_file);
+            known.extend(from_file.iter().cloned());
             let unmatched: Vec<&str> = args
                 .names
                 .iter()
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: &crate::cli::ResetArgs) -> Result<ExitCode> {
         };
         chosen
             .into_iter()
-            .map(|id| Ok((tx.reset(&id)?, id)))
+            .map(|id| Ok((book.forget(&id)?, id)))
             .collect::<Result<Vec<_>>>()
     })?;
     if cleared.is_empty() {

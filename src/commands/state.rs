@@ -10,13 +10,14 @@ use comfy_table::{Cell, Color, Table, presets};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::{Context, filter};
+use super::Context;
 use crate::admit::{self, Block, Standing, Verdict};
+use crate::choose::filter;
 use crate::cli::{StateArgs, StateFormat};
-use crate::clock;
+use crate::clock::Millis;
 use crate::endpoints::Endpoint;
 use crate::output;
-use crate::quota::{Limit, Millis, Request};
+use crate::quota::{Limit, Request};
 
 /// One endpoint at `now`.
 struct Row<'e> {
@@ -52,24 +53,24 @@ impl Row<'_> {
 }
 
 pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
-    let now = clock::now()?;
     let all = ctx.endpoints()?;
     let shown = filter(&all, &args.patterns, &[]);
     if shown.is_empty() && !args.patterns.is_empty() {
         bail!("no endpoint matches {}", args.patterns.join(" "));
     }
     let mut ledger = ctx.ledger()?;
-    let rows = ledger.read(|tx| {
-        shown
+    let (rows, now) = ledger.read(|book, now| {
+        let rows = shown
             .iter()
             .map(|&endpoint| {
                 Ok(Row {
                     endpoint,
-                    standing: admit::assess(tx, endpoint, Request::new(0), now)?,
-                    open_reservations: tx.open_reservations(&endpoint.id, now)?,
+                    standing: admit::assess(book, endpoint, Request::new(0), now)?,
+                    open_reservations: book.open_reservations(&endpoint.id, now)?,
                 })
             })
-            .collect::<Result<Vec<_>>>()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, now))
     })?;
 
     let text = match args.format {

@@ -285,6 +285,20 @@ impl Env {
             .unwrap_or_else(|| panic!("state --format json has no endpoint {id:?}"))
     }
 
+    /// When each call in the ledger was stamped, in milliseconds after [`T0`], in the
+    /// order the calls were written: read from the SQLite file itself, because the ledger
+    /// never looks back in time (a window counts what was stamped after its start).
+    pub fn stamps(&self) -> Vec<i64> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open the ledger");
+        let mut stmt = conn
+            .prepare("SELECT at_ms FROM usage ORDER BY id")
+            .expect("query the ledger");
+        stmt.query_map([], |r| r.get::<_, i64>(0))
+            .expect("read the ledger")
+            .map(|at| at.expect("a stamp") - T0 * 1000)
+            .collect()
+    }
+
     /// `used.<window>` of one endpoint, from `state --format json`.
     #[track_caller]
     pub fn used(&self, id: &str, window: &str) -> u64 {

@@ -1,0 +1,163 @@
+//! Recording a call: settle the reservation it was made under, or add it as new usage;
+//! then learn from how it went (a 429, a failure, the provider's rate-limit headers). Plain
+//! code over the ledger's book and the `now` of its step, so that Retry-After and the
+//! provider's resets are measured from the moment the call was recorded.
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::clock::Millis;
+use crate::cooldown::{self, Outcome};
+use crate::duration::parse_retry_after;
+use crate::endpoints::Endpoint;
+use crate::headers::{self, Dialect, Response};
+use crate::ledger::{Book, Entry};
+use crate::quota::Request;
+
+/// How the caller says the call went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Said<'a> {
+    /// Nothing beyond the usage (a success, unless the headers show a refusal).
+    Nothing,
+    /// Refused with 429; the wait the provider asked for, as written (seconds, a duration
+    /// or an HTTP date), when given.
+    RateLimited {
+        retry_after: Option<&'a str>,
+    },
+    Failed,
+}
+
+/// One `record`: which call, what it used, and how it went.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The reservation's lease; with it, `id` is only checked against it.
+    pub lease: Option<&'a str>,
+    pub id: Option<&'a str>,
+    /// A new call even when a reservation of `id` is open.
+    pub add: bool,
+    pub requests: Option<u64>,
+    pub tokens: Option<u64>,
+    pub said: Said<'a>,
+    /// The response's headers as `curl -D` writes them.
+    pub headers: Option<&'a str>,
+}
+
+/// Records the call at `now` in a write step; returns notes about headers it could not use.
+pub fn record(
+    book: &dyn Book,
+    call: &Record,
+    endpoints: &[Endpoint],
+    now: Millis,
+) -> Result<Vec<String>> {
+    book.prune(now)?;
+    let endpoint = settle_or_add(book, call, now)?;
+    let response = match (call.headers, endpoints.iter().find(|e| e.id == endpoint)) {
+        (Some(dump), Some(row)) => Some(read_headers(book, row, dump, now)?),
+        (Some(_), None) => Some(Response {
+            notes: vec![format!(
+                "{endpoint} is not in the endpoints file; headers ignored"
+            )],
+            ..Response::default()
+        }),
+        (None, _) => None,
+    };
+    let outcome = outcome(call.said, response.as_ref(), now)?;
+    let next = cooldown::after(book.cooldown(&endpoint)?.as_ref(), outcome, now);
+    book.set_cooldown(&endpoint, next.as_ref())?;
+    Ok(response.map(|r| r.notes).unwrap_or_default())
+}
+
+/// Settles the reservation the call names, or adds the call; returns the endpoint id.
+fn settle_or_add(book: &dyn Book, call: &Record, now: Millis) -> Result<String> {
+    let reservation: Option<Entry> = match (call.lease, call.id) {
+        (Some(lease), id) => {
+            let entry = book.by_lease(lease)?.with_context(|| {
+                format!("unknown lease {lease:?}: mistyped, reset, or older than a day")
+            })?;
+            if let Some(id) = id.filter(|id| *id != entry.endpoint) {
+                bail!("lease {lease:?} belongs to {}, not {id}", entry.endpoint);
+            }
+            if !entry.open {
+                bail!("lease {lease:?} was already settled");
+            }
+            Some(entry)
+        }
+        (None, Some(id)) if !call.add => book.oldest_open(id, now)?,
+        _ => None,
+    };
+    match reservation {
+        Some(entry) => {
+            let real = Request {
+                requests: call.requests.unwrap_or(entry.requests),
+                tokens: call.tokens.unwrap_or(entry.tokens),
+            };
+            book.settle(&entry, real)?;
+            Ok(entry.endpoint)
+        }
+        None => {
+            let id = call.id.context("record needs an endpoint id or --lease")?;
+            let usage = Request {
+                requests: call.requests.unwrap_or(1),
+                tokens: call.tokens.unwrap_or(0),
+            };
+            book.add(id, usage, now)?;
+            Ok(id.to_owned())
+        }
+    }
+}
+
+/// How the call went: as the caller says, else as its headers show (a 429 status or a
+/// Retry-After means the provider refused it). An explicit Retry-After wins.
+fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Outcome> {
+    let asked = response
+        .and_then(|r| r.retry_after)
+        .map(|at| (at - now).max(0));
+    let refused = response.is_some_and(|r| r.status == Some(429) || r.retry_after.is_some());
+    Ok(match said {
+        Said::Failed => Outcome::Failed,
+        Said::RateLimited { retry_after } => {
+            let given = retry_after
+                .map(|text| parse_retry_after(text, now).map_err(anyhow::Error::msg))
+                .transpose()?;
+            Outcome::RateLimited {
+                retry_after: given.or(asked),
+            }
+        }
+        Said::Nothing if refused => Outcome::RateLimited { retry_after: asked },
+        Said::Nothing => Outcome::Success,
+    })
+}
+
+/// Takes the provider's word on each limit its headers report. Usage recorded from now on
+/// counts against what it said remains.
+fn read_headers(book: &dyn Book, endpoint: &Endpoint, dump: &str, now: Millis) -> Result<Response> {
+    let named = endpoint.headers.as_deref();
+    let dialect = match named {
+        Some(name) => Dialect::from_name(name),
+        None => Dialect::for_provider(&endpoint.provider),
+    };
+    let Some(dialect) = dialect else {
+        // Retry-After and the status mean the same everywhere; the limits do not.
+        let mut response = headers::read(dump, Dialect::OpenAi, now);
+        response.readings.clear();
+        response.notes.insert(
+            0,
+            match named {
+                Some(name) => format!("{}: unknown headers dialect {name:?}; rate-limit headers ignored (use openai, groq, anthropic or cerebras)", endpoint.id),
+                None => format!("{}: no known headers dialect for provider {:?}; rate-limit headers ignored (add a headers column: openai, groq, anthropic or cerebras)", endpoint.id, endpoint.provider),
+            },
+        );
+        return Ok(response);
+    };
+    let response = headers::read(dump, dialect, now);
+    for reading in &response.readings {
+        book.set_report(
+            &endpoint.id,
+            reading.limit,
+            reading.remaining,
+            reading.cap,
+            reading.resets_at,
+            now,
+        )?;
+    }
+    Ok(response)
+}
