@@ -7,6 +7,7 @@ mod admission;
 mod calendar;
 mod completions;
 mod concurrency;
+mod contention;
 mod cooldown;
 mod database;
 mod exit_codes;
