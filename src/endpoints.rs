@@ -1091,6 +1091,17 @@ p,m18,1,2,3,4,5,6,7,8,9
     }
 
     #[test]
+    fn a_header_of_many_columns_finds_its_one_duplicate() {
+        let mut header: Vec<String> = (0..131_072).map(|i| format!("c{i}")).collect();
+        header.extend(["provider".into(), "model".into(), "C7".into()]);
+        let text = format!("{}\np,m\n", header.join(","));
+        assert_eq!(
+            problems(&text),
+            ["endpoints.csv:1: column \"C7\" appears twice in the header"]
+        );
+    }
+
+    #[test]
     fn header_problems_are_reported_on_the_header_line() {
         assert_eq!(
             problems("# comment\nprovider,rpm\ngroq,30x\n"),

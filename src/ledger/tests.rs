@@ -1,1 +1,291 @@
+//! The same properties, run against the SQLite ledger and the in-memory one: the windows
+//! agree with a plain sum over every call, the two ledgers answer alike, and admitting only
+//! what fits, at the time each step is handed, never overfills a window, whatever order
+//! the clocks of the steps read in.
 
+use proptest::prelude::*;
+
+use super::memory::MemoryLedger;
+use super::sqlite::SqliteLedger;
+use super::{Book, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, time_of_step};
+use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
+use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
+
+const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+/// A fresh ledger of each kind; the folder holds the SQLite file.
+fn ledgers() -> (tempfile::TempDir, Vec<(&'static str, Box<dyn Ledger>)>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteLedger::open(&dir.path().join("usage.sqlite3")).expect("open");
+    let ledgers: Vec<(&'static str, Box<dyn Ledger>)> = vec![
+        ("sqlite", Box::new(sqlite)),
+        ("memory", Box::new(MemoryLedger::default())),
+    ];
+    (dir, ledgers)
+}
+
+fn limit(name: &str) -> Limit {
+    Limit::from_name(name).expect("a limit name")
+}
+
+/// What the ledger must report, summed the slow way from every call.
+fn expected(calls: &[(Millis, u64, u64)], limit: Limit, now: Millis) -> u64 {
+    calls
+        .iter()
+        .filter(|&&(at, _, _)| match limit.window {
+            Window::Minute => at > quota::counted_after(Window::Minute, now),
+            window => quota::minute_of(at) >= quota::first_counted_minute(window, now),
+        })
+        .map(|&(_, r, t)| if limit.unit == Unit::Requests { r } else { t })
+        .sum()
+}
+
+#[test]
+fn the_time_of_a_step_is_never_before_the_newest_entry() {
+    for (name, mut ledger) in ledgers().1 {
+        ledger
+            .write(|book, _| book.add("e", Request::new(1), T0 + 5_000))
+            .expect("add");
+        ledger
+            .write(|book, _| {
+                assert_eq!(time_of_step(T0, book)?, T0 + 5_000, "{name}: clock behind");
+                assert_eq!(time_of_step(T0 + 9_000, book)?, T0 + 9_000, "{name}: ahead");
+                Ok(())
+            })
+            .expect("step");
+    }
+}
+
+#[test]
+fn a_clock_that_steps_back_does_not_take_the_ledger_back() {
+    let mut memory = MemoryLedger::default();
+    memory.clock.set(T0 + 10_000);
+    let ledger: &mut dyn Ledger = &mut memory;
+    let first = ledger
+        .write(|book, now| book.add("e", Request::new(1), now).map(|_| now))
+        .expect("add");
+    assert_eq!(first, T0 + 10_000);
+    memory.clock.set(T0);
+    let ledger: &mut dyn Ledger = &mut memory;
+    assert_eq!(ledger.read(|_, now| Ok(now)).expect("read"), T0 + 10_000);
+}
+
+#[test]
+fn entries_stamped_after_now_still_count() {
+    for (name, mut ledger) in ledgers().1 {
+        ledger
+            .write(|book, _| {
+                book.reserve("e", Request::new(40), T0 + 30_000)?;
+                let used = book.used("e", T0, None)?;
+                assert_eq!(used.get(limit("rpm")), 1, "{name}");
+                assert_eq!(used.get(limit("tph")), 40, "{name}");
+                assert_eq!(book.open_reservations("e", T0)?, 1, "{name}");
+                assert!(book.oldest_open("e", T0)?.is_some(), "{name}");
+                Ok(())
+            })
+            .expect("step");
+    }
+}
+
+#[test]
+fn settling_an_old_reservation_corrects_later_running_totals() {
+    for (name, mut ledger) in ledgers().1 {
+        ledger
+            .write(|book, _| {
+                book.reserve("e", Request::new(100), T0)?;
+                book.add("e", Request::new(10), T0 + 5 * MINUTE_MS)?;
+                let entry = book.oldest_open("e", T0 + 6 * MINUTE_MS)?.expect("open");
+                let real = Request {
+                    requests: 2,
+                    tokens: 7,
+                };
+                book.settle(&entry, real)?;
+                let used = book.used("e", T0 + 6 * MINUTE_MS, None)?;
+                assert_eq!(used.get(limit("tph")), 17, "{name}");
+                assert_eq!(used.get(limit("rph")), 3, "{name}");
+                // After the first minute's bucket leaves the hour, only the later call counts.
+                let used = book.used("e", T0 + HOUR_MS + MINUTE_MS - 1, None)?;
+                assert_eq!(used.get(limit("tph")), 10, "{name}");
+                Ok(())
+            })
+            .expect("ledger");
+    }
+}
+
+#[test]
+fn sums_saturate_instead_of_overflowing() {
+    for (name, mut ledger) in ledgers().1 {
+        ledger
+            .write(|book, now| {
+                for _ in 0..3 {
+                    book.reserve("e", Request::new(i64::MAX as u64), now)?;
+                }
+                let used = book.used("e", now, None)?;
+                for window in ["tpm", "tph", "tpd"] {
+                    assert!(
+                        used.get(limit(window)) >= i64::MAX as u64,
+                        "{name} {window}"
+                    );
+                }
+                Ok(())
+            })
+            .expect("ledger");
+    }
+}
+
+#[test]
+fn sqlite_prunes_an_hour_of_expired_usage_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sqlite = SqliteLedger::open(&dir.path().join("usage.sqlite3")).expect("open");
+    let count = |sqlite: &SqliteLedger| -> (i64, i64) {
+        let conn = sqlite.connection();
+        let n = conn
+            .query_row("SELECT count(*) FROM usage", [], |r| r.get(0))
+            .expect("count");
+        let m = conn
+            .query_row("SELECT count(*) FROM minute_totals", [], |r| r.get(0))
+            .expect("count");
+        (n, m)
+    };
+    let ledger: &mut dyn Ledger = &mut sqlite;
+    ledger
+        .write(|book, _| {
+            book.add("e", Request::new(1), T0)?;
+            book.add("e", Request::new(1), T0 + 2 * HOUR_MS)
+        })
+        .expect("add");
+    let due = T0 + RETENTION_MS + HOUR_MS;
+    ledger.write(|book, _| book.prune(due - 1)).expect("prune");
+    assert_eq!(count(&sqlite), (2, 2), "not an hour's worth due yet");
+    let ledger: &mut dyn Ledger = &mut sqlite;
+    ledger.write(|book, _| book.prune(due)).expect("prune");
+    assert_eq!(count(&sqlite), (1, 1));
+    // Usage landing before the oldest bucket left continues its running totals.
+    let ledger: &mut dyn Ledger = &mut sqlite;
+    ledger
+        .write(|book, _| {
+            book.add("e", Request::new(5), T0 + HOUR_MS)?;
+            let used = book.used("e", T0 + 2 * HOUR_MS, None)?;
+            assert_eq!(used.get(limit("tph")), 6);
+            Ok(())
+        })
+        .expect("add before");
+}
+
+/// Applies `ops` to a book: (offset, requests, tokens, settle to 7 tokens at once).
+fn apply(
+    book: &dyn Book,
+    ops: &[(Millis, u64, u64, bool)],
+    calls: &mut Vec<(Millis, u64, u64)>,
+) -> anyhow::Result<()> {
+    for &(offset, requests, tokens, settle) in ops {
+        let at = T0 + offset;
+        book.reserve("e", Request { requests, tokens }, at)?;
+        calls.push((at, requests, tokens));
+        if settle {
+            let entry = book.oldest_open("e", at)?.expect("one was just reserved");
+            book.settle(
+                &entry,
+                Request {
+                    requests: entry.requests,
+                    tokens: 7,
+                },
+            )?;
+            let settled = calls
+                .iter_mut()
+                .rev()
+                .find(|c| c.0 == entry.at && c.1 == entry.requests && c.2 == entry.tokens)
+                .expect("the settled call is one of ours");
+            settled.2 = 7;
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Running totals, settles included, agree with a plain sum over every call, and the
+    /// two ledgers agree on every question a decision asks.
+    #[test]
+    fn both_ledgers_agree_with_a_plain_sum(
+        ops in prop::collection::vec((0..3 * HOUR_MS, 0u64..3, 0u64..500, any::<bool>()), 1..25),
+        probes in prop::collection::vec(0..4 * HOUR_MS, 1..6),
+    ) {
+        let (_dir, mut all) = ledgers();
+        let mut answers = Vec::new();
+        for (name, ledger) in &mut all {
+            let mut calls = Vec::new();
+            ledger.write(|book, _| { calls.clear(); apply(book, &ops, &mut calls) }).expect("write");
+            let seen = ledger.read(|book, _| {
+                let mut seen = Vec::new();
+                for &probe in &probes {
+                    let now = T0 + probe;
+                    let used = book.used("e", now, None)?;
+                    for limit in Limit::ALL {
+                        assert_eq!(used.get(limit), expected(&calls, limit, now),
+                            "{name}: {} at +{probe}", limit.name());
+                        seen.push(book.frees_at("e", limit, 3, now)?);
+                    }
+                    seen.push(Some(book.open_reservations("e", now)? as Millis));
+                    seen.push(book.first_expiry("e", now)?);
+                    seen.push(book.oldest_open("e", now)?.map(|e| e.at));
+                }
+                Ok(seen)
+            }).expect("read");
+            answers.push(seen);
+        }
+        prop_assert_eq!(&answers[0], &answers[1], "sqlite and memory disagree");
+    }
+
+    /// Steps whose clocks read in any order, each admitting only what fits at the time it
+    /// is handed, never let a rolling window hold more than its limit, and stamp in order.
+    #[test]
+    fn no_window_overfills_whatever_order_the_clocks_read(
+        clocks in prop::collection::vec(0..10 * MINUTE_MS, 1..80),
+        sizes in prop::collection::vec(0u64..40, 80),
+    ) {
+        let mut limits = Limits::default();
+        limits.set(limit("rpm"), Some(5));
+        limits.set(limit("tpm"), Some(100));
+        limits.set(limit("rph"), Some(40));
+        let (_dir, mut all) = ledgers();
+        for (name, ledger) in &mut all {
+            let mut admitted: Vec<(Millis, u64)> = Vec::new();
+            for (&clock, &tokens) in clocks.iter().zip(&sizes) {
+                let request = Request::new(tokens);
+                ledger.write(|book, _| {
+                    let now = time_of_step(T0 + clock, book)?;
+                    if shortfalls(&limits, &book.used("e", now, None)?, request).is_empty() {
+                        book.reserve("e", request, now)?;
+                        admitted.push((now, tokens));
+                    }
+                    Ok(())
+                }).expect("pick");
+            }
+            prop_assert!(admitted.windows(2).all(|w| w[0].0 <= w[1].0), "{name}: out of order");
+            for &(t, _) in &admitted {
+                let within = |w: Millis| admitted.iter().filter(move |&&(a, _)| a > t - w && a <= t);
+                prop_assert!(within(MINUTE_MS).count() <= 5, "{name}");
+                prop_assert!(within(MINUTE_MS).map(|&(_, k)| k).sum::<u64>() <= 100, "{name}");
+                prop_assert!(within(HOUR_MS).count() <= 40, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reservations_stay_open_for_fifteen_minutes() {
+    for (name, mut ledger) in ledgers().1 {
+        ledger
+            .write(|book, _| {
+                book.reserve("e", Request::new(1), T0)?;
+                let last = T0 + RESERVATION_OPEN_MS - 1;
+                assert_eq!(book.open_reservations("e", last)?, 1, "{name}");
+                assert_eq!(book.open_reservations("e", last + 1)?, 0, "{name}");
+                assert_eq!(book.first_expiry("e", T0)?, Some(T0 + RESERVATION_OPEN_MS));
+                Ok(())
+            })
+            .expect("step");
+    }
+}

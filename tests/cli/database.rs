@@ -187,3 +187,55 @@ fn usage_survives_between_runs_and_endpoints_files() {
     assert_eq!(env.ok(["--endpoints", "other.csv", "pick"]), "p/m\n");
     assert_eq!(env.ok(["--endpoints", "other.csv", "pick"]), "q/n\n");
 }
+
+#[test]
+fn a_database_truncated_to_a_few_bytes_is_refused_not_replaced() {
+    let env = Env::with_endpoints(ONE);
+    env.ok(["record", "p/m", "--add"]);
+    for len in [1, 15, 99] {
+        let whole = std::fs::read(env.db()).expect("read the ledger");
+        let db = env.write(&format!("cut-{len}.sqlite3"), &whole[..len]);
+        every_command_refuses(&env, &db, "move it aside");
+        assert_eq!(std::fs::read(&db).expect("read").len(), len, "changed");
+    }
+}
+
+#[test]
+fn sums_too_large_to_store_saturate_and_leave_the_ledger_readable() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let most = i64::MAX.to_string();
+    env.pick(&["--tokens", &most]);
+    env.pick(&["--tokens", &most]);
+    let row = env.state_of("p/m");
+    assert_eq!(row["used"]["rpm"], 2, "{row}");
+    assert!(crate::num(&row["used"]["tpm"]) >= i64::MAX as f64, "{row}");
+    env.ok(["state"]);
+    // One more than SQLite can store is refused on the command line.
+    env.fails(["pick", "--tokens", "9223372036854775808"], 2)
+        .says(&["too large"]);
+}
+
+#[test]
+fn variables_set_but_empty_count_as_unset() {
+    let env = Env::with_endpoints(ONE);
+    let out = Out::from(
+        env.cmd()
+            .env("LLM_ROTATE_DB", "")
+            .env("LLM_ROTATE_NOW", "")
+            .arg("pick")
+            .output()
+            .expect("run llm-rotate"),
+    );
+    out.code(0);
+    assert!(env.path("llm-rotate/usage.sqlite3").exists(), "{out}");
+
+    let out = Out::from(
+        env.std_command(crate::bin())
+            .env("LLM_ROTATE_ENDPOINTS", "")
+            .arg("state")
+            .output()
+            .expect("run llm-rotate"),
+    );
+    out.code(1)
+        .says(&["no endpoints file", "LLM_ROTATE_ENDPOINTS (not set)"]);
+}

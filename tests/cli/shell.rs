@@ -133,3 +133,66 @@ fn the_key_never_appears_in_state_the_database_or_errors() {
     out.says(&["30x"]);
     assert!(!out.stderr.contains("sk-secret-value-123"), "{out}");
 }
+
+#[test]
+fn a_column_named_like_one_of_our_variables_is_an_error() {
+    for column in [
+        "db",
+        "Now",
+        "lease",
+        "endpoints",
+        "usage",
+        "attempt",
+        "tokens",
+    ] {
+        let env = Env::with_endpoints(&format!("provider,model,{column}\np,m,x\n"));
+        env.fails(["pick", "--format", "shell"], 1)
+            .no_stdout()
+            .says(&[
+                &format!("endpoints.csv:1: column {column}: "),
+                "LLM_ROTATE_",
+            ]);
+    }
+    // Names that only begin so are properties.
+    let env = Env::with_endpoints("provider,model,db_name,lease_note\np,m,x,y\n");
+    let exports = env.ok(["pick", "--format", "shell"]);
+    assert!(
+        exports.contains("export LLM_ROTATE_DB_NAME='x'"),
+        "{exports}"
+    );
+}
+
+/// The lines of the README's first script that pick and eval, as the README shows them.
+fn readme_pick_lines() -> String {
+    let readme = include_str!("../../README.md");
+    let lines: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.contains("--format shell) || exit"))
+        .take(2)
+        .collect();
+    assert!(
+        lines.len() == 2 && lines[1].starts_with("eval "),
+        "the README's script should pick, stop on failure, then eval: {lines:?}"
+    );
+    lines
+        .join("\n")
+        .replace("llm-rotate ", "\"$LLM_ROTATE\" --endpoints \"$EP\" ")
+}
+
+#[test]
+fn the_readmes_script_stops_when_no_quota_is_left() {
+    let env = Env::with_endpoints("provider,model,rpm,tpm\np,m,1,\n");
+    let script = format!(
+        "{}\necho \"calling $LLM_ROTATE_MODEL\"",
+        readme_pick_lines()
+    );
+    assert_eq!(env.sh(&script), "calling m\n");
+    // The one request a minute is taken: the script must stop before the call, with 75.
+    let mut cmd = env.std_command("sh");
+    cmd.arg("-c")
+        .arg(&script)
+        .env("LLM_ROTATE", bin())
+        .env("EP", env.endpoints_file());
+    let out = crate::Out::from(cmd.output().expect("run the script"));
+    out.code(75).no_stdout();
+}
