@@ -28,11 +28,13 @@ struct State {
     /// Requests and tokens of each endpoint since records began.
     lifetime: HashMap<String, (u64, u64)>,
     cooldowns: HashMap<String, Cooldown>,
-    /// (endpoint, limit name) -> (remaining, cap, resets_at, lifetime when reported)
-    reports: HashMap<(String, &'static str), (u64, Option<u64>, Millis, (u64, u64))>,
+    reports: HashMap<(String, &'static str), Said>,
     turn: Option<String>,
     leases: u64,
 }
+
+/// A provider's report: remaining, cap, resets_at, and the lifetime totals when it was made.
+type Said = (u64, Option<u64>, Millis, (u64, u64));
 
 #[derive(Default)]
 pub struct MemoryBook(RefCell<State>);

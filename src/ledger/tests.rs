@@ -13,11 +13,13 @@ use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
 
 const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
+type Named = (&'static str, Box<dyn Ledger>);
+
 /// A fresh ledger of each kind; the folder holds the SQLite file.
-fn ledgers() -> (tempfile::TempDir, Vec<(&'static str, Box<dyn Ledger>)>) {
+fn ledgers() -> (tempfile::TempDir, Vec<Named>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqliteLedger::open(&dir.path().join("usage.sqlite3")).expect("open");
-    let ledgers: Vec<(&'static str, Box<dyn Ledger>)> = vec![
+    let ledgers: Vec<Named> = vec![
         ("sqlite", Box::new(sqlite)),
         ("memory", Box::new(MemoryLedger::default())),
     ];
