@@ -19,6 +19,9 @@ _llm__rotate() {
             llm__rotate,completions)
                 cmd="llm__rotate__subcmd__completions"
                 ;;
+            llm__rotate,exec)
+                cmd="llm__rotate__subcmd__exec"
+                ;;
             llm__rotate,help)
                 cmd="llm__rotate__subcmd__help"
                 ;;
@@ -36,6 +39,9 @@ _llm__rotate() {
                 ;;
             llm__rotate__subcmd__help,completions)
                 cmd="llm__rotate__subcmd__help__subcmd__completions"
+                ;;
+            llm__rotate__subcmd__help,exec)
+                cmd="llm__rotate__subcmd__help__subcmd__exec"
                 ;;
             llm__rotate__subcmd__help,help)
                 cmd="llm__rotate__subcmd__help__subcmd__help"
@@ -59,7 +65,7 @@ _llm__rotate() {
 
     case "${cmd}" in
         llm__rotate)
-            opts="-h -V --endpoints --db --help --version pick record state reset completions help"
+            opts="-h -V --endpoints --db --help --version pick record state reset exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -102,8 +108,54 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        llm__subcmd__rotate__subcmd__exec)
+            opts="-h --tokens --only --exclude --strategy --wait --attempts --stream --endpoints --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --strategy)
+                    COMPREPLY=($(compgen -W "order weighted spread round-robin" -- "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attempts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         llm__subcmd__rotate__subcmd__help)
-            opts="pick record state reset completions help"
+            opts="pick record state reset exec completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,6 +169,20 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__subcmd__rotate__subcmd__help__subcmd__exec)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -35,6 +35,7 @@ pub enum Command {
     Record(RecordArgs),
     State(StateArgs),
     Reset(ResetArgs),
+    Exec(ExecArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -114,6 +115,49 @@ pub enum PickFormat {
     Json,
     /// `export LLM_ROTATE_...='...'` lines for `eval`
     Shell,
+}
+
+/// Pick an endpoint, run a command with it, record what happened, and fail over
+///
+/// COMMAND runs directly (no shell) with the variables of `pick --format shell` set, and
+/// LLM_ROTATE_HEADERS (where it may write the response headers: `curl -D
+/// "$LLM_ROTATE_HEADERS"`), LLM_ROTATE_USAGE (where it may write the tokens used, or the JSON
+/// response) and LLM_ROTATE_ATTEMPT. After a 429, a 408 or a 5xx it is run again on the next
+/// endpoint that fits.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
+    #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
+    pub tokens: u64,
+
+    /// Only endpoints whose id matches this glob; repeatable
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+
+    /// Skip endpoints whose id matches this glob; repeatable
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// How to choose among the fitting endpoints of the highest priority
+    #[arg(long, value_enum, default_value_t = Strategy::Order)]
+    pub strategy: Strategy,
+
+    /// When nothing fits, wait for a slot: at most DURATION, or without a value as long as
+    /// it takes
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, value_parser = duration)]
+    pub wait: Option<Option<Millis>>,
+
+    /// Attempts in all, fail-overs included
+    #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: u32,
+
+    /// Write COMMAND's stdout as it comes (streamed responses); no retry once it wrote
+    #[arg(long)]
+    pub stream: bool,
+
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Settle a reservation with the real usage, or record a call made without pick

@@ -269,6 +269,12 @@ const SLOTS: [Slot; 4] = [
     Slot::OutputTokens,
 ];
 
+/// The status of the last response in a dump (`curl -D` writes one per response it saw);
+/// `None` when the dump has no status line.
+pub fn last_status(dump: &str) -> Option<u16> {
+    split_dump(dump).0
+}
+
 /// Never fails: whatever cannot be read becomes a note.
 pub fn read(dump: &str, dialect: Dialect, now: Millis) -> Response {
     let (status, headers, mut notes) = split_dump(dump);

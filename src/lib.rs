@@ -3,6 +3,7 @@
 
 pub mod admit;
 pub mod anchor;
+pub mod attempt;
 pub mod choose;
 pub mod cli;
 pub mod clock;
@@ -17,5 +18,6 @@ pub mod ledger;
 pub mod output;
 pub mod quota;
 pub mod settle;
+pub mod tokens;
 
 pub use commands::run;

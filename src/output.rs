@@ -14,6 +14,13 @@ pub fn data(text: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// Writes raw bytes to stdout: a command's output passed through.
+pub fn bytes(data: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(data)?;
+    out.flush()
+}
+
 /// Writes a message to stderr, each line prefixed with the program's name.
 pub fn message(text: &str) {
     let mut err = io::stderr().lock();

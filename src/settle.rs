@@ -24,6 +24,9 @@ pub enum Said<'a> {
         retry_after: Option<&'a str>,
     },
     Failed,
+    /// The call was cut short (a signal, or it never started): settle the usage and leave
+    /// the cooldown as it was.
+    Interrupted,
 }
 
 /// One `record`: which call, what it used, and how it went.
@@ -60,9 +63,10 @@ pub fn record(
         }),
         (None, _) => None,
     };
-    let outcome = outcome(call.said, response.as_ref(), now)?;
-    let next = cooldown::after(book.cooldown(&endpoint)?.as_ref(), outcome, now);
-    book.set_cooldown(&endpoint, next.as_ref())?;
+    if let Some(outcome) = outcome(call.said, response.as_ref(), now)? {
+        let next = cooldown::after(book.cooldown(&endpoint)?.as_ref(), outcome, now);
+        book.set_cooldown(&endpoint, next.as_ref())?;
+    }
     Ok(response.map(|r| r.notes).unwrap_or_default())
 }
 
@@ -107,12 +111,13 @@ fn settle_or_add(book: &dyn Book, call: &Record, now: Millis) -> Result<String> 
 
 /// How the call went: as the caller says, else as its headers show (a 429 status or a
 /// Retry-After means the provider refused it). An explicit Retry-After wins.
-fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Outcome> {
+fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Option<Outcome>> {
     let asked = response
         .and_then(|r| r.retry_after)
         .map(|at| (at - now).max(0));
     let refused = response.is_some_and(|r| r.status == Some(429) || r.retry_after.is_some());
-    Ok(match said {
+    Ok(Some(match said {
+        Said::Interrupted => return Ok(None),
         Said::Failed => Outcome::Failed,
         Said::RateLimited { retry_after } => {
             let given = retry_after
@@ -124,7 +129,7 @@ fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Outco
         }
         Said::Nothing if refused => Outcome::RateLimited { retry_after: asked },
         Said::Nothing => Outcome::Success,
-    })
+    }))
 }
 
 /// Takes the provider's word on each limit its headers report. Usage recorded from now on
@@ -136,8 +141,12 @@ fn read_headers(book: &dyn Book, endpoint: &Endpoint, dump: &str, now: Millis) -
         None => Dialect::for_provider(&endpoint.provider),
     };
     let Some(dialect) = dialect else {
-        // Retry-After and the status mean the same everywhere; the limits do not.
+        // Retry-After and the status mean the same everywhere; the limits do not. A dump
+        // without rate-limit headers (a status line alone) is worth no note.
         let mut response = headers::read(dump, Dialect::OpenAi, now);
+        if response.readings.is_empty() && response.notes.is_empty() {
+            return Ok(response);
+        }
         response.readings.clear();
         response.notes.insert(
             0,

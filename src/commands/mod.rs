@@ -1,6 +1,7 @@
 //! One module per subcommand: each reads its inputs, asks the ledger, and prints. What they
 //! share, finding the endpoints file and the database, lives here.
 
+mod exec;
 mod pick;
 mod record;
 mod reset;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Record(args) => record::run(&ctx, &args),
         Command::State(args) => state::run(&ctx, &args),
         Command::Reset(args) => reset::run(&ctx, &args),
+        Command::Exec(args) => exec::run(&ctx, &args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "llm-rotate", &mut script);

@@ -8,11 +8,12 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Context, EXHAUSTED};
-use crate::choose::{self, Blocked, Choice, describe};
+use crate::choose::{self, Blocked, Choice, Strategy, describe};
 use crate::cli::{PickArgs, PickFormat};
 use crate::clock::{self, Millis, SECOND_MS};
 use crate::endpoints::Endpoint;
-use crate::env::exported_name;
+use crate::env;
+use crate::ledger::{Book, Ledger};
 use crate::output::{self, shell_quote};
 use crate::quota::Request;
 
@@ -25,36 +26,81 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let request = Request::new(args.tokens);
     let (candidates, never) = choose::candidates(&all, &args.only, &args.exclude, request)?;
     let mut ledger = ctx.ledger()?;
-    // The deadline of --wait is the caller's patience, measured from when it called.
-    let deadline = match args.wait {
-        Some(limit) => Some(
-            limit
-                .map(|wait| clock::now().map(|start| start + wait))
-                .transpose()?,
-        ),
-        None => None,
+    let wait = Wait::new(args.wait)?;
+    let how = How {
+        request,
+        strategy: args.strategy,
+        reserve: !args.dry_run,
     };
-    let reserve = !args.dry_run;
+    match pick(ledger.as_mut(), &candidates, how, &wait)? {
+        (Choice::Chosen { endpoint, lease }, _) => {
+            output::data(&render(endpoint, lease.as_deref(), request, args.format)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        (Choice::Exhausted(blocked), now) => {
+            report_exhausted(&blocked, &never, request, now, args.format)?;
+            Ok(ExitCode::from(EXHAUSTED))
+        }
+    }
+}
+
+/// `--wait`: not at all, until a deadline, or (`Some(None)`) as long as it takes.
+pub struct Wait(Option<Option<Millis>>);
+
+impl Wait {
+    /// The deadline is the caller's patience, measured from when it called.
+    pub fn new(wait: Option<Option<Millis>>) -> Result<Wait> {
+        Ok(Wait(match wait {
+            Some(limit) => Some(
+                limit
+                    .map(|wait| clock::now().map(|start| start + wait))
+                    .transpose()?,
+            ),
+            None => None,
+        }))
+    }
+}
+
+/// What to pick for, and whether to reserve it.
+#[derive(Clone, Copy)]
+pub struct How {
+    pub request: Request,
+    pub strategy: Strategy,
+    pub reserve: bool,
+}
+
+/// Chooses (and reserves) among `candidates` in one step of the ledger; when nothing fits
+/// and `wait` allows, sleeps until the ledger says a slot frees, and tries again. Returns
+/// the choice and the time of the step that made it.
+pub fn pick<'e>(
+    ledger: &mut dyn Ledger,
+    candidates: &[&'e Endpoint],
+    how: How,
+    wait: &Wait,
+) -> Result<(Choice<'e>, Millis)> {
     loop {
         // The time of each attempt is the ledger's, read under its lock.
-        let step = |book: &dyn crate::ledger::Book, now: Millis| {
-            let choice = choose::choose(book, &candidates, request, args.strategy, reserve, now)?;
+        let step = |book: &dyn Book, now: Millis| {
+            let choice = choose::choose(
+                book,
+                candidates,
+                how.request,
+                how.strategy,
+                how.reserve,
+                now,
+            )?;
             Ok((choice, now))
         };
-        let (choice, now) = if reserve {
+        let (choice, now) = if how.reserve {
             ledger.write(step)?
         } else {
             ledger.read(step)?
         };
-        let blocked = match choice {
-            Choice::Chosen { endpoint, lease } => {
-                output::data(&render(endpoint, lease.as_deref(), request, args.format)?)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            Choice::Exhausted(blocked) => blocked,
+        let Choice::Exhausted(blocked) = &choice else {
+            return Ok((choice, now));
         };
         let earliest = blocked.iter().map(|b| b.frees_at).min().unwrap_or(now);
-        match deadline {
+        match wait.0 {
             Some(deadline) if deadline.is_none_or(|d| now < d) => {
                 // A slot the ledger cannot date (or dates in the past) is looked for again
                 // after a nap rather than in a tight loop.
@@ -67,10 +113,7 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
                 let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
                 clock::sleep_until(wake)?;
             }
-            _ => {
-                report_exhausted(&blocked, &never, request, now, args.format)?;
-                return Ok(ExitCode::from(EXHAUSTED));
-            }
+            _ => return Ok((choice, now)),
         }
     }
 }
@@ -125,25 +168,10 @@ fn render(
             };
             format!("{}\n", serde_json::to_string(&chosen)?)
         }
-        PickFormat::Shell => {
-            let tokens = request.tokens.to_string();
-            // Properties first: a column named like a built-in is refused by the file's
-            // parser, and would in any case be overridden by the lines after it.
-            let mut vars: Vec<(String, &str)> = props(endpoint)
-                .into_iter()
-                .map(|(k, v)| (exported_name(k), v))
-                .collect();
-            vars.push((exported_name("id"), &endpoint.id));
-            vars.push((exported_name("provider"), &endpoint.provider));
-            vars.push((exported_name("model"), &endpoint.model));
-            if let Some(lease) = lease {
-                vars.push((exported_name("lease"), lease));
-            }
-            vars.push((exported_name("tokens"), &tokens));
-            vars.iter()
-                .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
-                .collect()
-        }
+        PickFormat::Shell => env::exported(endpoint, lease, request.tokens)
+            .iter()
+            .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
+            .collect(),
     })
 }
 
@@ -161,7 +189,7 @@ struct BlockedReport<'a> {
     frees_in_s: f64,
 }
 
-fn report_exhausted(
+pub fn report_exhausted(
     blocked: &[Blocked],
     never: &[String],
     request: Request,

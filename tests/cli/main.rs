@@ -10,6 +10,7 @@ mod concurrency;
 mod contention;
 mod cooldown;
 mod database;
+mod exec;
 mod exit_codes;
 mod formats;
 mod in_flight;

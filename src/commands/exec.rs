@@ -1,0 +1,201 @@
+//! `exec`: pick and reserve as `pick` does, run COMMAND with the endpoint, settle the
+//! reservation with what the attempt shows (its header dump, or its exit status, and the
+//! tokens it reports), and after a 429, a 408 or a 5xx try the next endpoint that fits.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::pick::{self, How, Wait, report_exhausted};
+use super::{Context, EXHAUSTED};
+use crate::attempt::{self, Finished, Input, Signals};
+use crate::choose::{self, Choice};
+use crate::cli::{ExecArgs, PickFormat};
+use crate::endpoints::Endpoint;
+use crate::headers;
+use crate::output;
+use crate::quota::Request;
+use crate::settle::{self, Record, Said};
+use crate::tokens;
+
+/// How one attempt went, as the fail-over sees it.
+struct Verdict {
+    said: Said<'static>,
+    /// The status of the response when the command wrote a header dump.
+    status: Option<u16>,
+}
+
+impl Verdict {
+    fn of(finished: &Finished) -> Verdict {
+        let status = finished.headers.as_deref().and_then(headers::last_status);
+        let said = if finished.interrupted {
+            Said::Interrupted
+        } else {
+            match status {
+                Some(200..=299) => Said::Nothing,
+                Some(429) => Said::RateLimited { retry_after: None },
+                Some(_) => Said::Failed,
+                None if finished.status.success() => Said::Nothing,
+                None => Said::Failed,
+            }
+        };
+        Verdict { said, status }
+    }
+
+    /// A refusal that another endpoint might not give: 429, 408 and 5xx.
+    fn worth_another_endpoint(&self) -> bool {
+        match self.said {
+            Said::RateLimited { .. } => true,
+            Said::Failed => matches!(self.status, Some(408 | 500..=599)),
+            _ => false,
+        }
+    }
+
+    fn reason(&self, finished: &Finished) -> String {
+        match (self.said, self.status) {
+            (Said::RateLimited { .. }, _) => "rate-limited (429)".to_owned(),
+            (_, Some(status)) => format!("failed (status {status})"),
+            _ => format!("failed (exit status {})", finished.code()),
+        }
+    }
+
+    /// The exit status of `exec` when this attempt is the last: the command's when it
+    /// failed; when it exited 0 but the response was a refusal, 75 for a 429 and 1 else.
+    fn exit_code(&self, finished: &Finished) -> i32 {
+        match (finished.code(), self.status) {
+            (0, Some(429)) => i32::from(EXHAUSTED),
+            (0, Some(status)) if !(200..=299).contains(&status) => 1,
+            (code, _) => code,
+        }
+    }
+}
+
+pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
+    let all = ctx.endpoints()?;
+    let request = Request::new(args.tokens);
+    let (candidates, never) = choose::candidates(&all, &args.only, &args.exclude, request)?;
+    let (program, program_args) = args.command.split_first().expect("clap requires a command");
+    let input = Input::read_stdin()?;
+    let mut ledger = ctx.ledger()?;
+    let wait = Wait::new(args.wait)?;
+    let how = How {
+        request,
+        strategy: args.strategy,
+        reserve: true,
+    };
+    let signals = Signals::start()?;
+
+    let mut tried: Vec<&str> = Vec::new();
+    // The attempt that ended last, and why the run would go on from it.
+    let mut last: Option<(Finished, Verdict, &Endpoint)> = None;
+    for number in 1..=args.attempts {
+        let left: Vec<&Endpoint> = candidates
+            .iter()
+            .copied()
+            .filter(|e| !tried.contains(&e.id.as_str()))
+            .collect();
+        let chosen = if left.is_empty() {
+            None
+        } else {
+            match pick::pick(ledger.as_mut(), &left, how, &wait)? {
+                (Choice::Chosen { endpoint, lease }, _) => Some((endpoint, lease)),
+                (Choice::Exhausted(blocked), now) if last.is_none() => {
+                    report_exhausted(&blocked, &never, request, now, PickFormat::Text)?;
+                    return Ok(ExitCode::from(EXHAUSTED));
+                }
+                (Choice::Exhausted(_), _) => None,
+            }
+        };
+        let Some((endpoint, Some(lease))) = chosen else {
+            if let Some((finished, verdict, left)) = &last {
+                output::message(&format!(
+                    "{}: {}; no other endpoint has quota now",
+                    left.id,
+                    verdict.reason(finished)
+                ));
+            }
+            break;
+        };
+        if let Some((finished, verdict, left)) = &last {
+            output::message(&format!(
+                "{}: {}; trying {}",
+                left.id,
+                verdict.reason(finished),
+                endpoint.id
+            ));
+        }
+        tried.push(&endpoint.id);
+
+        let vars = crate::env::exported(endpoint, Some(&lease), request.tokens);
+        let finished = attempt::run(
+            program,
+            program_args,
+            &vars,
+            number,
+            &input,
+            args.stream,
+            &signals,
+        );
+        let finished = match finished {
+            Ok(finished) => finished,
+            Err(err) => {
+                // No call was made: the reservation is settled at nothing.
+                let call = settle_call(&lease, Some(0), Some(0), Said::Interrupted, None);
+                ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+                return Err(err);
+            }
+        };
+        let verdict = Verdict::of(&finished);
+        let used = finished
+            .usage
+            .as_deref()
+            .and_then(tokens::used)
+            .or_else(|| {
+                (!args.stream)
+                    .then(|| tokens::used(&finished.stdout))
+                    .flatten()
+            });
+        let call = settle_call(
+            &lease,
+            None,
+            used,
+            verdict.said,
+            finished.headers.as_deref(),
+        );
+        let notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+        for note in notes {
+            output::message(&format!("note: {note}"));
+        }
+        let again = verdict.worth_another_endpoint()
+            && number < args.attempts
+            && !finished.streamed
+            && !signals.interrupted();
+        last = Some((finished, verdict, endpoint));
+        if !again {
+            break;
+        }
+    }
+    let (finished, verdict, _) = last.expect("the first attempt ran or returned");
+    output::bytes(&finished.stdout)?;
+    Ok(ExitCode::from(
+        verdict.exit_code(&finished).clamp(0, 255) as u8
+    ))
+}
+
+fn settle_call<'a>(
+    lease: &'a str,
+    requests: Option<u64>,
+    tokens: Option<u64>,
+    said: Said<'a>,
+    headers: Option<&'a str>,
+) -> Record<'a> {
+    Record {
+        lease: Some(lease),
+        id: None,
+        add: false,
+        requests,
+        tokens,
+        said,
+        headers,
+    }
+}

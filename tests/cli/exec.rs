@@ -1,0 +1,309 @@
+//! `exec` (SPEC 10) with the real binary and small stub commands: shell scripts that write
+//! a header dump and a body, read stdin, exit with codes, or are killed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+
+use crate::{Env, Out, bin};
+
+const TWO: &str = "provider,model,rpm,headers\np,a,10,openai\np,b,10,openai\n";
+
+/// Writes an executable `sh` script into the test's folder and returns its path.
+fn stub(env: &Env, name: &str, body: &str) -> PathBuf {
+    let path = env.write(name, format!("#!/bin/sh\n{body}\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// `llm-rotate exec ARGS -- SCRIPT` with `input` on stdin.
+fn exec(env: &Env, args: &[&str], script: &PathBuf, input: &str) -> Out {
+    let mut cmd = env.cmd();
+    cmd.arg("exec").args(args).arg("--").arg(script);
+    Out::from(
+        cmd.write_stdin(input.as_bytes().to_vec())
+            .output()
+            .expect("run exec"),
+    )
+}
+
+/// A dump with this status line and extra header lines.
+fn dump(status: &str, extra: &str) -> String {
+    format!(r#"printf 'HTTP/1.1 {status}\r\n{extra}\r\n' > "$LLM_ROTATE_HEADERS""#)
+}
+
+#[test]
+fn a_429_fails_over_withholds_the_refused_body_and_cools_the_endpoint() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(
+        &env,
+        "s.sh",
+        &format!(
+            r#"echo "attempt $LLM_ROTATE_ATTEMPT on $LLM_ROTATE_ID" >&2
+if [ "$LLM_ROTATE_ID" = p/a ]; then {}; echo refused-body; exit 0; fi
+{}; echo '{{"usage":{{"total_tokens":42}}}}'"#,
+            dump("429 Too Many Requests", "retry-after: 30\\r\\n"),
+            dump("200 OK", "")
+        ),
+    );
+    let out = exec(&env, &["--tokens", "100"], &script, "");
+    out.code(0).says(&[
+        "attempt 1 on p/a",
+        "p/a: rate-limited (429); trying p/b",
+        "attempt 2 on p/b",
+    ]);
+    assert_eq!(out.stdout, "{\"usage\":{\"total_tokens\":42}}\n", "{out}");
+    let a = env.state_of("p/a");
+    assert_eq!(a["blocked_by"], "cooldown", "{a}");
+    assert_eq!(a["cooldown"]["ends_in_s"], 30.0, "{a}");
+    assert_eq!(
+        a["used"]["tpm"], 100,
+        "the refused call keeps its estimate: {a}"
+    );
+    let b = env.state_of("p/b");
+    assert_eq!(b["used"]["tpm"], 42, "{b}");
+    assert_eq!(b["open_reservations"], 0, "{b}");
+}
+
+#[test]
+fn tokens_come_from_the_usage_file_or_the_body_else_the_estimate_stands() {
+    for (body, expected) in [
+        (r#"echo 812 > "$LLM_ROTATE_USAGE""#, 812),
+        (
+            r#"echo '{"usage":{"input_tokens":10,"output_tokens":25}}' > "$LLM_ROTATE_USAGE""#,
+            35,
+        ),
+        (r#"echo '{"usage":{"total_tokens":21}}'"#, 21),
+        (r#"echo '{"usageMetadata":{"totalTokenCount":8}}'"#, 8),
+        ("echo not json", 500),
+    ] {
+        let env = Env::with_endpoints(TWO);
+        let script = stub(&env, "s.sh", body);
+        exec(&env, &["--tokens", "500"], &script, "").code(0);
+        assert_eq!(env.used("p/a", "tpm"), expected, "{body}");
+        assert_eq!(env.state_of("p/a")["open_reservations"], 0);
+    }
+}
+
+#[test]
+fn stdin_is_given_whole_to_every_attempt() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(
+        &env,
+        "s.sh",
+        &format!(
+            r#"cat > "got-$LLM_ROTATE_ATTEMPT"
+if [ "$LLM_ROTATE_ATTEMPT" = 1 ]; then {}; fi"#,
+            dump("503 Service Unavailable", "")
+        ),
+    );
+    let input = "line one\nline two\n".repeat(5_000);
+    exec(&env, &[], &script, &input)
+        .code(0)
+        .says(&["p/a: failed (status 503); trying p/b"]);
+    for n in [1, 2] {
+        let got = std::fs::read_to_string(env.path(&format!("got-{n}"))).expect("read");
+        assert_eq!(got, input, "attempt {n}");
+    }
+}
+
+#[test]
+fn other_failures_are_not_retried_and_the_last_attempt_decides_the_status() {
+    let env = Env::with_endpoints(TWO);
+    // A 400 with exit 0: not retried, exit 1, its body written.
+    let bad = stub(
+        &env,
+        "bad.sh",
+        &format!("{}; echo bad-request", dump("400 Bad", "")),
+    );
+    let out = exec(&env, &[], &bad, "");
+    out.code(1);
+    assert_eq!(out.stdout, "bad-request\n");
+    assert_eq!(env.used("p/b", "rpm"), 0, "not retried");
+    // A non-zero exit without a dump: its status, not retried.
+    let three = stub(&env, "three.sh", "echo partial; exit 3");
+    exec(&env, &[], &three, "").code(3);
+    assert_eq!(env.used("p/b", "rpm"), 0);
+    // Every attempt refused: the last one's body and 75.
+    let always = stub(
+        &env,
+        "429.sh",
+        &format!("{}; echo \"no $LLM_ROTATE_ID\"", dump("429 Slow", "")),
+    );
+    let out = exec(&env, &["--attempts", "5"], &always, "");
+    out.code(75)
+        .says(&["p/b: rate-limited (429); no other endpoint has quota now"]);
+    assert_eq!(out.stdout, "no p/b\n");
+    // --attempts 1: no fail-over at all.
+    let env = Env::with_endpoints(TWO);
+    let always = stub(&env, "429.sh", &dump("429 Slow", ""));
+    exec(&env, &["--attempts", "1"], &always, "").code(75);
+    assert_eq!(env.used("p/b", "rpm"), 0);
+}
+
+#[test]
+fn a_command_killed_by_a_signal_exits_128_plus_it() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(&env, "s.sh", "kill -KILL $$");
+    exec(&env, &[], &script, "").code(137);
+}
+
+#[test]
+fn usage_errors_a_missing_command_and_no_quota() {
+    let env = Env::with_endpoints("provider,model,rpm\np,a,1\n");
+    env.fails(["exec", "true"], 2);
+    env.fails(["exec", "--"], 2);
+    env.fails(["exec", "--attempts", "0", "--", "true"], 2);
+    env.fails(["exec", "--", "/no/such/command"], 1)
+        .says(&["cannot run /no/such/command"]);
+    // The reservation of a command that never ran is settled at nothing.
+    let row = env.state_of("p/a");
+    assert_eq!(
+        (row["used"]["rpm"].clone(), row["open_reservations"].clone()),
+        (0.into(), 0.into()),
+        "{row}"
+    );
+    env.ok(["exec", "--", "true"]);
+    let out = env.fails(["exec", "--", "true"], 75);
+    out.no_stdout()
+        .says(&["no endpoint has quota", "p/a: rpm full"]);
+}
+
+#[test]
+fn stream_writes_as_it_comes_and_never_retries_after_writing() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(
+        &env,
+        "s.sh",
+        &format!(
+            "echo \"chunk from $LLM_ROTATE_ID\"; {}",
+            dump("503 Busy", "")
+        ),
+    );
+    let out = exec(&env, &["--stream"], &script, "");
+    out.code(1);
+    assert_eq!(out.stdout, "chunk from p/a\n");
+    assert_eq!(env.used("p/b", "rpm"), 0, "nothing retried once it wrote");
+    // Silent until refused: retried.
+    let quiet = stub(
+        &env,
+        "q.sh",
+        &format!(
+            "if [ \"$LLM_ROTATE_ID\" = p/a ]; then {}; else echo ok; fi",
+            dump("503 Busy", "")
+        ),
+    );
+    exec(&env, &["--stream"], &quiet, "").code(0);
+}
+
+#[test]
+fn the_private_folder_is_removed_afterwards() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(
+        &env,
+        "s.sh",
+        r#"echo "$LLM_ROTATE_HEADERS" > where; stat -c %a "$(dirname "$LLM_ROTATE_HEADERS")" > mode; exit 4"#,
+    );
+    exec(&env, &[], &script, "").code(4);
+    let headers = std::fs::read_to_string(env.path("where")).expect("where");
+    let folder = PathBuf::from(headers.trim())
+        .parent()
+        .expect("folder")
+        .to_owned();
+    assert!(!folder.exists(), "{} was left behind", folder.display());
+    assert_eq!(
+        std::fs::read_to_string(env.path("mode"))
+            .expect("mode")
+            .trim(),
+        "700"
+    );
+}
+
+#[test]
+fn sigterm_reaches_the_command_once_and_the_attempt_is_settled_at_its_estimate() {
+    let env = Env::with_endpoints(TWO);
+    // The stub counts the TERMs it gets, says it is ready, and waits for one.
+    let script = stub(
+        &env,
+        "s.sh",
+        r#"trap 'echo term >> terms; exit 143' TERM
+echo ready > ready.tmp && mv ready.tmp ready
+while :; do sleep 0.05; done"#,
+    );
+    let child: Child = env
+        .std_command(bin())
+        .arg("--endpoints")
+        .arg(env.endpoints_file())
+        .args(["exec", "--tokens", "77", "--"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exec");
+    while !env.path("ready").exists() {
+        std::thread::yield_now();
+    }
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = Out::from(child.wait_with_output().expect("wait for exec"));
+    out.code(143);
+    let terms = std::fs::read_to_string(env.path("terms")).expect("terms");
+    assert_eq!(terms, "term\n", "the command got the signal once");
+    let row = env.state_of("p/a");
+    assert_eq!(row["used"]["tpm"], 77, "{row}");
+    assert_eq!(row["open_reservations"], 0, "{row}");
+    assert_eq!(env.used("p/b", "rpm"), 0, "not retried");
+}
+
+#[test]
+fn many_execs_at_once_never_exceed_the_limit() {
+    let env = Env::with_endpoints("provider,model,rpm\np,a,5\np,b,5\n");
+    env.state();
+    let script = stub(&env, "s.sh", r#"echo "$LLM_ROTATE_ID""#);
+    let children: Vec<Child> = (0..16)
+        .map(|i| {
+            env.std_command(bin())
+                .env("LLM_ROTATE_NOW", format!("{}.{:03}", crate::T0, i))
+                .arg("--endpoints")
+                .arg(env.endpoints_file())
+                .args(["exec", "--"])
+                .arg(&script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start exec")
+        })
+        .collect();
+    let mut ran = 0;
+    for child in children {
+        let out = Out::from(child.wait_with_output().expect("wait"));
+        match out.status {
+            Some(0) => ran += 1,
+            Some(75) => {
+                out.no_stdout();
+            }
+            _ => panic!("{out}"),
+        }
+    }
+    assert_eq!(ran, 10);
+    let state = env.state();
+    for row in &state {
+        assert_eq!(row["used"]["rpm"], 5, "{row}");
+    }
+}
+
+#[test]
+fn wait_gives_the_first_attempt_time_for_a_slot() {
+    let env = Env::with_endpoints("provider,model,rpm\np,a,1\n");
+    env.ok(["exec", "--", "true"]);
+    env.set_time(30_000);
+    env.fails(["exec", "--wait", "10s", "--", "true"], 75);
+    env.ok(["exec", "--wait", "40s", "--", "true"]);
+    assert_eq!(env.stamps(), [0, 60_000]);
+}
