@@ -47,6 +47,21 @@ fn main() {
     report.ratio("pick, 9 full, reserves on the 10th", version, pick_ok, 3.0);
     report.memory(max_child_rss_kib());
 
+    // exec: the same pick, then a command that does nothing, then the settle.
+    let exec = command(
+        "exec",
+        &ten_room,
+        &ten_db,
+        &["--tokens", "500", "--", "true"],
+    );
+    let (version, exec_time) = compare(&exec, end_of_day, 0);
+    report.ratio(
+        "exec -- true, reserves on the 10th",
+        version,
+        exec_time,
+        4.0,
+    );
+
     // state: 100 endpoints with the same kind of history.
     let hundred = write_endpoints(dir.as_path(), "hundred.csv", 100, 1_440, None);
     let hundred_db = dir.as_path().join("hundred.sqlite3");
@@ -157,6 +172,7 @@ fn run(args: &[&str], now: Millis, expect: i32) -> f64 {
     let status = Command::new(BIN)
         .args(args)
         .env("LLM_ROTATE_NOW", format!("{}", now as f64 / 1000.0))
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -28,16 +28,18 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('pick', 'pick', [CompletionResultType]::ParameterValue, 'Choose an endpoint that fits the request now and reserve it')
+            [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Pick an endpoint, run a command with it, record what happened, and fail over')
             [CompletionResult]::new('record', 'record', [CompletionResultType]::ParameterValue, 'Settle a reservation with the real usage, or record a call made without pick')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Show each endpoint''s usage against its limits')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget the usage and reservations of endpoints')
-            [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Pick an endpoint, run a command with it, record what happened, and fail over')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'llm-rotate;pick' {
             [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`')
+            [CompletionResult]::new('--tokens-from', '--tokens-from', [CompletionResultType]::ParameterName, 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin')
+            [CompletionResult]::new('--max-output', '--max-output', [CompletionResultType]::ParameterName, 'Completion tokens allowed (`max_tokens`), added to the estimate')
             [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable')
             [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Skip endpoints whose id matches this glob; repeatable')
             [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'How to choose among the fitting endpoints of the highest priority')
@@ -46,6 +48,22 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be chosen; reserve nothing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'llm-rotate;exec' {
+            [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`')
+            [CompletionResult]::new('--tokens-from', '--tokens-from', [CompletionResultType]::ParameterName, 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin')
+            [CompletionResult]::new('--max-output', '--max-output', [CompletionResultType]::ParameterName, 'Completion tokens allowed (`max_tokens`), added to the estimate')
+            [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only endpoints whose id matches this glob; repeatable')
+            [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Skip endpoints whose id matches this glob; repeatable')
+            [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'How to choose among the fitting endpoints of the highest priority')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes')
+            [CompletionResult]::new('--attempts', '--attempts', [CompletionResultType]::ParameterName, 'Attempts in all, fail-overs included')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--stream', '--stream', [CompletionResultType]::ParameterName, 'Write COMMAND''s stdout as it comes (streamed responses); no retry once it wrote')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -81,20 +99,6 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
-        'llm-rotate;exec' {
-            [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`')
-            [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only endpoints whose id matches this glob; repeatable')
-            [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Skip endpoints whose id matches this glob; repeatable')
-            [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'How to choose among the fitting endpoints of the highest priority')
-            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes')
-            [CompletionResult]::new('--attempts', '--attempts', [CompletionResultType]::ParameterName, 'Attempts in all, fail-overs included')
-            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
-            [CompletionResult]::new('--stream', '--stream', [CompletionResultType]::ParameterName, 'Write COMMAND''s stdout as it comes (streamed responses); no retry once it wrote')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            break
-        }
         'llm-rotate;completions' {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
@@ -104,15 +108,18 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         }
         'llm-rotate;help' {
             [CompletionResult]::new('pick', 'pick', [CompletionResultType]::ParameterValue, 'Choose an endpoint that fits the request now and reserve it')
+            [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Pick an endpoint, run a command with it, record what happened, and fail over')
             [CompletionResult]::new('record', 'record', [CompletionResultType]::ParameterValue, 'Settle a reservation with the real usage, or record a call made without pick')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Show each endpoint''s usage against its limits')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget the usage and reservations of endpoints')
-            [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Pick an endpoint, run a command with it, record what happened, and fail over')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'llm-rotate;help;pick' {
+            break
+        }
+        'llm-rotate;help;exec' {
             break
         }
         'llm-rotate;help;record' {
@@ -122,9 +129,6 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             break
         }
         'llm-rotate;help;reset' {
-            break
-        }
-        'llm-rotate;help;exec' {
             break
         }
         'llm-rotate;help;completions' {

@@ -65,7 +65,7 @@ _llm__rotate() {
 
     case "${cmd}" in
         llm__rotate)
-            opts="-h -V --endpoints --db --help --version pick record state reset exec completions help"
+            opts="-h -V --endpoints --db --help --version pick exec record state reset completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -109,13 +109,21 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__exec)
-            opts="-h --tokens --only --exclude --strategy --wait --attempts --stream --endpoints --db --help"
+            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --attempts --stream --endpoints --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tokens-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -155,7 +163,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__help)
-            opts="pick record state reset exec completions help"
+            opts="pick exec record state reset completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,13 +275,21 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__pick)
-            opts="-h --tokens --only --exclude --strategy --wait --dry-run --format --endpoints --db --help"
+            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --dry-run --format --endpoints --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tokens-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

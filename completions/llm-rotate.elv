@@ -25,15 +25,17 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand pick 'Choose an endpoint that fits the request now and reserve it'
+            cand exec 'Pick an endpoint, run a command with it, record what happened, and fail over'
             cand record 'Settle a reservation with the real usage, or record a call made without pick'
             cand state 'Show each endpoint''s usage against its limits'
             cand reset 'Forget the usage and reservations of endpoints'
-            cand exec 'Pick an endpoint, run a command with it, record what happened, and fail over'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'llm-rotate;pick'= {
             cand --tokens 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`'
+            cand --tokens-from 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin'
+            cand --max-output 'Completion tokens allowed (`max_tokens`), added to the estimate'
             cand --only 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable'
             cand --exclude 'Skip endpoints whose id matches this glob; repeatable'
             cand --strategy 'How to choose among the fitting endpoints of the highest priority'
@@ -42,6 +44,21 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --dry-run 'Show what would be chosen; reserve nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'llm-rotate;exec'= {
+            cand --tokens 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`'
+            cand --tokens-from 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin'
+            cand --max-output 'Completion tokens allowed (`max_tokens`), added to the estimate'
+            cand --only 'Only endpoints whose id matches this glob; repeatable'
+            cand --exclude 'Skip endpoints whose id matches this glob; repeatable'
+            cand --strategy 'How to choose among the fitting endpoints of the highest priority'
+            cand --wait 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes'
+            cand --attempts 'Attempts in all, fail-overs included'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --stream 'Write COMMAND''s stdout as it comes (streamed responses); no retry once it wrote'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -73,19 +90,6 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
-        &'llm-rotate;exec'= {
-            cand --tokens 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`'
-            cand --only 'Only endpoints whose id matches this glob; repeatable'
-            cand --exclude 'Skip endpoints whose id matches this glob; repeatable'
-            cand --strategy 'How to choose among the fitting endpoints of the highest priority'
-            cand --wait 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes'
-            cand --attempts 'Attempts in all, fail-overs included'
-            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
-            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
-            cand --stream 'Write COMMAND''s stdout as it comes (streamed responses); no retry once it wrote'
-            cand -h 'Print help (see more with ''--help'')'
-            cand --help 'Print help (see more with ''--help'')'
-        }
         &'llm-rotate;completions'= {
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
@@ -94,22 +98,22 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         }
         &'llm-rotate;help'= {
             cand pick 'Choose an endpoint that fits the request now and reserve it'
+            cand exec 'Pick an endpoint, run a command with it, record what happened, and fail over'
             cand record 'Settle a reservation with the real usage, or record a call made without pick'
             cand state 'Show each endpoint''s usage against its limits'
             cand reset 'Forget the usage and reservations of endpoints'
-            cand exec 'Pick an endpoint, run a command with it, record what happened, and fail over'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'llm-rotate;help;pick'= {
+        }
+        &'llm-rotate;help;exec'= {
         }
         &'llm-rotate;help;record'= {
         }
         &'llm-rotate;help;state'= {
         }
         &'llm-rotate;help;reset'= {
-        }
-        &'llm-rotate;help;exec'= {
         }
         &'llm-rotate;help;completions'= {
         }

@@ -29,13 +29,15 @@ complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l db -d 'Usage data
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s V -l version -d 'Print version'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
-complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens-from -d 'Estimate the tokens from the prompt\'s size: FILE\'s bytes / 3, rounded up; `-` for stdin' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l max-output -d 'Completion tokens allowed (`max_tokens`), added to the estimate' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l only -d 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
@@ -50,6 +52,21 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l endpoints
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l dry-run -d 'Show what would be chosen; reserve nothing'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens-from -d 'Estimate the tokens from the prompt\'s size: FILE\'s bytes / 3, rounded up; `-` for stdin' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l max-output -d 'Completion tokens allowed (`max_tokens`), added to the estimate' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l only -d 'Only endpoints whose id matches this glob; repeatable' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
+weighted\t'At random, in proportion to the `weight` column'
+spread\t'The one with the most of its tightest limit left'
+round-robin\t'Each in turn, in file order; the turn is shared by every process'"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l wait -d 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l attempts -d 'Attempts in all, fail-overs included' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l stream -d 'Write COMMAND\'s stdout as it comes (streamed responses); no retry once it wrote'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l lease -d 'The lease printed by `pick --format json|shell`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l tokens -d 'Tokens really used (replaces the reservation\'s estimate)' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l requests -d 'Requests made [default: 1]' -r
@@ -71,26 +88,13 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l endpoint
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l all -d 'Every endpoint in the database'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -s h -l help -d 'Print help'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l only -d 'Only endpoints whose id matches this glob; repeatable' -r
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
-weighted\t'At random, in proportion to the `weight` column'
-spread\t'The one with the most of its tightest limit left'
-round-robin\t'Each in turn, in file order; the turn is shared by every process'"
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l wait -d 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes' -r
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l attempts -d 'Attempts in all, fail-overs included' -r
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l stream -d 'Write COMMAND\'s stdout as it comes (streamed responses); no retry once it wrote'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick record state reset exec completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

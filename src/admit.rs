@@ -18,6 +18,8 @@ use crate::quota::{self, Limit, Limits, Never, PerLimit, Request, Used, Window};
 pub enum Block {
     /// A window is full.
     Limit(Limit),
+    /// A window of the row's pool is full.
+    PoolLimit(Limit),
     /// Skipped after a 429 or repeated failures.
     Cooldown,
     /// The single probe after a cooldown is out and not yet recorded.
@@ -32,6 +34,7 @@ impl Block {
     pub fn name(self) -> &'static str {
         match self {
             Block::Limit(limit) => limit.name(),
+            Block::PoolLimit(limit) => limit.pool_name(),
             Block::Cooldown => "cooldown",
             Block::Probe => "probe",
             Block::Pace => "pace",
@@ -44,6 +47,7 @@ impl std::fmt::Display for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Block::Limit(limit) => write!(f, "{} full", limit.name()),
+            Block::PoolLimit(limit) => write!(f, "{} full", limit.pool_name()),
             Block::Cooldown => f.write_str("cooling down"),
             Block::Probe => f.write_str("its probe after a cooldown is out"),
             Block::Pace => f.write_str("paced"),
@@ -70,7 +74,40 @@ pub struct Standing {
     /// Usage in each window, raised to what the provider reported.
     pub used: Used,
     pub cooldown: Option<Cooldown>,
+    /// The row's pool: its limits and the usage of all its rows.
+    pub pool: Option<PoolStanding>,
     pub verdict: Verdict,
+}
+
+#[derive(Debug)]
+pub struct PoolStanding {
+    pub name: String,
+    pub limits: Limits,
+    pub used: Used,
+}
+
+impl Standing {
+    /// The smallest fraction left of any limit, the pool's included, after `request`.
+    pub fn headroom(&self, request: Request) -> f64 {
+        let own = quota::headroom(&self.limits, &self.used, request);
+        self.pool.as_ref().map_or(own, |pool| {
+            own.min(quota::headroom(&pool.limits, &pool.used, request))
+        })
+    }
+}
+
+/// Why `request` can never fit `endpoint`, whatever the ledger holds: a limit (its own or
+/// its pool's) of 0 or smaller than the request.
+pub fn never(endpoint: &Endpoint, request: Request) -> Option<Never> {
+    quota::never_fits(&endpoint.limits, request).or_else(|| {
+        let pool = endpoint.pool.as_ref()?;
+        match quota::never_fits(&pool.limits, request)? {
+            Never::Disabled(limit) => Some(Never::Pool { limit, cap: 0 }),
+            Never::TooLarge { limit, cap } | Never::Pool { limit, cap } => {
+                Some(Never::Pool { limit, cap })
+            }
+        }
+    })
 }
 
 pub fn assess(
@@ -83,11 +120,21 @@ pub fn assess(
     let local = book.used(&endpoint.id, now, anchor.map(|a| a.day_start(now)))?;
     let (limits, used, resets) = with_reports(book, endpoint, local, now)?;
     let cooldown = book.cooldown(&endpoint.id)?;
-    if let Some(never) = quota::never_fits(&endpoint.limits, request) {
+    let day_start = anchor.map(|a| a.day_start(now));
+    let pool = match &endpoint.pool {
+        Some(pool) => Some(PoolStanding {
+            name: pool.name.clone(),
+            limits: pool.limits,
+            used: pool_used(book, &pool.members, now, day_start)?,
+        }),
+        None => None,
+    };
+    if let Some(never) = never(endpoint, request) {
         return Ok(Standing {
             limits,
             used,
             cooldown,
+            pool,
             verdict: Verdict::Never(never),
         });
     }
@@ -138,6 +185,18 @@ pub fn assess(
         blocks.push((Block::Limit(limit), frees));
     }
 
+    // A full pool frees as its rows' usage leaves the window, or at the end of their
+    // calendar day.
+    if let (Some(members), Some(standing)) = (endpoint.pool.as_ref().map(|p| &p.members), &pool) {
+        for short in quota::shortfalls(&standing.limits, &standing.used, request) {
+            let frees = match (anchor, short.limit.window) {
+                (Some(anchor), Window::Day) => Some(anchor.next_reset(now)),
+                _ => pool_frees_at(book, members, short.limit, short.excess, now)?,
+            };
+            blocks.push((Block::PoolLimit(short.limit), frees.unwrap_or(now)));
+        }
+    }
+
     let verdict = match blocks.into_iter().max_by_key(|&(_, at)| at) {
         Some((block, frees_at)) => Verdict::Blocked { block, frees_at },
         None => Verdict::Fits { probe },
@@ -146,8 +205,43 @@ pub fn assess(
         limits,
         used,
         cooldown,
+        pool,
         verdict,
     })
+}
+
+/// The usage of all the rows of a pool: windows are sums, so the pool's is the sum of its
+/// rows'.
+fn pool_used(
+    book: &dyn Book,
+    members: &[String],
+    now: Millis,
+    day_start: Option<Millis>,
+) -> Result<Used> {
+    let mut total = Used::default();
+    for member in members {
+        let used = book.used(member, now, day_start)?;
+        for limit in Limit::ALL {
+            total.set(limit, total.get(limit).saturating_add(used.get(limit)));
+        }
+    }
+    Ok(total)
+}
+
+/// When enough of the pool's usage has left the window for `excess` more to fit.
+fn pool_frees_at(
+    book: &dyn Book,
+    members: &[String],
+    limit: Limit,
+    excess: u64,
+    now: Millis,
+) -> Result<Option<Millis>> {
+    let mut departures = Vec::new();
+    for member in members {
+        departures.extend(book.departures(member, limit, now)?);
+    }
+    departures.sort_unstable_by_key(|&(at, _)| at);
+    Ok(quota::freed_by(departures, excess))
 }
 
 /// Applies the provider's reports that have not reset: a reported limit caps the window

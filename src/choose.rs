@@ -9,7 +9,7 @@ use crate::clock::Millis;
 use crate::endpoints::Endpoint;
 use crate::glob;
 use crate::ledger::Book;
-use crate::quota::{self, Request};
+use crate::quota::Request;
 
 /// How to choose among the fitting endpoints of the highest priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,11 +65,9 @@ pub fn candidates<'e>(
     }
     let never: Vec<String> = matched
         .iter()
-        .filter_map(|e| {
-            quota::never_fits(&e.limits, request).map(|why| format!("{}: never fits ({why})", e.id))
-        })
+        .filter_map(|e| admit::never(e, request).map(|why| format!("{}: never fits ({why})", e.id)))
         .collect();
-    matched.retain(|e| quota::never_fits(&e.limits, request).is_none());
+    matched.retain(|e| admit::never(e, request).is_none());
     if matched.is_empty() {
         bail!(
             "no endpoint can ever take {}:\n  {}",
@@ -171,7 +169,7 @@ fn select(
                 .unwrap_or(0)
         }
         Strategy::Spread => {
-            let headroom = |s: &Standing| quota::headroom(&s.limits, &s.used, request);
+            let headroom = |s: &Standing| s.headroom(request);
             let mut best = 0;
             for (i, (_, standing)) in fits.iter().enumerate() {
                 if headroom(standing) > headroom(&fits[best].1) {

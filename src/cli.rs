@@ -32,10 +32,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Pick(PickArgs),
+    Exec(ExecArgs),
     Record(RecordArgs),
     State(StateArgs),
     Reset(ResetArgs),
-    Exec(ExecArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -52,6 +52,15 @@ pub struct PickArgs {
     /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
     #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
     pub tokens: u64,
+
+    /// Estimate the tokens from the prompt's size: FILE's bytes / 3, rounded up; `-` for
+    /// stdin
+    #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
+    pub tokens_from: Option<PathBuf>,
+
+    /// Completion tokens allowed (`max_tokens`), added to the estimate
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub max_output: Option<u64>,
 
     /// Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable
     #[arg(long, value_name = "PATTERN")]
@@ -129,6 +138,15 @@ pub struct ExecArgs {
     /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
     #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
     pub tokens: u64,
+
+    /// Estimate the tokens from the prompt's size: FILE's bytes / 3, rounded up; `-` for
+    /// stdin
+    #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
+    pub tokens_from: Option<PathBuf>,
+
+    /// Completion tokens allowed (`max_tokens`), added to the estimate
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub max_output: Option<u64>,
 
     /// Only endpoints whose id matches this glob; repeatable
     #[arg(long, value_name = "PATTERN")]
@@ -255,6 +273,25 @@ fn count(text: &str) -> Result<u64, String> {
         return Err("is too large".into());
     }
     Ok(n)
+}
+
+impl PickArgs {
+    pub fn estimate(&self) -> crate::estimate::Source<'_> {
+        source(self.tokens, self.tokens_from.as_deref())
+    }
+}
+
+impl ExecArgs {
+    pub fn estimate(&self) -> crate::estimate::Source<'_> {
+        source(self.tokens, self.tokens_from.as_deref())
+    }
+}
+
+fn source(tokens: u64, from: Option<&std::path::Path>) -> crate::estimate::Source<'_> {
+    match from {
+        Some(path) => crate::estimate::Source::File(path),
+        None => crate::estimate::Source::Count(tokens),
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,19 @@ pub struct Endpoint {
     pub props: Vec<(String, String)>,
     /// The physical line (1-based) on which the row starts.
     pub line: usize,
+    /// The shared pool the row draws on, with every row of it.
+    pub pool: Option<Pool>,
+}
+
+/// Rows that share limits: several keys of one organisation, the free models of one
+/// account. The pool's limits apply to the sum of its rows' usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    /// From the `pool_*` columns: one value per limit, written on any of its rows.
+    pub limits: Limits,
+    /// The ids of its rows, in file order.
+    pub members: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,6 +321,8 @@ enum Field {
     Provider,
     Model,
     Limit(Limit),
+    Pool,
+    PoolLimit(Limit),
     Id,
     Priority,
     Weight,
@@ -325,8 +340,12 @@ impl Field {
         if let Some(limit) = Limit::from_name(&name) {
             return Field::Limit(limit);
         }
+        if let Some(limit) = name.strip_prefix("pool_").and_then(Limit::from_name) {
+            return Field::PoolLimit(limit);
+        }
         match name.as_str() {
             "provider" => Field::Provider,
+            "pool" => Field::Pool,
             "model" => Field::Model,
             "id" => Field::Id,
             "priority" => Field::Priority,
@@ -354,6 +373,7 @@ fn build(header: &Row, rows: &[Row], report: &mut Report) -> Vec<Endpoint> {
     };
     let id_index = columns.iter().position(|c| c.field == Field::Id);
     let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    let mut pool_cells: Vec<PoolCells> = Vec::new();
     let mut endpoints = Vec::new();
     for row in rows {
         if row.cells.len() > columns.len() {
@@ -375,7 +395,8 @@ fn build(header: &Row, rows: &[Row], report: &mut Report) -> Vec<Endpoint> {
             );
             continue;
         }
-        let endpoint = read_row(&columns, row, report);
+        let (endpoint, cells) = read_row(&columns, row, report);
+        pool_cells.push(cells);
         // An id stays empty when the cells it comes from are bad; those are reported.
         if !endpoint.id.is_empty() {
             match first_line_of.entry(endpoint.id.clone()) {
@@ -393,6 +414,7 @@ fn build(header: &Row, rows: &[Row], report: &mut Report) -> Vec<Endpoint> {
         }
         endpoints.push(endpoint);
     }
+    resolve_pools(&mut endpoints, &pool_cells, report);
     endpoints
 }
 
@@ -473,8 +495,17 @@ fn read_header(header: &Row, report: &mut Report) -> Option<Vec<Column>> {
     (report.problems.len() == before).then_some(columns)
 }
 
+/// What a row's pool columns say, checked against the other rows once all are read.
+#[derive(Default)]
+struct PoolCells {
+    name: Option<String>,
+    /// (limit, value, the cell as written, its column's name)
+    limits: Vec<(Limit, u64, String, String)>,
+}
+
 /// The row's endpoint; each bad cell is reported and leaves its field at the default.
-fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> Endpoint {
+fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> (Endpoint, PoolCells) {
+    let mut pool = PoolCells::default();
     let mut endpoint = Endpoint {
         id: String::new(),
         provider: String::new(),
@@ -489,18 +520,99 @@ fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> Endpoint {
         key: None,
         props: Vec::new(),
         line: row.line,
+        pool: None,
     };
     for (index, column) in columns.iter().enumerate() {
         // A short row ends with empty cells.
         let value = row.cells.get(index).map_or("", String::as_str);
-        if let Err(reason) = read_cell(&mut endpoint, column, value) {
+        let read = match column.field {
+            Field::Pool if value.is_empty() => Ok(()),
+            Field::Pool => name(value).map(|name| pool.name = Some(name)),
+            Field::PoolLimit(limit) => optional(value, parse_count).map(|n| {
+                if let Some(n) = n {
+                    let cell = (limit, n, value.to_owned(), column.name.clone());
+                    pool.limits.push(cell);
+                }
+            }),
+            _ => read_cell(&mut endpoint, column, value),
+        };
+        if let Err(reason) = read {
             report.cell(row.line, &column.name, value, &reason);
         }
     }
     if endpoint.id.is_empty() && !endpoint.provider.is_empty() && !endpoint.model.is_empty() {
         endpoint.id = format!("{}/{}", endpoint.provider, endpoint.model);
     }
-    endpoint
+    (endpoint, pool)
+}
+
+/// Gathers each pool's rows and limits onto every row of it. A limit given twice must be
+/// one value (`90k` and `90_000` are); a pool limit needs a pool; a pool's rows share one
+/// kind of day.
+fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], report: &mut Report) {
+    let mut pools: Vec<(String, Pool, usize)> = Vec::new();
+    // (pool, limit) -> (line, cell) of the first row that gave it
+    let mut first: HashMap<(String, &'static str), (usize, &str)> = HashMap::new();
+    for (endpoint, cells) in endpoints.iter().zip(cells) {
+        let Some(name) = &cells.name else {
+            for (_, _, raw, column) in &cells.limits {
+                report.cell(
+                    endpoint.line,
+                    column,
+                    raw,
+                    "is a pool limit on a row without a pool; fill in its pool column",
+                );
+            }
+            continue;
+        };
+        let index = match pools.iter().position(|(n, _, _)| n == name) {
+            Some(i) => i,
+            None => {
+                let pool = Pool {
+                    name: name.clone(),
+                    limits: Limits::default(),
+                    members: Vec::new(),
+                };
+                pools.push((name.clone(), pool, endpoint.line));
+                pools.len() - 1
+            }
+        };
+        let (_, pool, first_row) = &mut pools[index];
+        pool.members.push(endpoint.id.clone());
+        let anchor_row = endpoints.iter().find(|e| e.line == *first_row);
+        if anchor_row.is_some_and(|row| row.day_reset != endpoint.day_reset) {
+            report.line(
+                endpoint.line,
+                format_args!(
+                    "column day_reset: differs from line {first_row}; the rows of pool {name:?} \
+                     share one day, so give them the same day_reset"
+                ),
+            );
+        }
+        for (limit, value, raw, column) in &cells.limits {
+            match pool.limits.get(*limit) {
+                None => {
+                    pool.limits.set(*limit, Some(*value));
+                    first.insert((name.clone(), limit.name()), (endpoint.line, raw));
+                }
+                Some(earlier) if earlier == *value => {}
+                Some(_) => {
+                    let (line, given) = first[&(name.clone(), limit.name())];
+                    report.cell(
+                        endpoint.line,
+                        column,
+                        raw,
+                        &format!("differs from {given:?} on line {line} for pool {name:?}"),
+                    );
+                }
+            }
+        }
+    }
+    for (endpoint, cells) in endpoints.iter_mut().zip(cells) {
+        if let Some(name) = &cells.name {
+            endpoint.pool = pools.iter().find(|p| p.0 == *name).map(|p| p.1.clone());
+        }
+    }
 }
 
 fn read_cell(endpoint: &mut Endpoint, column: &Column, value: &str) -> Result<(), String> {
@@ -527,6 +639,8 @@ fn read_cell(endpoint: &mut Endpoint, column: &Column, value: &str) -> Result<()
         // Never fails, so the secret can never reach a message.
         Field::Key => endpoint.key = Some(value.to_owned()).filter(|k| !k.is_empty()),
         Field::Prop => endpoint.props.push((column.name.clone(), value.to_owned())),
+        // Read by `read_row`, for `resolve_pools`.
+        Field::Pool | Field::PoolLimit(_) => {}
     }
     Ok(())
 }

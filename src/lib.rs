@@ -12,6 +12,7 @@ pub mod cooldown;
 pub mod duration;
 pub mod endpoints;
 pub mod env;
+pub mod estimate;
 pub mod glob;
 pub mod headers;
 pub mod ledger;

@@ -62,6 +62,13 @@ impl Limit {
         ["rpm", "tpm", "rph", "tph", "rpd", "tpd"][self.index()]
     }
 
+    /// The name of the pool's limit: `pool rpm`, ...
+    pub fn pool_name(self) -> &'static str {
+        [
+            "pool rpm", "pool tpm", "pool rph", "pool tph", "pool rpd", "pool tpd",
+        ][self.index()]
+    }
+
     pub fn from_name(name: &str) -> Option<Limit> {
         Limit::ALL.into_iter().find(|l| l.name() == name)
     }
@@ -130,6 +137,8 @@ pub enum Never {
     Disabled(Limit),
     /// The request alone is larger than the limit.
     TooLarge { limit: Limit, cap: u64 },
+    /// A limit of the row's pool is 0 or smaller than the request.
+    Pool { limit: Limit, cap: u64 },
 }
 
 impl std::fmt::Display for Never {
@@ -137,6 +146,7 @@ impl std::fmt::Display for Never {
         match self {
             Never::Disabled(limit) => write!(f, "disabled ({} is 0)", limit.name()),
             Never::TooLarge { limit, cap } => write!(f, "{} is {cap}", limit.name()),
+            Never::Pool { limit, cap } => write!(f, "{} is {cap}", limit.pool_name()),
         }
     }
 }

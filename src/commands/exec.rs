@@ -12,6 +12,7 @@ use crate::attempt::{self, Finished, Input, Signals};
 use crate::choose::{self, Choice};
 use crate::cli::{ExecArgs, PickFormat};
 use crate::endpoints::Endpoint;
+use crate::estimate;
 use crate::headers;
 use crate::output;
 use crate::quota::Request;
@@ -72,10 +73,15 @@ impl Verdict {
 
 pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
-    let request = Request::new(args.tokens);
+    // `--tokens-from -` reads stdin for the estimate; every attempt then gets those bytes.
+    let (tokens, stdin) = estimate::tokens(args.estimate(), args.max_output)?;
+    let request = Request::new(tokens);
     let (candidates, never) = choose::candidates(&all, &args.only, &args.exclude, request)?;
     let (program, program_args) = args.command.split_first().expect("clap requires a command");
-    let input = Input::read_stdin()?;
+    let input = match stdin {
+        Some(bytes) => Input::Bytes(std::sync::Arc::new(bytes)),
+        None => Input::read_stdin()?,
+    };
     let mut ledger = ctx.ledger()?;
     let wait = Wait::new(args.wait)?;
     let how = How {

@@ -13,6 +13,7 @@ use crate::cli::{PickArgs, PickFormat};
 use crate::clock::{self, Millis, SECOND_MS};
 use crate::endpoints::Endpoint;
 use crate::env;
+use crate::estimate;
 use crate::ledger::{Book, Ledger};
 use crate::output::{self, shell_quote};
 use crate::quota::Request;
@@ -23,7 +24,8 @@ const LONGEST_NAP: Millis = SECOND_MS;
 
 pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
-    let request = Request::new(args.tokens);
+    let (tokens, _) = estimate::tokens(args.estimate(), args.max_output)?;
+    let request = Request::new(tokens);
     let (candidates, never) = choose::candidates(&all, &args.only, &args.exclude, request)?;
     let mut ledger = ctx.ledger()?;
     let wait = Wait::new(args.wait)?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::Context;
-use crate::admit::{self, Block, Standing, Verdict};
+use crate::admit::{self, Block, PoolStanding, Standing, Verdict};
 use crate::choose::filter;
 use crate::cli::{StateArgs, StateFormat};
 use crate::clock::Millis;
@@ -114,6 +114,10 @@ fn table(rows: &[Row], now: Millis) -> String {
     }
     let mut header = vec!["endpoint".to_string(), "priority".to_string()];
     header.extend(limits.iter().map(|l| l.name().to_string()));
+    let pools = rows.iter().any(|r| r.standing.pool.is_some());
+    if pools {
+        header.push("pool".to_string());
+    }
     header.extend(["open".to_string(), "status".to_string()]);
     table.set_header(header);
     for row in rows {
@@ -128,6 +132,14 @@ fn table(rows: &[Row], now: Millis) -> String {
                 None => used,
             }));
         }
+        if pools {
+            cells.push(Cell::new(
+                row.standing
+                    .pool
+                    .as_ref()
+                    .map_or_else(String::new, pool_cell),
+            ));
+        }
         cells.push(Cell::new(row.open_reservations));
         let (status, hue) = status(row, now);
         let status = Cell::new(status);
@@ -135,6 +147,27 @@ fn table(rows: &[Row], now: Millis) -> String {
         table.add_row(cells);
     }
     format!("{table}\n")
+}
+
+/// A pool for people: its name and its fullest limited window, `free 12/50 rpd`.
+fn pool_cell(pool: &PoolStanding) -> String {
+    let fullest = Limit::ALL
+        .into_iter()
+        .filter_map(|l| pool.limits.get(l).map(|cap| (l, cap)))
+        .max_by(|a, b| {
+            let share = |(l, cap): (Limit, u64)| pool.used.get(l) as f64 / cap.max(1) as f64;
+            share(*a).total_cmp(&share(*b))
+        });
+    match fullest {
+        Some((limit, cap)) => format!(
+            "{} {}/{} {}",
+            pool.name,
+            output::count(pool.used.get(limit)),
+            output::count(cap),
+            limit.name()
+        ),
+        None => pool.name.clone(),
+    }
 }
 
 /// A JSON object with one entry per window, in column order.
@@ -190,6 +223,32 @@ impl Serialize for JsonRow<'_> {
             probe_out: c.probe_at.is_some(),
         });
         map.serialize_entry("cooldown", &cooldown)?;
+        let pool = st.pool.as_ref().map(|pool| JsonPool { pool });
+        map.serialize_entry("pool", &pool)?;
+        map.end()
+    }
+}
+
+/// A row's pool: its name, and its limits, usage and what remains, keyed as the row's own.
+struct JsonPool<'a> {
+    pool: &'a PoolStanding,
+}
+
+impl Serialize for JsonPool<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pool = self.pool;
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("name", &pool.name)?;
+        map.serialize_entry("limits", &PerWindow(|l| pool.limits.get(l)))?;
+        map.serialize_entry("used", &PerWindow(|l| Some(pool.used.get(l))))?;
+        map.serialize_entry(
+            "remaining",
+            &PerWindow(|l| {
+                pool.limits
+                    .get(l)
+                    .map(|cap| cap.saturating_sub(pool.used.get(l)))
+            }),
+        )?;
         map.end()
     }
 }
@@ -216,6 +275,11 @@ fn csv(rows: &[Row], now: Millis) -> Result<String> {
         header.push(format!("{}_limit", limit.name()));
     }
     header.extend(["open_reservations", "blocked_by", "cooldown_ends_in_s"].map(String::from));
+    header.push("pool".into());
+    for limit in Limit::ALL {
+        header.push(format!("pool_{}_used", limit.name()));
+        header.push(format!("pool_{}_limit", limit.name()));
+    }
     out.write_record(&header)?;
     for row in rows {
         let e = row.endpoint;
@@ -238,6 +302,16 @@ fn csv(rows: &[Row], now: Millis) -> Result<String> {
             .cooldown()
             .map(|c| output::seconds((c.until - now).max(0)));
         record.push(ends.map(|f| f.to_string()).unwrap_or_default());
+        let pool = row.standing.pool.as_ref();
+        record.push(pool.map(|p| p.name.clone()).unwrap_or_default());
+        for limit in Limit::ALL {
+            record.push(
+                pool.map(|p| p.used.get(limit).to_string())
+                    .unwrap_or_default(),
+            );
+            let cap = pool.and_then(|p| p.limits.get(limit));
+            record.push(cap.map(|c| c.to_string()).unwrap_or_default());
+        }
         out.write_record(&record)?;
     }
     Ok(String::from_utf8(out.into_inner()?)?)

@@ -137,6 +137,13 @@ impl Usage for MemoryBook {
         excess: u64,
         now: Millis,
     ) -> Result<Option<Millis>> {
+        Ok(quota::freed_by(
+            self.departures(endpoint, limit, now)?,
+            excess,
+        ))
+    }
+
+    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>> {
         if limit.window == Window::Minute {
             let state = self.0.borrow();
             let mut departures: Vec<(Millis, u64)> = Self::of(&state, endpoint)
@@ -151,14 +158,14 @@ impl Usage for MemoryBook {
                 })
                 .collect();
             departures.sort_by_key(|&(at, _)| at);
-            return Ok(quota::freed_by(departures, excess));
+            return Ok(departures);
         }
         let first = quota::first_counted_minute(limit.window, now);
-        let departures = self
+        Ok(self
             .buckets(endpoint, first, limit.unit)
             .into_iter()
-            .map(|(m, n)| (quota::bucket_leaves_at(m, limit.window), n));
-        Ok(quota::freed_by(departures, excess))
+            .map(|(m, n)| (quota::bucket_leaves_at(m, limit.window), n))
+            .collect())
     }
 
     fn last_call(&self, endpoint: &str) -> Result<Option<Millis>> {

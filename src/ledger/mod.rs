@@ -81,6 +81,9 @@ pub trait Usage {
         excess: u64,
         now: Millis,
     ) -> Result<Option<Millis>>;
+    /// The usage of `limit`'s window at `now` as it will leave: `(leaves_at, amount)`,
+    /// earliest first. Pools merge their rows' departures.
+    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>>;
     /// When the endpoint last took a call (pick or record), for pacing.
     fn last_call(&self, endpoint: &str) -> Result<Option<Millis>>;
     /// How many reservations of `endpoint` are open (in flight) at `now`.

@@ -228,6 +228,9 @@ proptest! {
                         assert_eq!(used.get(limit), expected(&calls, limit, now),
                             "{name}: {} at +{probe}", limit.name());
                         seen.push(book.frees_at("e", limit, 3, now)?);
+                        let departures = book.departures("e", limit, now)?;
+                        seen.push(Some(departures.len() as Millis));
+                        seen.extend(departures.into_iter().map(|(at, n)| Some(at + n as Millis)));
                     }
                     seen.push(Some(book.open_reservations("e", now)? as Millis));
                     seen.push(book.first_expiry("e", now)?);

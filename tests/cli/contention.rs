@@ -12,10 +12,10 @@ use rusqlite::Connection;
 use crate::{Env, Out, T0, bin};
 
 /// The ledger's write lock, held by the test until dropped.
-struct Lock(Connection);
+pub struct Lock(Connection);
 
 impl Lock {
-    fn take(env: &Env) -> Lock {
+    pub fn take(env: &Env) -> Lock {
         let conn = Connection::open(env.db()).expect("open the ledger");
         conn.execute_batch("BEGIN IMMEDIATE")
             .expect("take the write lock");
@@ -30,11 +30,11 @@ impl Drop for Lock {
 }
 
 /// `(milliseconds after T0, arguments)` for each process.
-type Job<'a> = (i64, Vec<&'a str>);
+pub type Job<'a> = (i64, Vec<&'a str>);
 
 /// Starts every job while holding the write lock, each at its own pinned time, then lets
 /// them all go at once; returns what each printed, in job order.
-fn queue_then_release(env: &Env, jobs: &[Job]) -> Vec<Out> {
+pub fn queue_then_release(env: &Env, jobs: &[Job]) -> Vec<Out> {
     let lock = Lock::take(env);
     let children: Vec<Child> = jobs
         .iter()
@@ -61,7 +61,7 @@ fn queue_then_release(env: &Env, jobs: &[Job]) -> Vec<Out> {
 }
 
 /// How many processes exited 0 and how many 75; any other exit fails the test.
-fn tally(outs: &[Out]) -> (usize, usize) {
+pub fn tally(outs: &[Out]) -> (usize, usize) {
     let mut counts = (0, 0);
     for out in outs {
         match out.status {
@@ -74,7 +74,7 @@ fn tally(outs: &[Out]) -> (usize, usize) {
 }
 
 /// The most calls that `stamps` (ascending) put in any rolling window of `len_ms`.
-fn busiest_window(stamps: &[i64], len_ms: i64) -> usize {
+pub fn busiest_window(stamps: &[i64], len_ms: i64) -> usize {
     (0..stamps.len())
         .map(|i| {
             stamps[i..]

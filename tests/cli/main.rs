@@ -17,6 +17,7 @@ mod in_flight;
 mod leases;
 mod order;
 mod pacing;
+mod pools;
 mod provider_headers;
 mod reset;
 mod shell;

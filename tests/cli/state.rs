@@ -45,7 +45,7 @@ fn json_numbers_agree_with_what_was_picked_and_recorded() {
                 "used": {"rpm": 2, "tpm": 300, "rph": 2, "tph": 300, "rpd": 2, "tpd": 300},
                 "remaining": {"rpm": 0, "tpm": 700, "rph": null, "tph": null, "rpd": null, "tpd": null},
                 "open_reservations": 2,
-                "blocked_by": "rpm", "cooldown": null,
+                "blocked_by": "rpm", "cooldown": null, "pool": null,
             },
             {
                 "id": "b/two", "provider": "b", "model": "two", "priority": 1,
@@ -54,7 +54,7 @@ fn json_numbers_agree_with_what_was_picked_and_recorded() {
                 "used": {"rpm": 1, "tpm": 50, "rph": 1, "tph": 50, "rpd": 1, "tpd": 50},
                 "remaining": {"rpm": null, "tpm": null, "rph": 9, "tph": null, "rpd": null, "tpd": null},
                 "open_reservations": 0,
-                "blocked_by": null, "cooldown": null,
+                "blocked_by": null, "cooldown": null, "pool": null,
             },
             {
                 "id": "c/three", "provider": "c", "model": "three", "priority": 7,
@@ -63,7 +63,7 @@ fn json_numbers_agree_with_what_was_picked_and_recorded() {
                 "used": {"rpm": 0, "tpm": 0, "rph": 0, "tph": 0, "rpd": 0, "tpd": 0},
                 "remaining": {"rpm": 5, "tpm": null, "rph": null, "tph": null, "rpd": null, "tpd": null},
                 "open_reservations": 0,
-                "blocked_by": null, "cooldown": null,
+                "blocked_by": null, "cooldown": null, "pool": null,
             },
             {
                 "id": "d/four", "provider": "d", "model": "four", "priority": 2,
@@ -72,7 +72,7 @@ fn json_numbers_agree_with_what_was_picked_and_recorded() {
                 "used": {"rpm": 1, "tpm": 14400, "rph": 1, "tph": 14400, "rpd": 1, "tpd": 14400},
                 "remaining": {"rpm": null, "tpm": 45600, "rph": null, "tph": null, "rpd": null, "tpd": null},
                 "open_reservations": 0,
-                "blocked_by": null, "cooldown": null,
+                "blocked_by": null, "cooldown": null, "pool": null,
             },
         ]),
     );
@@ -155,6 +155,19 @@ fn csv_has_a_header_and_the_raw_numbers() {
             "open_reservations",
             "blocked_by",
             "cooldown_ends_in_s",
+            "pool",
+            "pool_rpm_used",
+            "pool_rpm_limit",
+            "pool_tpm_used",
+            "pool_tpm_limit",
+            "pool_rph_used",
+            "pool_rph_limit",
+            "pool_tph_used",
+            "pool_tph_limit",
+            "pool_rpd_used",
+            "pool_rpd_limit",
+            "pool_tpd_used",
+            "pool_tpd_limit",
         ]
     );
     let rows: Vec<BTreeMap<&str, &str>> = lines

@@ -175,20 +175,10 @@ impl Usage for Tx<'_> {
             Unit::Tokens => "tokens",
         };
         if limit.window == Window::Minute {
-            let mut stmt = self.0.prepare_cached(&format!(
-                "SELECT at_ms, {column} FROM usage
-                 WHERE endpoint = ?1 AND at_ms > ?2 ORDER BY at_ms"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![endpoint, quota::counted_after(Window::Minute, now)],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let departures = rows
-                .into_iter()
-                .map(|(at, n)| (quota::row_leaves_at(at, Window::Minute), clamp(n)));
-            return Ok(quota::freed_by(departures, excess));
+            return Ok(quota::freed_by(
+                self.departures(endpoint, limit, now)?,
+                excess,
+            ));
         }
         let first = quota::first_counted_minute(limit.window, now);
         let Some(base) = self.total_before(endpoint, first)? else {
@@ -213,6 +203,43 @@ impl Usage for Tx<'_> {
             )
             .optional()?;
         Ok(minute.map(|m| quota::bucket_leaves_at(m, limit.window)))
+    }
+
+    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>> {
+        let column = match limit.unit {
+            Unit::Requests => "requests",
+            Unit::Tokens => "tokens",
+        };
+        let (sql, from) = if limit.window == Window::Minute {
+            (
+                format!(
+                    "SELECT at_ms, {column} FROM usage
+                     WHERE endpoint = ?1 AND at_ms > ?2 ORDER BY at_ms"
+                ),
+                quota::counted_after(Window::Minute, now),
+            )
+        } else {
+            (
+                format!(
+                    "SELECT minute, {column} FROM minute_totals
+                     WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute"
+                ),
+                quota::first_counted_minute(limit.window, now),
+            )
+        };
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![endpoint, from], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|row| {
+            let (at, n) = row?;
+            let leaves = match limit.window {
+                Window::Minute => quota::row_leaves_at(at, Window::Minute),
+                window => quota::bucket_leaves_at(at, window),
+            };
+            Ok((leaves, clamp(n)))
+        })
+        .collect()
     }
 
     fn last_call(&self, endpoint: &str) -> Result<Option<Millis>> {

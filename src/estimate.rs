@@ -1,0 +1,67 @@
+//! A token estimate for callers that do not count: a prompt's size in bytes divided by 3,
+//! rounded up (BPE tokenizers average 3 to 4 bytes a token in English, so this leans high;
+//! `record` settles the real count), plus the completion tokens the caller allows, which
+//! providers count in their own estimate.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Where the estimate comes from.
+pub enum Source<'a> {
+    Count(u64),
+    /// The size of a file; `-` is stdin.
+    File(&'a Path),
+}
+
+/// The estimate, and stdin's bytes when the estimate read them (for `exec` to replay).
+pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(u64, Option<Vec<u8>>)> {
+    let (prompt, stdin) = match source {
+        Source::Count(n) => (n, None),
+        Source::File(path) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the prompt from stdin (--tokens-from -)")?;
+            (of_size(bytes.len() as u64), Some(bytes))
+        }
+        Source::File(path) => {
+            let size = file_size(path)
+                .with_context(|| format!("cannot read --tokens-from {}", path.display()))?;
+            (of_size(size), None)
+        }
+    };
+    Ok((prompt.saturating_add(max_output.unwrap_or(0)), stdin))
+}
+
+/// Bytes / 3, rounded up.
+pub fn of_size(bytes: u64) -> u64 {
+    bytes.div_ceil(3)
+}
+
+/// A regular file's size from its metadata; anything else (a pipe, a device) is read.
+fn file_size(path: &Path) -> std::io::Result<u64> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    if meta.is_dir() {
+        return Err(std::io::Error::other("it is a folder"));
+    }
+    std::io::copy(&mut std::fs::File::open(path)?, &mut std::io::sink())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::of_size;
+
+    #[test]
+    fn a_third_of_the_bytes_rounded_up() {
+        assert_eq!(of_size(0), 0);
+        assert_eq!(of_size(1), 1);
+        assert_eq!(of_size(3), 1);
+        assert_eq!(of_size(4), 2);
+        assert_eq!(of_size(3_000), 1_000);
+    }
+}
