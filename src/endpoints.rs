@@ -54,6 +54,32 @@ pub struct Pool {
     pub members: Vec<String>,
 }
 
+impl Endpoint {
+    /// The variables that describe a chosen endpoint, as `pick --format shell` exports them
+    /// and `exec` sets them: every property, the key, then the endpoint and its lease.
+    pub fn exported(&self, lease: Option<&str>, tokens: u64) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = self
+            .props
+            .iter()
+            .map(|(name, value)| (env::exported_name(name), value.clone()))
+            .collect();
+        // The parser refuses a property named like one of ours, so none is overridden below.
+        let mut own =
+            |name: &str, value: &str| vars.push((env::exported_name(name), value.to_owned()));
+        if let Some(key) = &self.key {
+            own("key", key);
+        }
+        own("id", &self.id);
+        own("provider", &self.provider);
+        own("model", &self.model);
+        if let Some(lease) = lease {
+            own("lease", lease);
+        }
+        own("tokens", &tokens.to_string());
+        vars
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pace {
     Burst,

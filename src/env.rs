@@ -3,8 +3,6 @@
 
 use std::ffi::OsString;
 
-use crate::endpoints::Endpoint;
-
 pub const ENDPOINTS: &str = "LLM_ROTATE_ENDPOINTS";
 pub const DB: &str = "LLM_ROTATE_DB";
 pub const NOW: &str = "LLM_ROTATE_NOW";
@@ -44,29 +42,6 @@ pub fn exported_name(name: &str) -> String {
         })
         .collect();
     format!("LLM_ROTATE_{tail}")
-}
-
-/// The variables that describe a chosen endpoint, as `pick --format shell` exports them
-/// and `exec` sets them: every property, the key, then the endpoint and its lease.
-pub fn exported(endpoint: &Endpoint, lease: Option<&str>, tokens: u64) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = endpoint
-        .props
-        .iter()
-        .map(|(name, value)| (exported_name(name), value.clone()))
-        .collect();
-    // The parser refuses a property named like one of ours, so none is overridden below.
-    let mut own = |name: &str, value: &str| vars.push((exported_name(name), value.to_owned()));
-    if let Some(key) = &endpoint.key {
-        own("key", key);
-    }
-    own("id", &endpoint.id);
-    own("provider", &endpoint.provider);
-    own("model", &endpoint.model);
-    if let Some(lease) = lease {
-        own("lease", lease);
-    }
-    own("tokens", &tokens.to_string());
-    vars
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         }
         tried.push(&endpoint.id);
 
-        let vars = crate::env::exported(endpoint, Some(&lease), request.tokens);
+        let vars = endpoint.exported(Some(&lease), request.tokens);
         let finished = attempt::run(
             program,
             program_args,

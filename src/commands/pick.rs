@@ -12,7 +12,6 @@ use crate::choose::{self, Blocked, Choice, Strategy, describe};
 use crate::cli::{PickArgs, PickFormat};
 use crate::clock::{self, Millis, SECOND_MS};
 use crate::endpoints::Endpoint;
-use crate::env;
 use crate::estimate;
 use crate::ledger::{Book, Ledger};
 use crate::output::{self, shell_quote};
@@ -170,7 +169,8 @@ fn render(
             };
             format!("{}\n", serde_json::to_string(&chosen)?)
         }
-        PickFormat::Shell => env::exported(endpoint, lease, request.tokens)
+        PickFormat::Shell => endpoint
+            .exported(lease, request.tokens)
             .iter()
             .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
             .collect(),
