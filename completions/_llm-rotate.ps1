@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         'llm-rotate' {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -47,6 +48,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be chosen; reserve nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -63,6 +65,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--attempts', '--attempts', [CompletionResultType]::ParameterName, 'Attempts in all, fail-overs included')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
             [CompletionResult]::new('--stream', '--stream', [CompletionResultType]::ParameterName, 'Write COMMAND''s stdout as it comes (streamed responses); no retry once it wrote')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -76,6 +79,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--headers', '--headers', [CompletionResultType]::ParameterName, 'The response''s headers, as `curl -D` writes them (`-` for stdin): read the provider''s rate-limit headers and Retry-After')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
             [CompletionResult]::new('--add', '--add', [CompletionResultType]::ParameterName, 'Record a new call now, even when a reservation is open')
             [CompletionResult]::new('--rate-limited', '--rate-limited', [CompletionResultType]::ParameterName, 'The call was refused with 429 Too Many Requests: skip the endpoint for a while')
             [CompletionResult]::new('--failed', '--failed', [CompletionResultType]::ParameterName, 'The call failed (other than a 429); three in a row skip the endpoint for a while')
@@ -85,8 +89,11 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         }
         'llm-rotate;state' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write to FILE atomically (a temporary file in its folder, then a rename) instead of stdout')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
+            [CompletionResult]::new('--no-header', '--no-header', [CompletionResultType]::ParameterName, 'CSV without its header row, for appending readings to one file')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -94,6 +101,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         'llm-rotate;reset' {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every endpoint in the database')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -102,6 +110,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         'llm-rotate;completions' {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

@@ -65,7 +65,7 @@ _llm__rotate() {
 
     case "${cmd}" in
         llm__rotate)
-            opts="-h -V --endpoints --db --help --version pick exec record state reset completions help"
+            opts="-h -V --endpoints --db --color --help --version pick exec record state reset completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,6 +79,10 @@ _llm__rotate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -87,7 +91,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__completions)
-            opts="-h --endpoints --db --help bash elvish fish powershell zsh"
+            opts="-h --endpoints --db --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -101,6 +105,10 @@ _llm__rotate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -109,7 +117,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__exec)
-            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --attempts --stream --endpoints --db --help"
+            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --attempts --stream --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +161,10 @@ _llm__rotate() {
                     ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -275,7 +287,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__pick)
-            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --dry-run --format --endpoints --db --help"
+            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --dry-run --format --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -321,6 +333,10 @@ _llm__rotate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -329,7 +345,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__record)
-            opts="-h --lease --tokens --requests --add --rate-limited --retry-after --failed --headers --endpoints --db --help"
+            opts="-h --lease --tokens --requests --add --rate-limited --retry-after --failed --headers --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -363,6 +379,10 @@ _llm__rotate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -371,7 +391,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__reset)
-            opts="-h --all --endpoints --db --help"
+            opts="-h --all --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -383,6 +403,10 @@ _llm__rotate() {
                     ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -393,14 +417,18 @@ _llm__rotate() {
             return 0
             ;;
         llm__subcmd__rotate__subcmd__state)
-            opts="-h --format --endpoints --db --help"
+            opts="-h --format --output --no-header --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table json csv prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --endpoints)
@@ -409,6 +437,10 @@ _llm__rotate() {
                     ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)

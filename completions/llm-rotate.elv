@@ -20,6 +20,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         &'llm-rotate'= {
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -43,6 +44,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --format 'Output format'
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand --dry-run 'Show what would be chosen; reserve nothing'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -58,6 +60,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --attempts 'Attempts in all, fail-overs included'
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand --stream 'Write COMMAND''s stdout as it comes (streamed responses); no retry once it wrote'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -70,6 +73,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --headers 'The response''s headers, as `curl -D` writes them (`-` for stdin): read the provider''s rate-limit headers and Retry-After'
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand --add 'Record a new call now, even when a reservation is open'
             cand --rate-limited 'The call was refused with 429 Too Many Requests: skip the endpoint for a while'
             cand --failed 'The call failed (other than a 429); three in a row skip the endpoint for a while'
@@ -78,14 +82,18 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         }
         &'llm-rotate;state'= {
             cand --format 'Output format'
+            cand --output 'Write to FILE atomically (a temporary file in its folder, then a rename) instead of stdout'
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
+            cand --no-header 'CSV without its header row, for appending readings to one file'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'llm-rotate;reset'= {
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand --all 'Every endpoint in the database'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -93,6 +101,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         &'llm-rotate;completions'= {
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand -h 'Print help'
             cand --help 'Print help'
         }

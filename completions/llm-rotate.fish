@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_llm_rotate_global_optspecs
-    string join \n endpoints= db= h/help V/version
+    string join \n endpoints= db= color= h/help V/version
 end
 
 function __fish_llm_rotate_needs_command
@@ -26,6 +26,9 @@ end
 
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -s V -l version -d 'Print version'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
@@ -50,6 +53,9 @@ json\t'One JSON object with the lease and the endpoint\'s properties'
 shell\t'`export LLM_ROTATE_...=\'...\'` lines for `eval`'"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l dry-run -d 'Show what would be chosen; reserve nothing'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
@@ -65,6 +71,9 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l wait -d '
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l attempts -d 'Attempts in all, fail-overs included' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l stream -d 'Write COMMAND\'s stdout as it comes (streamed responses); no retry once it wrote'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l lease -d 'The lease printed by `pick --format json|shell`' -r
@@ -74,22 +83,37 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l retry-a
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l headers -d 'The response\'s headers, as `curl -D` writes them (`-` for stdin): read the provider\'s rate-limit headers and Retry-After' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l add -d 'Record a new call now, even when a reservation is open'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l rate-limited -d 'The call was refused with 429 Too Many Requests: skip the endpoint for a while'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l failed -d 'The call failed (other than a 429); three in a row skip the endpoint for a while'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l format -d 'Output format' -r -f -a "table\t'A table for people'
 json\t'An array of objects with the raw numbers'
-csv\t'One row per endpoint with the raw numbers'"
+csv\t'One row per endpoint with the raw numbers and the time of the reading'
+prometheus\t'The Prometheus text format, for node_exporter\'s textfile collector'"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l output -d 'Write to FILE atomically (a temporary file in its folder, then a rename) instead of stdout' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l no-header -d 'CSV without its header row, for appending readings to one file'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l all -d 'Every endpoint in the database'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'

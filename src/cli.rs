@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub db: Option<PathBuf>,
 
+    /// Colour in tables: auto (on a terminal, without NO_COLOR), always or never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -232,6 +236,22 @@ pub struct StateArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = StateFormat::Table)]
     pub format: StateFormat,
+
+    /// Write to FILE atomically (a temporary file in its folder, then a rename) instead of
+    /// stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// CSV without its header row, for appending readings to one file
+    #[arg(long)]
+    pub no_header: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -240,8 +260,10 @@ pub enum StateFormat {
     Table,
     /// An array of objects with the raw numbers
     Json,
-    /// One row per endpoint with the raw numbers
+    /// One row per endpoint with the raw numbers and the time of the reading
     Csv,
+    /// The Prometheus text format, for node_exporter's textfile collector
+    Prometheus,
 }
 
 /// Forget the usage and reservations of endpoints

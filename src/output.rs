@@ -2,6 +2,7 @@
 //! formats both share. A closed stdout is not an error: whoever read the data has it.
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use crate::clock::{Millis, SECOND_MS};
 
@@ -19,6 +20,38 @@ pub fn bytes(data: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(data)?;
     out.flush()
+}
+
+/// Replaces `path` with `data` atomically: a temporary file in the same folder, then a
+/// rename, so a reader (a metrics collector) never sees half a file. The file gets the
+/// permissions any new file would (the umask's), so a collector running as another user
+/// can read it.
+pub fn replace_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().context("--output needs a file name")?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Writes a message to stderr, each line prefixed with the program's name.
@@ -42,6 +75,13 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Seconds with millisecond precision, for JSON and CSV.
 pub fn seconds(ms: Millis) -> f64 {
     ms as f64 / SECOND_MS as f64
+}
+
+/// An instant as RFC 3339 in UTC, to the millisecond: `2026-01-01T00:00:00.000Z`.
+pub fn rfc3339(at: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// A wait for people, rounded up to the second: `12s`, `2m5s`, `3h`, `1h2m`.

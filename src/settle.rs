@@ -10,7 +10,7 @@ use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
 use crate::endpoints::Endpoint;
 use crate::headers::{self, Dialect, Response};
-use crate::ledger::{Book, Entry};
+use crate::ledger::{Book, Entry, Tally};
 use crate::quota::Request;
 
 /// How the caller says the call went.
@@ -64,6 +64,11 @@ pub fn record(
         (None, _) => None,
     };
     if let Some(outcome) = outcome(call.said, response.as_ref(), now)? {
+        match outcome {
+            Outcome::RateLimited { .. } => book.count_outcome(&endpoint, Tally::RateLimited)?,
+            Outcome::Failed => book.count_outcome(&endpoint, Tally::Failed)?,
+            Outcome::Success => {}
+        }
         let next = cooldown::after(book.cooldown(&endpoint)?.as_ref(), outcome, now);
         book.set_cooldown(&endpoint, next.as_ref())?;
     }
@@ -94,7 +99,7 @@ fn settle_or_add(book: &dyn Book, call: &Record, now: Millis) -> Result<String> 
                 requests: call.requests.unwrap_or(entry.requests),
                 tokens: call.tokens.unwrap_or(entry.tokens),
             };
-            book.settle(&entry, real)?;
+            book.settle(&entry, real, now)?;
             Ok(entry.endpoint)
         }
         None => {

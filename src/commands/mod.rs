@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, ColorChoice, Command};
 use crate::endpoints::{self, Endpoint};
 use crate::env;
 use crate::ledger::{self, Ledger};
@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             .endpoints
             .or_else(|| env::get(env::ENDPOINTS).map(PathBuf::from)),
         db: cli.db.or_else(|| env::get(env::DB).map(PathBuf::from)),
+        color: cli.color,
     };
     match cli.command {
         Command::Pick(args) => pick::run(&ctx, &args),
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 pub struct Context {
     endpoints: Option<PathBuf>,
     db: Option<PathBuf>,
+    color: ColorChoice,
 }
 
 impl Context {
@@ -80,6 +82,20 @@ impl Context {
             self.endpoints().map(Some)
         } else {
             Ok(None)
+        }
+    }
+
+    /// Whether tables get colour: `--color`, else only on a terminal and without
+    /// `NO_COLOR`. Never in a file.
+    pub fn colour(&self, to_stdout: bool) -> bool {
+        match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                to_stdout
+                    && std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 

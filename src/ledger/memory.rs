@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use anyhow::Result;
 
 use super::{
-    Access, Answers, Entry, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Report, Step, Usage,
-    time_of_step,
+    Access, Answers, Entry, HISTORY_MS, Hourly, Ledger, Lifetime, RESERVATION_OPEN_MS,
+    RETENTION_MS, Report, Step, Tally, Totals, Usage, time_of_step,
 };
-use crate::clock::Millis;
+use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::quota::{self, Limit, Request, Unit, Used, Window};
 
@@ -31,6 +31,9 @@ struct State {
     reports: HashMap<(String, &'static str), Said>,
     turn: Option<String>,
     leases: u64,
+    counters: HashMap<String, Totals>,
+    /// (endpoint, hour) -> (requests, tokens)
+    hourly: HashMap<(String, i64), (u64, u64)>,
 }
 
 /// A provider's report: remaining, cap, resets_at, and the lifetime totals when it was made.
@@ -62,6 +65,16 @@ impl MemoryBook {
         let total = state.lifetime.entry(endpoint.to_owned()).or_default();
         total.0 = total.0.saturating_add(request.requests);
         total.1 = total.1.saturating_add(request.tokens);
+        let counted = if lease.is_some() { 0 } else { request.tokens };
+        let counters = state.counters.entry(endpoint.to_owned()).or_default();
+        counters.requests = counters.requests.saturating_add(request.requests);
+        counters.tokens = counters.tokens.saturating_add(counted);
+        let hour = state
+            .hourly
+            .entry((endpoint.to_owned(), at.div_euclid(HOUR_MS)))
+            .or_default();
+        hour.0 = hour.0.saturating_add(request.requests);
+        hour.1 = hour.1.saturating_add(request.tokens);
         state.calls.push(Entry {
             open: lease.is_some(),
             lease: lease.unwrap_or_default(),
@@ -217,8 +230,31 @@ impl Usage for MemoryBook {
             .cloned())
     }
 
-    fn settle(&self, entry: &Entry, real: Request) -> Result<()> {
+    fn settle(&self, entry: &Entry, real: Request, now: Millis) -> Result<()> {
         let mut state = self.0.borrow_mut();
+        let expired = now >= entry.at + RESERVATION_OPEN_MS;
+        let counters = state.counters.entry(entry.endpoint.clone()).or_default();
+        counters.requests = counters
+            .requests
+            .saturating_add(real.requests.saturating_sub(entry.requests));
+        let counted = if expired {
+            real.tokens.max(entry.tokens)
+        } else {
+            real.tokens
+        };
+        counters.tokens = counters.tokens.saturating_add(counted);
+        let hour = state
+            .hourly
+            .entry((entry.endpoint.clone(), entry.at.div_euclid(HOUR_MS)))
+            .or_default();
+        hour.0 = hour
+            .0
+            .saturating_add(real.requests)
+            .saturating_sub(entry.requests);
+        hour.1 = hour
+            .1
+            .saturating_add(real.tokens)
+            .saturating_sub(entry.tokens);
         let total = state.lifetime.entry(entry.endpoint.clone()).or_default();
         total.0 = total
             .0
@@ -238,7 +274,19 @@ impl Usage for MemoryBook {
 
     fn prune(&self, now: Millis) -> Result<()> {
         let mut state = self.0.borrow_mut();
+        let expired: Vec<(String, u64)> = state
+            .calls
+            .iter()
+            .filter(|e| e.open && e.at <= now - RETENTION_MS)
+            .map(|e| (e.endpoint.clone(), e.tokens))
+            .collect();
+        for (endpoint, tokens) in expired {
+            let counters = state.counters.entry(endpoint).or_default();
+            counters.tokens = counters.tokens.saturating_add(tokens);
+        }
         state.calls.retain(|e| e.at > now - RETENTION_MS);
+        let oldest_hour = (now - HISTORY_MS).div_euclid(HOUR_MS);
+        state.hourly.retain(|(_, hour), _| *hour >= oldest_hour);
         state.reports.retain(|_, r| r.2 > now);
         Ok(())
     }
@@ -253,7 +301,55 @@ impl Usage for MemoryBook {
         let before = state.calls.len();
         state.calls.retain(|e| e.endpoint != endpoint);
         state.lifetime.remove(endpoint);
+        state.counters.remove(endpoint);
         Ok((before - state.calls.len()) as u64)
+    }
+}
+
+impl Lifetime for MemoryBook {
+    fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals> {
+        let state = self.0.borrow();
+        let mut totals = state.counters.get(endpoint).copied().unwrap_or_default();
+        let expired: u64 = Self::of(&state, endpoint)
+            .filter(|e| e.open && e.at <= now - RESERVATION_OPEN_MS)
+            .map(|e| e.tokens)
+            .fold(0, u64::saturating_add);
+        totals.tokens = totals.tokens.saturating_add(expired);
+        Ok(totals)
+    }
+
+    fn count_outcome(&self, endpoint: &str, outcome: Tally) -> Result<()> {
+        let mut state = self.0.borrow_mut();
+        let counters = state.counters.entry(endpoint.to_owned()).or_default();
+        match outcome {
+            Tally::RateLimited => counters.rate_limited += 1,
+            Tally::Failed => counters.failed += 1,
+        }
+        Ok(())
+    }
+
+    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {
+        let state = self.0.borrow();
+        let mut hours: Vec<Hourly> = state
+            .hourly
+            .iter()
+            .filter(|((id, hour), _)| id == endpoint && *hour >= since_hour)
+            .map(|((_, hour), &(requests, tokens))| Hourly {
+                hour: *hour,
+                requests,
+                tokens,
+            })
+            .collect();
+        hours.sort_by_key(|h| h.hour);
+        Ok(hours)
+    }
+
+    fn endpoints_with_history(&self) -> Result<Vec<String>> {
+        let state = self.0.borrow();
+        let mut ids: Vec<String> = state.hourly.keys().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 }
 

@@ -98,8 +98,8 @@ pub trait Usage {
     fn by_lease(&self, lease: &str) -> Result<Option<Entry>>;
     /// The oldest reservation of `endpoint` still open at `now`.
     fn oldest_open(&self, endpoint: &str, now: Millis) -> Result<Option<Entry>>;
-    /// Closes a reservation, replacing its estimate by what was really used.
-    fn settle(&self, entry: &Entry, real: Request) -> Result<()>;
+    /// Closes a reservation at `now`, replacing its estimate by what was really used.
+    fn settle(&self, entry: &Entry, real: Request, now: Millis) -> Result<()>;
     /// Forgets what no window can count any more, so the ledger does not grow with time.
     fn prune(&self, now: Millis) -> Result<()>;
     /// Every endpoint id that has usage.
@@ -107,6 +107,46 @@ pub trait Usage {
     /// Forgets the usage and reservations of `endpoint`; returns how many calls it held.
     fn forget_usage(&self, endpoint: &str) -> Result<u64>;
 }
+
+/// What each endpoint used over the long run: counters since it was first used or last
+/// reset, which pruning never lowers, and requests and tokens per UTC hour for 90 days.
+pub trait Lifetime {
+    /// The counters of `endpoint` at `now`: requests when reserved or added, tokens when
+    /// settled or added, and an open reservation's estimate once it has expired.
+    fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals>;
+    /// Counts a refused (429) or failed call.
+    fn count_outcome(&self, endpoint: &str, outcome: Tally) -> Result<()>;
+    /// Requests and tokens per UTC hour from `since_hour` (hours since the epoch) on.
+    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>>;
+    /// Every endpoint id with history.
+    fn endpoints_with_history(&self) -> Result<Vec<String>>;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub tokens: u64,
+    pub rate_limited: u64,
+    pub failed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    RateLimited,
+    Failed,
+}
+
+/// One UTC hour of an endpoint's usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hourly {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+/// How long the hourly history is kept.
+pub const HISTORY_MS: Millis = 90 * 24 * 60 * MINUTE_MS;
 
 /// How endpoints answered (cooldowns, the provider's reports) and whose turn it is.
 pub trait Answers {
@@ -139,7 +179,7 @@ pub trait Answers {
 }
 
 /// Everything a step can read and write.
-pub trait Book: Usage + Answers {
+pub trait Book: Usage + Answers + Lifetime {
     /// Every endpoint id the ledger holds anything for, sorted.
     fn endpoints(&self) -> Result<Vec<String>> {
         let mut ids = self.endpoints_used()?;
@@ -149,14 +189,15 @@ pub trait Book: Usage + Answers {
         Ok(ids)
     }
 
-    /// Forgets everything of `endpoint`; returns how many calls it held.
+    /// Forgets everything of `endpoint` but its hourly history, which records calls that
+    /// were made; returns how many calls it held.
     fn forget(&self, endpoint: &str) -> Result<u64> {
         self.forget_answers(endpoint)?;
         self.forget_usage(endpoint)
     }
 }
 
-impl<T: Usage + Answers> Book for T {}
+impl<T: Usage + Answers + Lifetime> Book for T {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::memory::MemoryLedger;
 use super::sqlite::SqliteLedger;
-use super::{Book, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, time_of_step};
+use super::{Book, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Tally, Totals, time_of_step};
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
 
@@ -101,7 +101,7 @@ fn settling_an_old_reservation_corrects_later_running_totals() {
                     requests: 2,
                     tokens: 7,
                 };
-                book.settle(&entry, real)?;
+                book.settle(&entry, real, T0 + 6 * MINUTE_MS)?;
                 let used = book.used("e", T0 + 6 * MINUTE_MS, None)?;
                 assert_eq!(used.get(limit("tph")), 17, "{name}");
                 assert_eq!(used.get(limit("rph")), 3, "{name}");
@@ -192,6 +192,7 @@ fn apply(
                     requests: entry.requests,
                     tokens: 7,
                 },
+                at,
             )?;
             let settled = calls
                 .iter_mut()
@@ -233,6 +234,14 @@ proptest! {
                         seen.extend(departures.into_iter().map(|(at, n)| Some(at + n as Millis)));
                     }
                     seen.push(Some(book.open_reservations("e", now)? as Millis));
+                    let totals = book.totals("e", now)?;
+                    seen.push(Some(totals.requests as Millis));
+                    seen.push(Some(totals.tokens as Millis));
+                    for hour in book.history("e", 0)? {
+                        seen.push(Some(hour.hour));
+                        seen.push(Some(hour.requests as Millis));
+                        seen.push(Some(hour.tokens as Millis));
+                    }
                     seen.push(book.first_expiry("e", now)?);
                     seen.push(book.oldest_open("e", now)?.map(|e| e.at));
                 }
@@ -276,6 +285,64 @@ proptest! {
                 prop_assert!(within(HOUR_MS).count() <= 40, "{name}");
             }
         }
+    }
+}
+
+#[test]
+fn counters_count_what_is_final_and_never_drop_with_pruning() {
+    for (name, mut ledger) in ledgers().1 {
+        ledger
+            .write(|book, _| {
+                book.reserve("e", Request::new(100), T0)?;
+                book.add("e", Request::new(5), T0)?;
+                let totals = book.totals("e", T0)?;
+                assert_eq!((totals.requests, totals.tokens), (2, 5), "{name}: open");
+                let expired = T0 + RESERVATION_OPEN_MS;
+                assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: expired");
+                // Settling below the estimate after it counted does not lower the counter.
+                let entry = book.by_lease(&book.oldest_open("e", T0)?.expect("open").lease)?;
+                let entry = entry.expect("by lease");
+                let real = Request {
+                    requests: 1,
+                    tokens: 40,
+                };
+                book.settle(&entry, real, expired)?;
+                assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: settled");
+                book.count_outcome("e", Tally::RateLimited)?;
+                book.count_outcome("e", Tally::Failed)?;
+                book.count_outcome("e", Tally::Failed)?;
+                // An unsettled reservation pruned away keeps counting at its estimate.
+                book.reserve("e", Request::new(1_000), T0 + HOUR_MS)?;
+                let later = T0 + RETENTION_MS + 3 * HOUR_MS;
+                book.prune(later)?;
+                let totals = book.totals("e", later)?;
+                assert_eq!(
+                    totals,
+                    Totals {
+                        requests: 3,
+                        tokens: 1_105,
+                        rate_limited: 1,
+                        failed: 2
+                    },
+                    "{name}"
+                );
+                assert_eq!(
+                    book.used("e", later, None)?.get(limit("rpd")),
+                    0,
+                    "{name}: pruned"
+                );
+                let hours: Vec<(i64, u64, u64)> = book
+                    .history("e", 0)?
+                    .iter()
+                    .map(|h| (h.hour - T0 / HOUR_MS, h.requests, h.tokens))
+                    .collect();
+                assert_eq!(hours, [(0, 2, 45), (1, 1, 1_000)], "{name}: history");
+                book.forget("e")?;
+                assert_eq!(book.totals("e", later)?, Totals::default(), "{name}: reset");
+                assert_eq!(book.history("e", 0)?.len(), 2, "{name}: history stays");
+                Ok(())
+            })
+            .expect("step");
     }
 }
 

@@ -24,6 +24,7 @@ mod shell;
 mod state;
 mod strategies;
 mod wait;
+mod watching;
 
 use std::cell::Cell;
 use std::ffi::OsStr;

@@ -134,6 +134,7 @@ fn csv_has_a_header_and_the_raw_numbers() {
     assert_eq!(
         header,
         [
+            "at",
             "id",
             "provider",
             "model",
@@ -179,6 +180,7 @@ fn csv_has_a_header_and_the_raw_numbers() {
 
     let a = &rows[0];
     let expected = [
+        ("at", "2026-01-01T00:00:30.000Z"),
         ("provider", "a"),
         ("model", "one"),
         ("priority", "3"),

@@ -9,6 +9,7 @@
 //! however long the history is. `answers.rs` keeps cooldowns, reports and the turn.
 
 mod answers;
+mod lifetime;
 mod schema;
 mod usage;
 

@@ -62,6 +62,29 @@ pub const MIGRATIONS: &[&str] = &[
         scope TEXT PRIMARY KEY,
         last TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 3: counters since first use (pruning never lowers them) and the hourly history,
+    // started from what the ledger already holds.
+    "CREATE TABLE counters (
+        endpoint TEXT PRIMARY KEY,
+        requests INTEGER NOT NULL DEFAULT 0,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        rate_limited INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE hourly (
+        endpoint TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (endpoint, hour)
+    ) WITHOUT ROWID;
+    CREATE INDEX hourly_age ON hourly (hour);
+    INSERT INTO counters (endpoint, requests, tokens)
+        SELECT endpoint, sum(requests), sum(CASE WHEN open = 0 THEN tokens ELSE 0 END)
+        FROM usage GROUP BY endpoint;
+    INSERT INTO hourly (endpoint, hour, requests, tokens)
+        SELECT endpoint, at_ms / 3600000, sum(requests), sum(tokens)
+        FROM usage GROUP BY 1, 2;",
 ];
 
 /// True when the file holds the current schema and nothing needs doing.

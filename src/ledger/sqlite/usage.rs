@@ -6,8 +6,8 @@ use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Tx, clamp, to_sql};
-use crate::clock::{MINUTE_MS, Millis};
-use crate::ledger::{Entry, RESERVATION_OPEN_MS, RETENTION_MS, Usage};
+use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
+use crate::ledger::{Entry, HISTORY_MS, RESERVATION_OPEN_MS, RETENTION_MS, Usage};
 use crate::quota::{self, Limit, Request, Unit, Used, Window};
 
 /// How much expired usage waits before it is pruned in one go.
@@ -63,12 +63,12 @@ impl Tx<'_> {
                 lease,
                 lease.is_some()
             ])?;
-        self.add_to_minute(
-            endpoint,
-            quota::minute_of(at),
-            to_sql(request.requests),
-            to_sql(request.tokens),
-        )
+        let (requests, tokens) = (to_sql(request.requests), to_sql(request.tokens));
+        self.add_to_minute(endpoint, quota::minute_of(at), requests, tokens)?;
+        self.add_to_hour(endpoint, at, requests, tokens)?;
+        // Counters take a reservation's tokens when it is settled, an added call's at once.
+        let counted = if lease.is_some() { 0 } else { tokens };
+        self.add_to_counters(endpoint, requests, counted)
     }
 
     /// Adds a change of usage to a minute bucket and to the running totals after it.
@@ -301,7 +301,7 @@ impl Usage for Tx<'_> {
             .optional()?)
     }
 
-    fn settle(&self, entry: &Entry, real: Request) -> Result<()> {
+    fn settle(&self, entry: &Entry, real: Request, now: Millis) -> Result<()> {
         self.0
             .prepare_cached(
                 "UPDATE usage SET requests = ?2, tokens = ?3, open = 0 WHERE lease = ?1",
@@ -311,12 +311,24 @@ impl Usage for Tx<'_> {
                 to_sql(real.requests),
                 to_sql(real.tokens)
             ])?;
+        let requests = to_sql(real.requests) - to_sql(entry.requests);
+        let tokens = to_sql(real.tokens) - to_sql(entry.tokens);
         self.add_to_minute(
             &entry.endpoint,
             quota::minute_of(entry.at),
-            to_sql(real.requests) - to_sql(entry.requests),
-            to_sql(real.tokens) - to_sql(entry.tokens),
-        )
+            requests,
+            tokens,
+        )?;
+        self.add_to_hour(&entry.endpoint, entry.at, requests, tokens)?;
+        // A reservation that expired already counts at its estimate: settling it below
+        // that must not lower the counter.
+        let expired = now >= entry.at + RESERVATION_OPEN_MS;
+        let counted = if expired {
+            real.tokens.max(entry.tokens)
+        } else {
+            real.tokens
+        };
+        self.add_to_counters(&entry.endpoint, requests.max(0), to_sql(counted))
     }
 
     /// It waits until an hour's worth is due and takes it in one go: deleting a little at
@@ -330,9 +342,23 @@ impl Usage for Tx<'_> {
         if oldest.is_none_or(|at| at > horizon - PRUNE_BATCH_MS) {
             return Ok(());
         }
+        // Reservations that expired unsettled count at their estimate: keep that count
+        // when their rows go.
+        self.0
+            .prepare_cached(&format!(
+                "INSERT INTO counters (endpoint, tokens)
+                     SELECT endpoint, sum(tokens) FROM usage
+                     WHERE open = 1 AND at_ms <= ?1 GROUP BY endpoint
+                 ON CONFLICT (endpoint) DO UPDATE SET
+                     tokens = min(tokens + excluded.tokens, {SATURATED})"
+            ))?
+            .execute([horizon])?;
         self.0
             .prepare_cached("DELETE FROM usage WHERE at_ms <= ?1")?
             .execute([horizon])?;
+        self.0
+            .prepare_cached("DELETE FROM hourly WHERE hour < ?1")?
+            .execute([(now - HISTORY_MS).div_euclid(HOUR_MS)])?;
         self.0
             .prepare_cached("DELETE FROM minute_totals WHERE minute < ?1")?
             .execute([quota::minute_of(horizon + 1)])?;
@@ -358,6 +384,8 @@ impl Usage for Tx<'_> {
             .execute("DELETE FROM usage WHERE endpoint = ?1", [endpoint])?;
         self.0
             .execute("DELETE FROM minute_totals WHERE endpoint = ?1", [endpoint])?;
+        self.0
+            .execute("DELETE FROM counters WHERE endpoint = ?1", [endpoint])?;
         Ok(calls as u64)
     }
 }

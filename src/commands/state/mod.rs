@@ -1,0 +1,96 @@
+//! `state`: each endpoint's usage against its limits, whether it could take a request now,
+//! what blocks it and when that frees, and any cooldown. Read-only: it never prunes or
+//! reserves. It asks the same question `pick` asks, for 1 request and 0 tokens.
+
+mod metrics;
+mod records;
+mod table;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use super::Context;
+use crate::admit::{self, Standing, Verdict};
+use crate::choose::filter;
+use crate::cli::{StateArgs, StateFormat};
+use crate::clock::Millis;
+use crate::endpoints::Endpoint;
+use crate::ledger::Totals;
+use crate::output;
+use crate::quota::Request;
+
+/// One endpoint at `now`.
+struct Row<'e> {
+    endpoint: &'e Endpoint,
+    standing: Standing,
+    open_reservations: u64,
+    totals: Totals,
+}
+
+impl Row<'_> {
+    fn available(&self) -> bool {
+        matches!(self.standing.verdict, Verdict::Fits { .. })
+    }
+
+    fn frees_in(&self, now: Millis) -> Option<f64> {
+        match self.standing.verdict {
+            Verdict::Blocked { frees_at, .. } => Some(output::seconds((frees_at - now).max(0))),
+            _ => None,
+        }
+    }
+
+    fn blocked_by(&self) -> Option<&'static str> {
+        match self.standing.verdict {
+            Verdict::Blocked { block, .. } => Some(block.name()),
+            Verdict::Never(_) => Some("never"),
+            Verdict::Fits { .. } => None,
+        }
+    }
+
+    /// Seconds until a running cooldown ends; 0 when none runs.
+    fn cooldown_left(&self, now: Millis) -> f64 {
+        self.cooldown()
+            .map_or(0.0, |c| output::seconds((c.until - now).max(0)))
+    }
+
+    /// The cooldown worth showing: one that is running or still waits for its probe.
+    fn cooldown(&self) -> Option<&crate::cooldown::Cooldown> {
+        self.standing.cooldown.as_ref().filter(|c| c.strikes > 0)
+    }
+}
+
+pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
+    let all = ctx.endpoints()?;
+    let shown = filter(&all, &args.patterns, &[]);
+    if shown.is_empty() && !args.patterns.is_empty() {
+        bail!("no endpoint matches {}", args.patterns.join(" "));
+    }
+    let mut ledger = ctx.ledger()?;
+    let (rows, now) = ledger.read(|book, now| {
+        let rows = shown
+            .iter()
+            .map(|&endpoint| {
+                Ok(Row {
+                    endpoint,
+                    standing: admit::assess(book, endpoint, Request::new(0), now)?,
+                    open_reservations: book.open_reservations(&endpoint.id, now)?,
+                    totals: book.totals(&endpoint.id, now)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, now))
+    })?;
+
+    let text = match args.format {
+        StateFormat::Table => table::table(&rows, now, ctx.colour(args.output.is_none())),
+        StateFormat::Json => records::json(&rows, now)?,
+        StateFormat::Csv => records::csv(&rows, now, !args.no_header)?,
+        StateFormat::Prometheus => metrics::prometheus(&rows, now),
+    };
+    match &args.output {
+        Some(path) => output::replace_file(path, text.as_bytes())?,
+        None => output::data(&text)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
