@@ -33,6 +33,8 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('record', 'record', [CompletionResultType]::ParameterValue, 'Settle a reservation with the real usage, or record a call made without pick')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Show each endpoint''s usage against its limits')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget the usage and reservations of endpoints')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), from the same definitions as --help')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -107,6 +109,25 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'llm-rotate;history' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'How far back: 24h, 7d, 90d [default: 24h by hour, 30d by day]')
+            [CompletionResult]::new('--by', '--by', [CompletionResultType]::ParameterName, 'One row (or point) per UTC hour or day')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'llm-rotate;man' {
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'llm-rotate;completions' {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
@@ -121,6 +142,8 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('record', 'record', [CompletionResultType]::ParameterValue, 'Settle a reservation with the real usage, or record a call made without pick')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Show each endpoint''s usage against its limits')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget the usage and reservations of endpoints')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), from the same definitions as --help')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -138,6 +161,12 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             break
         }
         'llm-rotate;help;reset' {
+            break
+        }
+        'llm-rotate;help;history' {
+            break
+        }
+        'llm-rotate;help;man' {
             break
         }
         'llm-rotate;help;completions' {

@@ -25,6 +25,12 @@ _llm__rotate() {
             llm__rotate,help)
                 cmd="llm__rotate__subcmd__help"
                 ;;
+            llm__rotate,history)
+                cmd="llm__rotate__subcmd__history"
+                ;;
+            llm__rotate,man)
+                cmd="llm__rotate__subcmd__man"
+                ;;
             llm__rotate,pick)
                 cmd="llm__rotate__subcmd__pick"
                 ;;
@@ -46,6 +52,12 @@ _llm__rotate() {
             llm__rotate__subcmd__help,help)
                 cmd="llm__rotate__subcmd__help__subcmd__help"
                 ;;
+            llm__rotate__subcmd__help,history)
+                cmd="llm__rotate__subcmd__help__subcmd__history"
+                ;;
+            llm__rotate__subcmd__help,man)
+                cmd="llm__rotate__subcmd__help__subcmd__man"
+                ;;
             llm__rotate__subcmd__help,pick)
                 cmd="llm__rotate__subcmd__help__subcmd__pick"
                 ;;
@@ -65,7 +77,7 @@ _llm__rotate() {
 
     case "${cmd}" in
         llm__rotate)
-            opts="-h -V --endpoints --db --color --help --version pick exec record state reset completions help"
+            opts="-h -V --endpoints --db --color --help --version pick exec record state reset history man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,7 +102,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__completions)
+        llm__rotate__subcmd__completions)
             opts="-h --endpoints --db --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -116,7 +128,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__exec)
+        llm__rotate__subcmd__exec)
             opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --attempts --stream --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -174,8 +186,8 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help)
-            opts="pick exec record state reset completions help"
+        llm__rotate__subcmd__help)
+            opts="pick exec record state reset history man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,7 +200,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__completions)
+        llm__rotate__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -202,7 +214,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__exec)
+        llm__rotate__subcmd__help__subcmd__exec)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -216,7 +228,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__help)
+        llm__rotate__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -230,7 +242,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__pick)
+        llm__rotate__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -244,7 +256,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__record)
+        llm__rotate__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -258,7 +270,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__reset)
+        llm__rotate__subcmd__help__subcmd__pick)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -272,7 +284,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__help__subcmd__state)
+        llm__rotate__subcmd__help__subcmd__record)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -286,7 +298,99 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__pick)
+        llm__rotate__subcmd__help__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__rotate__subcmd__help__subcmd__state)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__rotate__subcmd__history)
+            opts="-h --since --by --format --endpoints --db --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --by)
+                    COMPREPLY=($(compgen -W "hour day" -- "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json csv svg" -- "${cur}"))
+                    return 0
+                    ;;
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__rotate__subcmd__man)
+            opts="-h --endpoints --db --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__rotate__subcmd__pick)
             opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --dry-run --format --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -344,7 +448,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__record)
+        llm__rotate__subcmd__record)
             opts="-h --lease --tokens --requests --add --rate-limited --retry-after --failed --headers --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -390,7 +494,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__reset)
+        llm__rotate__subcmd__reset)
             opts="-h --all --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -416,7 +520,7 @@ _llm__rotate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        llm__subcmd__rotate__subcmd__state)
+        llm__rotate__subcmd__state)
             opts="-h --format --output --no-header --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -30,6 +30,8 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand record 'Settle a reservation with the real usage, or record a call made without pick'
             cand state 'Show each endpoint''s usage against its limits'
             cand reset 'Forget the usage and reservations of endpoints'
+            cand history 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+            cand man 'Print the manual page (roff), from the same definitions as --help'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -98,6 +100,23 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'llm-rotate;history'= {
+            cand --since 'How far back: 24h, 7d, 90d [default: 24h by hour, 30d by day]'
+            cand --by 'One row (or point) per UTC hour or day'
+            cand --format 'Output format'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'llm-rotate;man'= {
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'llm-rotate;completions'= {
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
@@ -111,6 +130,8 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand record 'Settle a reservation with the real usage, or record a call made without pick'
             cand state 'Show each endpoint''s usage against its limits'
             cand reset 'Forget the usage and reservations of endpoints'
+            cand history 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+            cand man 'Print the manual page (roff), from the same definitions as --help'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -123,6 +144,10 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         &'llm-rotate;help;state'= {
         }
         &'llm-rotate;help;reset'= {
+        }
+        &'llm-rotate;help;history'= {
+        }
+        &'llm-rotate;help;man'= {
         }
         &'llm-rotate;help;completions'= {
         }

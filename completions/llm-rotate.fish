@@ -36,6 +36,8 @@ complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "exec" -d 'Pic
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "history" -d 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "man" -d 'Print the manual page (roff), from the same definitions as --help'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
@@ -109,16 +111,37 @@ always\t''
 never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l all -d 'Every endpoint in the database'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -s h -l help -d 'Print help'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l since -d 'How far back: 24h, 7d, 90d [default: 24h by hour, 30d by day]' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l by -d 'One row (or point) per UTC hour or day' -r -f -a "hour\t''
+day\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l format -d 'Output format' -r -f -a "table\t'A bar per period, for people'
+json\t'An array of endpoints with their periods'
+csv\t'endpoint,period_start,requests,tokens'
+svg\t'A line chart a browser shows as it is'"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -s h -l help -d 'Print help'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "history" -d 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "man" -d 'Print the manual page (roff), from the same definitions as --help'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

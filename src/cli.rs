@@ -40,6 +40,9 @@ pub enum Command {
     Record(RecordArgs),
     State(StateArgs),
     Reset(ResetArgs),
+    History(HistoryArgs),
+    /// Print the manual page (roff), from the same definitions as --help
+    Man,
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -264,6 +267,44 @@ pub enum StateFormat {
     Csv,
     /// The Prometheus text format, for node_exporter's textfile collector
     Prometheus,
+}
+
+/// Requests and tokens per endpoint per UTC hour or day (kept 90 days)
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only endpoints whose id matches one of these globs
+    #[arg(value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+
+    /// How far back: 24h, 7d, 90d [default: 24h by hour, 30d by day]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub since: Option<Millis>,
+
+    /// One row (or point) per UTC hour or day
+    #[arg(long, value_enum, default_value_t = Period::Hour)]
+    pub by: Period,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+    pub format: HistoryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Period {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    /// A bar per period, for people
+    Table,
+    /// An array of endpoints with their periods
+    Json,
+    /// endpoint,period_start,requests,tokens
+    Csv,
+    /// A line chart a browser shows as it is
+    Svg,
 }
 
 /// Forget the usage and reservations of endpoints

@@ -18,7 +18,7 @@ const SCALE: u128 = 10u128.pow(FRACTION_DIGITS);
 const EXAMPLES: &str = "like 30s, 2m, 1h5m";
 
 /// Durations on the command line and in rate-limit headers: `30` (seconds), `30s`, `2m`,
-/// `1h5m`, `2m59.56s`, `6m0s`, `20ms`, `1.5s`, `0.5h`; units h, m, s, ms; components in
+/// `1h5m`, `2m59.56s`, `6m0s`, `20ms`, `1.5s`, `0.5h`, `7d`; units d, h, m, s, ms; components in
 /// decreasing order, each unit at most once; whitespace around ignored; case-insensitive.
 /// Result rounded to the nearest millisecond (halves up). Errors (empty, negative, unknown
 /// unit, `1m2h`, `5x`, `inf`, NaN, longer than [`MAX_DURATION_MS`]) are Err with a short
@@ -54,6 +54,7 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
             // A bare number is seconds, as in Retry-After, but only on its own: in `1m30`
             // the trailing number is more likely a forgotten unit than a deliberate second.
             "" if previous_unit_ms.is_none() && after.is_empty() => 1_000,
+            "d" => 86_400_000,
             "h" => 3_600_000,
             "m" => 60_000,
             "s" => 1_000,
@@ -62,7 +63,7 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
         };
         if previous_unit_ms.is_some_and(|previous| previous <= unit_ms) {
             return Err(format!(
-                "{text:?} is not a duration: units go from h down to ms, each at most once"
+                "{text:?} is not a duration: units go from largest to smallest (d, h, m, s, ms), each at most once"
             ));
         }
         previous_unit_ms = Some(unit_ms);
@@ -149,6 +150,8 @@ mod tests {
         assert_eq!(ms("30s"), 30_000);
         assert_eq!(ms("2m"), 120_000);
         assert_eq!(ms("1h5m"), 3_900_000);
+        assert_eq!(ms("7d"), 7 * 86_400_000);
+        assert_eq!(ms("1d12h"), 36 * 3_600_000);
         assert_eq!(ms("2m59.56s"), 179_560);
         assert_eq!(ms("6m0s"), 360_000);
         assert_eq!(ms("20ms"), 20);
@@ -216,13 +219,13 @@ mod tests {
         assert!(error("-5").contains("negative"));
         assert_eq!(
             error("1m2h"),
-            r#""1m2h" is not a duration: units go from h down to ms, each at most once"#
+            r#""1m2h" is not a duration: units go from largest to smallest (d, h, m, s, ms), each at most once"#
         );
         assert!(error("1m1m").contains("each at most once"));
-        assert!(error("1ms1s").contains("from h down to ms"));
+        assert!(error("1ms1s").contains("from largest to smallest"));
         for text in [
             "inf", "NaN", "-inf", "s", "m5", "1m30", "1..5s", ".", ".s", "1.2.3s", "1e3", "1h 5m",
-            "+5s", "5mins", "1d", "5 s", "0x10", "1,5s", "½s",
+            "+5s", "5mins", "1w", "5 s", "0x10", "1,5s", "½s",
         ] {
             assert!(
                 error(text).ends_with("is not a duration (like 30s, 2m, 1h5m)"),

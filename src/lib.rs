@@ -4,6 +4,7 @@
 pub mod admit;
 pub mod anchor;
 pub mod attempt;
+pub mod chart;
 pub mod choose;
 pub mod cli;
 pub mod clock;

@@ -84,6 +84,13 @@ pub fn rfc3339(at: Millis) -> String {
         .unwrap_or_default()
 }
 
+/// An instant as RFC 3339 in UTC, to the second: `2026-01-01T00:00:00Z`.
+pub fn rfc3339_seconds(at: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 /// A wait for people, rounded up to the second: `12s`, `2m5s`, `3h`, `1h2m`.
 pub fn duration(ms: Millis) -> String {
     let total = (ms.max(0) as u64).div_ceil(SECOND_MS as u64);

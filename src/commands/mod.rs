@@ -2,6 +2,7 @@
 //! share, finding the endpoints file and the database, lives here.
 
 mod exec;
+mod history;
 mod pick;
 mod record;
 mod reset;
@@ -36,13 +37,52 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::State(args) => state::run(&ctx, &args),
         Command::Reset(args) => reset::run(&ctx, &args),
         Command::Exec(args) => exec::run(&ctx, &args),
+        Command::History(args) => history::run(&ctx, &args),
+        Command::Man => {
+            crate::output::bytes(&manual()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "llm-rotate", &mut script);
-            crate::output::data(&String::from_utf8_lossy(&script))?;
+            crate::output::data(&completions(shell))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The completion script for `shell`. clap_complete's bash script names the state of a
+/// hyphenated command two ways (`llm__rotate__subcmd__pick` where it walks the words,
+/// `llm__subcmd__rotate__subcmd__pick` in its case arms), so no arm below the top level
+/// ever matched: the arms are renamed to the spelling the walk uses.
+fn completions(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "llm-rotate", &mut script);
+    let script = String::from_utf8_lossy(&script);
+    match shell {
+        clap_complete::Shell::Bash => script.replace("llm__subcmd__rotate", "llm__rotate"),
+        _ => script.into_owned(),
+    }
+}
+
+/// The manual page: the command's, then a section per subcommand with its synopsis,
+/// description and options, all from the definitions `--help` prints.
+fn manual() -> Result<Vec<u8>> {
+    let cli = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cli.clone()).render(&mut page)?;
+    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("llm-rotate {}", sub.get_name());
+        let sub = sub.clone().bin_name(name.clone());
+        let man = clap_mangen::Man::new(sub);
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part)?;
+        man.render_description_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        // Inside the one page, a subcommand's sections are subsections of its own.
+        let part = String::from_utf8_lossy(&part).replace(".SH ", ".SS ");
+        page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        page.extend_from_slice(part.as_bytes());
+    }
+    Ok(page)
 }
 
 /// Where the endpoints file and the database are, as the global options (or their

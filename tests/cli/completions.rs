@@ -41,3 +41,136 @@ fn completion_files_are_current() {
     // The program opened no database to print them.
     assert!(!env.db().exists());
 }
+
+/// What the bash completion registered for `llm-rotate` offers for `line` (the word under
+/// the cursor is the last one, possibly empty), asked through a real bash.
+fn complete(words: &[&str]) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/llm-rotate.bash");
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        r#"source "$1"
+function=$(complete -p llm-rotate | sed 's/.*-F \([^ ]*\) .*/\1/')
+COMP_WORDS=({words})
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+"$function" llm-rotate "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        words = quoted.join(" ")
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program, "bash"])
+        .arg(&script)
+        .output()
+        .expect("run bash");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_options_and_values() {
+    let top = complete(&["llm-rotate", ""]);
+    for sub in ["pick", "exec", "state", "history", "man", "completions"] {
+        assert!(top.contains(&sub.to_string()), "{sub} in {top:?}");
+    }
+    let options = complete(&["llm-rotate", "pick", "--"]);
+    for option in [
+        "--tokens",
+        "--tokens-from",
+        "--format",
+        "--strategy",
+        "--wait",
+        "--db",
+    ] {
+        assert!(
+            options.contains(&option.to_string()),
+            "{option} in {options:?}"
+        );
+    }
+    assert_eq!(
+        complete(&["llm-rotate", "pick", "--format", ""]),
+        ["text", "json", "shell"]
+    );
+    assert_eq!(
+        complete(&["llm-rotate", "pick", "--strategy", ""]),
+        ["order", "weighted", "spread", "round-robin"]
+    );
+    let shells = complete(&["llm-rotate", "completions", ""]);
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        assert!(shells.contains(&shell.to_string()), "{shell} in {shells:?}");
+    }
+    assert_eq!(
+        complete(&["llm-rotate", "state", "--format", "p"]),
+        ["prometheus"]
+    );
+}
+
+#[test]
+fn the_readmes_install_lines_work_on_a_fresh_home() {
+    let readme = include_str!("../../README.md");
+    let env = Env::new();
+    let bin_dir = crate::bin().parent().expect("a folder").to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let lines: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("mkdir -p ~/"))
+        .collect();
+    assert!(lines.len() >= 4, "{lines:?}");
+    for line in lines {
+        // The manual's line ends by opening it; the rest is what is tested.
+        let line = line.split(" && man ").next().expect("a line");
+        let out = crate::Out::from(
+            env.std_command("sh")
+                .env("PATH", &path)
+                .args(["-c", line])
+                .output()
+                .expect("run sh"),
+        );
+        out.code(0);
+    }
+    let home = env.dir();
+    for file in [
+        ".local/share/bash-completion/completions/llm-rotate",
+        ".zfunc/_llm-rotate",
+        ".config/fish/completions/llm-rotate.fish",
+        ".local/share/man/man1/llm-rotate.1",
+    ] {
+        let text = std::fs::read_to_string(home.join(file)).expect(file);
+        assert!(text.len() > 100, "{file} is nearly empty");
+    }
+}
+
+#[test]
+fn the_manual_page_documents_every_option_of_every_subcommand() {
+    use clap::CommandFactory;
+    let page = Env::new().ok(["man"]);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH llm-rotate 1"),
+        "{}",
+        &page[..200]
+    );
+    let cli = llm_rotate::cli::Cli::command();
+    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+        let heading = format!(".SH \"LLM-ROTATE {}\"", sub.get_name().to_uppercase());
+        let section = page
+            .split(&heading)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section {heading}"));
+        let section = section.split("\n.SH ").next().unwrap_or(section);
+        for arg in sub.get_arguments().filter_map(|a| a.get_long()) {
+            let roff = format!("\\-\\-{}", arg.replace('-', "\\-"));
+            assert!(
+                section.contains(&roff),
+                "{} --{arg} is not in its section",
+                sub.get_name()
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod database;
 mod exec;
 mod exit_codes;
 mod formats;
+mod history;
 mod in_flight;
 mod leases;
 mod order;

@@ -1,0 +1,205 @@
+//! `history`: requests and tokens per endpoint per UTC hour or day, from the 90 days of
+//! hourly totals the ledger keeps, as bars in the terminal, JSON, CSV or an SVG chart.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::Context;
+use crate::chart::{Chart, Series};
+use crate::cli::{HistoryArgs, HistoryFormat, Period};
+use crate::clock::{HOUR_MS, Millis};
+use crate::glob;
+use crate::ledger::Hourly;
+use crate::output;
+use crate::quota::{Limit, Unit, Window};
+
+/// One endpoint's periods, oldest first, every period of the range present.
+#[derive(Serialize)]
+struct Line {
+    endpoint: String,
+    /// Its `rph` (by hour) or `rpd` (by day), when the endpoints file gives one.
+    limit: Option<u64>,
+    periods: Vec<Period_>,
+}
+
+#[derive(Serialize)]
+struct Period_ {
+    #[serde(skip)]
+    start_ms: Millis,
+    start: String,
+    requests: u64,
+    tokens: u64,
+}
+
+pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
+    let file = ctx.endpoints_if_any()?.unwrap_or_default();
+    let period_ms = match args.by {
+        Period::Hour => HOUR_MS,
+        Period::Day => 24 * HOUR_MS,
+    };
+    let since = args.since.unwrap_or(match args.by {
+        Period::Hour => 24 * HOUR_MS,
+        Period::Day => 30 * 24 * HOUR_MS,
+    });
+    let window = match args.by {
+        Period::Hour => Window::Hour,
+        Period::Day => Window::Day,
+    };
+    let mut ledger = ctx.ledger()?;
+    let (lines, now) = ledger.read(|book, now| {
+        // The file's endpoints in file order, then any the ledger remembers that the file
+        // no longer lists.
+        let mut ids: Vec<(String, Option<u64>)> = file
+            .iter()
+            .map(|e| {
+                (
+                    e.id.clone(),
+                    e.limits.get(Limit::new(Unit::Requests, window)),
+                )
+            })
+            .collect();
+        for id in book.endpoints_with_history()? {
+            if !ids.iter().any(|(known, _)| *known == id) {
+                ids.push((id, None));
+            }
+        }
+        let first = (now - since).div_euclid(period_ms);
+        let last = now.div_euclid(period_ms);
+        let mut lines = Vec::new();
+        for (id, limit) in ids {
+            if !args.patterns.is_empty() && !args.patterns.iter().any(|p| glob::matches(p, &id)) {
+                continue;
+            }
+            let hours = book.history(&id, first * period_ms / HOUR_MS)?;
+            lines.push(Line {
+                periods: periods(&hours, first, last, period_ms),
+                endpoint: id,
+                limit,
+            });
+        }
+        Ok((lines, now))
+    })?;
+    if lines.is_empty() && !args.patterns.is_empty() {
+        bail!("no endpoint matches {}", args.patterns.join(" "));
+    }
+    let text = match args.format {
+        HistoryFormat::Table => table(&lines, args.by),
+        HistoryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&lines)?),
+        HistoryFormat::Csv => csv(&lines)?,
+        HistoryFormat::Svg => svg(&lines, args.by, now - since, now),
+    };
+    output::data(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every period from `first` to `last` (in periods since the epoch), the hours summed in.
+fn periods(hours: &[Hourly], first: i64, last: i64, period_ms: Millis) -> Vec<Period_> {
+    (first..=last)
+        .map(|p| {
+            let start_ms = p * period_ms;
+            let within = hours
+                .iter()
+                .filter(|h| (h.hour * HOUR_MS).div_euclid(period_ms) == p);
+            let (requests, tokens) = within.fold((0u64, 0u64), |(r, t), h| {
+                (r.saturating_add(h.requests), t.saturating_add(h.tokens))
+            });
+            Period_ {
+                start_ms,
+                start: output::rfc3339_seconds(start_ms),
+                requests,
+                tokens,
+            }
+        })
+        .collect()
+}
+
+fn label(at: Millis, by: Period) -> String {
+    let text = output::rfc3339_seconds(at);
+    match by {
+        // 2026-11-30T13:00:00Z -> 2026-11-30 13:00
+        Period::Hour => text[..16].replace('T', " "),
+        Period::Day => text[..10].to_owned(),
+    }
+}
+
+const BAR: usize = 36;
+
+/// A bar per period, scaled to the endpoint's busiest period or its limit, 80 columns wide.
+fn table(lines: &[Line], by: Period) -> String {
+    let mut out = String::new();
+    let unit = match by {
+        Period::Hour => "rph",
+        Period::Day => "rpd",
+    };
+    for line in lines {
+        match line.limit {
+            Some(limit) => out.push_str(&format!("{}  ({unit} {limit})\n", line.endpoint)),
+            None => out.push_str(&format!("{}\n", line.endpoint)),
+        }
+        let top = line
+            .periods
+            .iter()
+            .map(|p| p.requests)
+            .chain(line.limit)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        for p in &line.periods {
+            let filled = ((p.requests as f64 / top as f64) * BAR as f64).ceil() as usize;
+            out.push_str(&format!(
+                "  {:<16} {:<BAR$} {:>6} req {:>6} tok\n",
+                label(p.start_ms, by),
+                "█".repeat(filled.min(BAR)),
+                output::count(p.requests),
+                output::count(p.tokens)
+            ));
+        }
+    }
+    out
+}
+
+fn csv(lines: &[Line]) -> Result<String> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["endpoint", "period_start", "requests", "tokens"])?;
+    for line in lines {
+        for p in &line.periods {
+            out.write_record([
+                line.endpoint.as_str(),
+                p.start.as_str(),
+                &p.requests.to_string(),
+                &p.tokens.to_string(),
+            ])?;
+        }
+    }
+    Ok(String::from_utf8(out.into_inner()?)?)
+}
+
+fn svg(lines: &[Line], by: Period, from: Millis, to: Millis) -> String {
+    let first = lines
+        .iter()
+        .flat_map(|l| l.periods.first())
+        .map(|p| p.start_ms)
+        .min()
+        .unwrap_or(from);
+    let x_label = move |x: Millis| label(x, by);
+    let chart = Chart {
+        title: match by {
+            Period::Hour => "Requests per hour (UTC)",
+            Period::Day => "Requests per day (UTC)",
+        },
+        y_label: "requests",
+        x_range: (first, to),
+        x_label: &x_label,
+        series: lines
+            .iter()
+            .map(|l| Series {
+                name: l.endpoint.clone(),
+                points: l.periods.iter().map(|p| (p.start_ms, p.requests)).collect(),
+                limit: l.limit,
+            })
+            .collect(),
+    };
+    chart.svg()
+}
