@@ -69,6 +69,14 @@ fn main() {
     let state = command("state", &hundred, &hundred_db, &[]);
     let (version, state_time) = compare(&state, end_of_day, 0);
     report.ratio("state, 100 endpoints", version, state_time, 25.0);
+    let metrics = command("state", &hundred, &hundred_db, &["--format", "prometheus"]);
+    let (version, metrics_time) = compare(&metrics, end_of_day, 0);
+    report.ratio(
+        "state --format prometheus, 100 endpoints",
+        version,
+        metrics_time,
+        25.0,
+    );
 
     // 800 picks, one after another and then from 8 processes at once, against 500 slots;
     // then 3,200 from 64 processes at once.

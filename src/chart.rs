@@ -16,9 +16,10 @@ pub struct Series {
 pub struct Chart<'a> {
     pub title: &'a str,
     pub y_label: &'a str,
-    /// The first and last x, and how to label an x.
+    /// The first and last x.
     pub x_range: (i64, i64),
-    pub x_label: &'a dyn Fn(i64) -> String,
+    /// Where to mark the x axis, and with what.
+    pub x_ticks: Vec<(i64, String)>,
     pub series: Vec<Series>,
 }
 
@@ -77,18 +78,15 @@ impl Chart<'_> {
             TOP + plot_h / 2.0,
             escape(self.y_label)
         );
-        // The x axis: up to six labelled ticks.
-        let ticks = 6.min((x1 - x0).max(1));
-        for i in 0..=ticks {
-            let x = x0 + (x1 - x0) * i / ticks;
-            let px = x_at(x);
+        for (x, label) in &self.x_ticks {
+            let px = x_at(*x);
             let _ = writeln!(
                 svg,
                 r##"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="#999"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
                 TOP + plot_h,
                 TOP + plot_h + 5.0,
                 TOP + plot_h + 20.0,
-                escape(&(self.x_label)(x))
+                escape(label)
             );
         }
         let _ = writeln!(

@@ -88,7 +88,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
         HistoryFormat::Table => table(&lines, args.by),
         HistoryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&lines)?),
         HistoryFormat::Csv => csv(&lines)?,
-        HistoryFormat::Svg => svg(&lines, args.by, now - since, now),
+        HistoryFormat::Svg => svg(&lines, args.by, now),
     };
     output::data(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -176,22 +176,28 @@ fn csv(lines: &[Line]) -> Result<String> {
     Ok(String::from_utf8(out.into_inner()?)?)
 }
 
-fn svg(lines: &[Line], by: Period, from: Millis, to: Millis) -> String {
-    let first = lines
+fn svg(lines: &[Line], by: Period, to: Millis) -> String {
+    let starts: Vec<Millis> = lines
+        .first()
+        .map(|l| l.periods.iter().map(|p| p.start_ms).collect())
+        .unwrap_or_default();
+    let first = starts.first().copied().unwrap_or(to);
+    let last = starts.last().copied().unwrap_or(to);
+    // At most seven ticks, a whole number of periods apart, from the first period on.
+    let every = starts.len().div_ceil(7).max(1);
+    let x_ticks = starts
         .iter()
-        .flat_map(|l| l.periods.first())
-        .map(|p| p.start_ms)
-        .min()
-        .unwrap_or(from);
-    let x_label = move |x: Millis| label(x, by);
+        .step_by(every)
+        .map(|&at| (at, tick(at, by)))
+        .collect();
     let chart = Chart {
         title: match by {
             Period::Hour => "Requests per hour (UTC)",
             Period::Day => "Requests per day (UTC)",
         },
         y_label: "requests",
-        x_range: (first, to),
-        x_label: &x_label,
+        x_range: (first, last),
+        x_ticks,
         series: lines
             .iter()
             .map(|l| Series {
@@ -202,4 +208,13 @@ fn svg(lines: &[Line], by: Period, from: Millis, to: Millis) -> String {
             .collect(),
     };
     chart.svg()
+}
+
+/// A short label for the chart's axis: `01-01 05:00` by hour, `2026-01-01` by day.
+fn tick(at: Millis, by: Period) -> String {
+    let text = output::rfc3339_seconds(at);
+    match by {
+        Period::Hour => text[5..16].replace('T', " "),
+        Period::Day => text[..10].to_owned(),
+    }
 }
