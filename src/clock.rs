@@ -23,15 +23,21 @@ static SLEPT: AtomicI64 = AtomicI64::new(0);
 
 /// The current time: `LLM_ROTATE_NOW` when set, else the system clock.
 pub fn now() -> Result<Millis> {
-    Ok(match pinned()? {
-        Some(at) => at + SLEPT.load(Ordering::Relaxed),
+    Ok(match pinned_now()? {
+        Some(at) => at,
         None => system_now(),
     })
 }
 
-/// Waits until `until`: really, or, with the time pinned, by moving it forward.
-pub fn sleep_until(until: Millis) -> Result<()> {
-    let wait = until - now()?;
+/// `LLM_ROTATE_NOW`, moved on by what this process slept, when it is set. A ledger with a
+/// clock of its own (a server's) uses its clock only when this is `None`.
+pub fn pinned_now() -> Result<Option<Millis>> {
+    Ok(pinned()?.map(|at| at + SLEPT.load(Ordering::Relaxed)))
+}
+
+/// Waits `wait`: really, or, with the time pinned, by moving it forward. A wait is a
+/// span of the ledger's time, whatever clock this machine keeps.
+pub fn sleep_for(wait: Millis) -> Result<()> {
     if wait <= 0 {
         return Ok(());
     }

@@ -45,19 +45,30 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     }
 }
 
-/// `--wait`: not at all, until a deadline, or (`Some(None)`) as long as it takes.
-pub struct Wait(Option<Option<Millis>>);
+/// `--wait`: not at all, for at most a span, or (`Some(None)`) as long as it takes. The
+/// span is measured on the ledger's clock from the first attempt, so that a machine whose
+/// clock disagrees with a shared ledger's still waits as long as it was told.
+pub struct Wait {
+    limit: Option<Option<Millis>>,
+    deadline: std::cell::Cell<Option<Millis>>,
+}
 
 impl Wait {
-    /// The deadline is the caller's patience, measured from when it called.
-    pub fn new(wait: Option<Option<Millis>>) -> Result<Wait> {
-        Ok(Wait(match wait {
-            Some(limit) => Some(
-                limit
-                    .map(|wait| clock::now().map(|start| start + wait))
-                    .transpose()?,
-            ),
-            None => None,
+    pub fn new(limit: Option<Option<Millis>>) -> Result<Wait> {
+        Ok(Wait {
+            limit,
+            deadline: std::cell::Cell::new(None),
+        })
+    }
+
+    /// The deadline, once the first attempt has told the ledger's time: `None` for no
+    /// waiting, `Some(None)` for no deadline.
+    fn deadline(&self, now: Millis) -> Option<Option<Millis>> {
+        let span = self.limit?;
+        Some(span.map(|span| {
+            let deadline = self.deadline.get().unwrap_or(now + span);
+            self.deadline.set(Some(deadline));
+            deadline
         }))
     }
 }
@@ -101,7 +112,7 @@ pub fn pick<'e>(
             return Ok((choice, now));
         };
         let earliest = blocked.iter().map(|b| b.frees_at).min().unwrap_or(now);
-        match wait.0 {
+        match wait.deadline(now) {
             Some(deadline) if deadline.is_none_or(|d| now < d) => {
                 // A slot the ledger cannot date (or dates in the past) is looked for again
                 // after a nap rather than in a tight loop.
@@ -112,7 +123,7 @@ pub fn pick<'e>(
                 };
                 let wake = wake.min(now + LONGEST_NAP);
                 let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
-                clock::sleep_until(wake)?;
+                clock::sleep_for(wake - now)?;
             }
             _ => return Ok((choice, now)),
         }

@@ -159,10 +159,7 @@ fn the_svg_chart_has_a_line_per_endpoint_its_limit_and_labelled_axes() {
         .collect();
     assert_eq!(limits, ["p/a"], "only p/a has an rph");
     let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
-    assert!(
-        texts.contains(&"01-01 00:00"),
-        "time labels: {texts:?}"
-    );
+    assert!(texts.contains(&"01-01 00:00"), "time labels: {texts:?}");
     assert!(texts.contains(&"5"), "number labels: {texts:?}");
     assert!(
         texts.iter().any(|t| t.contains("p/a (limit 4)")),
