@@ -8,11 +8,13 @@
 //! every entry stamped after `now - W`, see all of it. The decisions (`admit`, `choose`,
 //! `settle`) are plain code over a [`Book`] and that `now`.
 //!
-//! SQLite ([`sqlite`]) is the ledger; the in-memory one the unit tests share with it keeps
-//! both honest.
+//! SQLite ([`sqlite`]) is the ledger of one machine, Redis ([`redis`]) the ledger that many
+//! machines share; the in-memory one the unit tests run the same properties against keeps
+//! them honest.
 
 #[cfg(test)]
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -39,9 +41,12 @@ pub fn default_path() -> Result<PathBuf> {
     Ok(dirs.cache_dir().join("usage.sqlite3"))
 }
 
-/// Opens the ledger at `location`.
+/// Opens the ledger at `location`: a `redis://` or `rediss://` URL, else an SQLite file.
 pub fn open(location: &Path) -> Result<Box<dyn Ledger>> {
-    Ok(Box::new(sqlite::SqliteLedger::open(location)?))
+    match location.to_str().filter(|l| redis::is_url(l)) {
+        Some(url) => Ok(Box::new(redis::RedisLedger::open(url)?)),
+        None => Ok(Box::new(sqlite::SqliteLedger::open(location)?)),
+    }
 }
 
 /// A reservation in the ledger: one request and its token estimate, open until settled.
@@ -214,7 +219,8 @@ pub trait Ledger {
     /// Runs `step` atomically: under the write lock for [`Access::Write`], on a snapshot for
     /// [`Access::Read`], with the time of the step from [`time_of_step`]. A ledger may run
     /// the step more than once (an optimistic one re-runs it on a conflict); only the last
-    /// run's writes count.
+    /// run's writes count. A step's reads are only promised the ledger as the step found
+    /// it: the decisions read first and write last.
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()>;
 }
 

@@ -1,11 +1,15 @@
-//! The same properties, run against the SQLite ledger and the in-memory one: the windows
-//! agree with a plain sum over every call, the two ledgers answer alike, and admitting only
-//! what fits, at the time each step is handed, never overfills a window, whatever order
-//! the clocks of the steps read in.
+//! The same properties, run against the SQLite ledger, the Redis ledger (when redis-server
+//! is installed) and the in-memory one: the windows agree with a plain sum over every
+//! call, the ledgers answer alike, and admitting only what fits, at the time each step is
+//! handed, never overfills a window, whatever order the clocks of the steps read in.
+//!
+//! A step's reads are promised the ledger as the step found it, so every write that a
+//! later read depends on is a step of its own, as in the commands.
 
 use proptest::prelude::*;
 
 use super::memory::MemoryLedger;
+use super::redis::{RedisLedger, test_server};
 use super::sqlite::SqliteLedger;
 use super::{Book, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Tally, Totals, time_of_step};
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
@@ -19,11 +23,25 @@ type Named = (&'static str, Box<dyn Ledger>);
 fn ledgers() -> (tempfile::TempDir, Vec<Named>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqliteLedger::open(&dir.path().join("usage.sqlite3")).expect("open");
-    let ledgers: Vec<Named> = vec![
+    let mut ledgers: Vec<Named> = vec![
         ("sqlite", Box::new(sqlite)),
         ("memory", Box::new(MemoryLedger::default())),
     ];
+    if let Some(url) = test_server::fresh_url() {
+        ledgers.push((
+            "redis",
+            Box::new(RedisLedger::open(&url).expect("open redis")),
+        ));
+    }
     (dir, ledgers)
+}
+
+/// Runs `f` as one write step.
+fn write<T>(
+    ledger: &mut Box<dyn Ledger>,
+    f: impl FnMut(&dyn Book, Millis) -> anyhow::Result<T>,
+) -> T {
+    ledger.as_mut().write(f).expect("a write step")
 }
 
 fn limit(name: &str) -> Limit {
@@ -75,63 +93,80 @@ fn a_clock_that_steps_back_does_not_take_the_ledger_back() {
 #[test]
 fn entries_stamped_after_now_still_count() {
     for (name, mut ledger) in ledgers().1 {
-        ledger
-            .write(|book, _| {
-                book.reserve("e", Request::new(40), T0 + 30_000)?;
-                let used = book.used("e", T0, None)?;
-                assert_eq!(used.get(limit("rpm")), 1, "{name}");
-                assert_eq!(used.get(limit("tph")), 40, "{name}");
-                assert_eq!(book.open_reservations("e", T0)?, 1, "{name}");
-                assert!(book.oldest_open("e", T0)?.is_some(), "{name}");
-                Ok(())
-            })
-            .expect("step");
+        write(&mut ledger, |book, _| {
+            book.reserve("e", Request::new(40), T0 + 30_000)
+        });
+        write(&mut ledger, |book, _| {
+            let used = book.used("e", T0, None)?;
+            assert_eq!(used.get(limit("rpm")), 1, "{name}");
+            assert_eq!(used.get(limit("tph")), 40, "{name}");
+            assert_eq!(book.open_reservations("e", T0)?, 1, "{name}");
+            assert!(book.oldest_open("e", T0)?.is_some(), "{name}");
+            Ok(())
+        });
     }
 }
 
 #[test]
 fn settling_an_old_reservation_corrects_later_running_totals() {
     for (name, mut ledger) in ledgers().1 {
-        ledger
-            .write(|book, _| {
-                book.reserve("e", Request::new(100), T0)?;
-                book.add("e", Request::new(10), T0 + 5 * MINUTE_MS)?;
-                let entry = book.oldest_open("e", T0 + 6 * MINUTE_MS)?.expect("open");
-                let real = Request {
-                    requests: 2,
-                    tokens: 7,
-                };
-                book.settle(&entry, real, T0 + 6 * MINUTE_MS)?;
-                let used = book.used("e", T0 + 6 * MINUTE_MS, None)?;
-                assert_eq!(used.get(limit("tph")), 17, "{name}");
-                assert_eq!(used.get(limit("rph")), 3, "{name}");
-                // After the first minute's bucket leaves the hour, only the later call counts.
-                let used = book.used("e", T0 + HOUR_MS + MINUTE_MS - 1, None)?;
-                assert_eq!(used.get(limit("tph")), 10, "{name}");
-                Ok(())
-            })
-            .expect("ledger");
+        write(&mut ledger, |book, _| {
+            book.reserve("e", Request::new(100), T0)
+        });
+        write(&mut ledger, |book, _| {
+            book.add("e", Request::new(10), T0 + 5 * MINUTE_MS)
+        });
+        write(&mut ledger, |book, _| {
+            let entry = book.oldest_open("e", T0 + 6 * MINUTE_MS)?.expect("open");
+            let real = Request {
+                requests: 2,
+                tokens: 7,
+            };
+            book.settle(&entry, real, T0 + 6 * MINUTE_MS)
+        });
+        write(&mut ledger, |book, _| {
+            let used = book.used("e", T0 + 6 * MINUTE_MS, None)?;
+            assert_eq!(used.get(limit("tph")), 17, "{name}");
+            assert_eq!(used.get(limit("rph")), 3, "{name}");
+            // After the first minute's bucket leaves the hour, only the later call counts.
+            let used = book.used("e", T0 + HOUR_MS + MINUTE_MS - 1, None)?;
+            assert_eq!(used.get(limit("tph")), 10, "{name}");
+            Ok(())
+        });
     }
 }
 
 #[test]
 fn sums_saturate_instead_of_overflowing() {
     for (name, mut ledger) in ledgers().1 {
-        ledger
-            .write(|book, now| {
-                for _ in 0..3 {
-                    book.reserve("e", Request::new(i64::MAX as u64), now)?;
-                }
-                let used = book.used("e", now, None)?;
-                for window in ["tpm", "tph", "tpd"] {
-                    assert!(
-                        used.get(limit(window)) >= i64::MAX as u64,
-                        "{name} {window}"
-                    );
-                }
-                Ok(())
-            })
-            .expect("ledger");
+        let most = Request::new(i64::MAX as u64);
+        if name == "redis" {
+            // The server's counters are 64-bit integers: a count that could overflow them
+            // in the middle of a transaction is refused before anything is written.
+            let refused = ledger
+                .as_mut()
+                .write(|book, now| book.reserve("e", most, now).map(|_| ()));
+            let err = refused.expect_err("refused");
+            assert!(
+                err.to_string()
+                    .contains("more than the Redis ledger counts"),
+                "{err}"
+            );
+            continue;
+        }
+        for _ in 0..3 {
+            write(&mut ledger, |book, now| book.reserve("e", most, now));
+        }
+        write(&mut ledger, |book, now| {
+            let used = book.used("e", now, None)?;
+            for window in ["tpm", "tph", "tpd"] {
+                assert!(
+                    used.get(limit(window)) >= i64::MAX as u64,
+                    "{name} {window}"
+                );
+            }
+            Ok(())
+        });
     }
 }
 
@@ -174,26 +209,29 @@ fn sqlite_prunes_an_hour_of_expired_usage_at_once() {
         .expect("add before");
 }
 
-/// Applies `ops` to a book: (offset, requests, tokens, settle to 7 tokens at once).
+/// Applies `ops` to a ledger, a step each: (offset, requests, tokens, settle to 7 tokens in
+/// a step of its own).
 fn apply(
-    book: &dyn Book,
+    ledger: &mut Box<dyn Ledger>,
     ops: &[(Millis, u64, u64, bool)],
     calls: &mut Vec<(Millis, u64, u64)>,
-) -> anyhow::Result<()> {
+) {
     for &(offset, requests, tokens, settle) in ops {
         let at = T0 + offset;
-        book.reserve("e", Request { requests, tokens }, at)?;
+        write(ledger, |book, _| {
+            book.reserve("e", Request { requests, tokens }, at)
+        });
         calls.push((at, requests, tokens));
         if settle {
-            let entry = book.oldest_open("e", at)?.expect("one was just reserved");
-            book.settle(
-                &entry,
-                Request {
+            let entry = write(ledger, |book, _| {
+                let entry = book.oldest_open("e", at)?.expect("one was just reserved");
+                let real = Request {
                     requests: entry.requests,
                     tokens: 7,
-                },
-                at,
-            )?;
+                };
+                book.settle(&entry, real, at)?;
+                Ok(entry)
+            });
             let settled = calls
                 .iter_mut()
                 .rev()
@@ -202,7 +240,6 @@ fn apply(
             settled.2 = 7;
         }
     }
-    Ok(())
 }
 
 proptest! {
@@ -219,7 +256,7 @@ proptest! {
         let mut answers = Vec::new();
         for (name, ledger) in &mut all {
             let mut calls = Vec::new();
-            ledger.write(|book, _| { calls.clear(); apply(book, &ops, &mut calls) }).expect("write");
+            apply(ledger, &ops, &mut calls);
             let seen = ledger.read(|book, _| {
                 let mut seen = Vec::new();
                 for &probe in &probes {
@@ -249,7 +286,9 @@ proptest! {
             }).expect("read");
             answers.push(seen);
         }
-        prop_assert_eq!(&answers[0], &answers[1], "sqlite and memory disagree");
+        for (i, seen) in answers.iter().enumerate().skip(1) {
+            prop_assert_eq!(&answers[0], seen, "{} and {} disagree", all[0].0, all[i].0);
+        }
     }
 
     /// Steps whose clocks read in any order, each admitting only what fits at the time it
@@ -291,73 +330,84 @@ proptest! {
 #[test]
 fn counters_count_what_is_final_and_never_drop_with_pruning() {
     for (name, mut ledger) in ledgers().1 {
-        ledger
-            .write(|book, _| {
-                book.reserve("e", Request::new(100), T0)?;
-                book.add("e", Request::new(5), T0)?;
-                let totals = book.totals("e", T0)?;
-                assert_eq!((totals.requests, totals.tokens), (2, 5), "{name}: open");
-                let expired = T0 + RESERVATION_OPEN_MS;
-                assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: expired");
-                // Settling below the estimate after it counted does not lower the counter.
-                let entry = book.by_lease(&book.oldest_open("e", T0)?.expect("open").lease)?;
-                let entry = entry.expect("by lease");
-                let real = Request {
-                    requests: 1,
-                    tokens: 40,
-                };
-                book.settle(&entry, real, expired)?;
-                assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: settled");
-                book.count_outcome("e", Tally::RateLimited)?;
-                book.count_outcome("e", Tally::Failed)?;
-                book.count_outcome("e", Tally::Failed)?;
-                // An unsettled reservation pruned away keeps counting at its estimate.
-                book.reserve("e", Request::new(1_000), T0 + HOUR_MS)?;
-                let later = T0 + RETENTION_MS + 3 * HOUR_MS;
-                book.prune(later)?;
-                let totals = book.totals("e", later)?;
-                assert_eq!(
-                    totals,
-                    Totals {
-                        requests: 3,
-                        tokens: 1_105,
-                        rate_limited: 1,
-                        failed: 2
-                    },
-                    "{name}"
-                );
-                assert_eq!(
-                    book.used("e", later, None)?.get(limit("rpd")),
-                    0,
-                    "{name}: pruned"
-                );
-                let hours: Vec<(i64, u64, u64)> = book
-                    .history("e", 0)?
-                    .iter()
-                    .map(|h| (h.hour - T0 / HOUR_MS, h.requests, h.tokens))
-                    .collect();
-                assert_eq!(hours, [(0, 2, 45), (1, 1, 1_000)], "{name}: history");
-                book.forget("e")?;
-                assert_eq!(book.totals("e", later)?, Totals::default(), "{name}: reset");
-                assert_eq!(book.history("e", 0)?.len(), 2, "{name}: history stays");
-                Ok(())
-            })
-            .expect("step");
+        let expired = T0 + RESERVATION_OPEN_MS;
+        write(&mut ledger, |book, _| {
+            book.reserve("e", Request::new(100), T0)
+        });
+        write(&mut ledger, |book, _| book.add("e", Request::new(5), T0));
+        write(&mut ledger, |book, _| {
+            let totals = book.totals("e", T0)?;
+            assert_eq!((totals.requests, totals.tokens), (2, 5), "{name}: open");
+            assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: expired");
+            Ok(())
+        });
+        // Settling below the estimate after it counted does not lower the counter.
+        write(&mut ledger, |book, _| {
+            let lease = book.oldest_open("e", T0)?.expect("open").lease;
+            let entry = book.by_lease(&lease)?.expect("by lease");
+            let real = Request {
+                requests: 1,
+                tokens: 40,
+            };
+            book.settle(&entry, real, expired)
+        });
+        write(&mut ledger, |book, _| {
+            assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: settled");
+            book.count_outcome("e", Tally::RateLimited)?;
+            book.count_outcome("e", Tally::Failed)
+        });
+        write(&mut ledger, |book, _| {
+            book.count_outcome("e", Tally::Failed)
+        });
+        // An unsettled reservation pruned away keeps counting at its estimate.
+        write(&mut ledger, |book, _| {
+            book.reserve("e", Request::new(1_000), T0 + HOUR_MS)
+        });
+        let later = T0 + RETENTION_MS + 3 * HOUR_MS;
+        write(&mut ledger, |book, _| book.prune(later));
+        write(&mut ledger, |book, _| {
+            let totals = book.totals("e", later)?;
+            let expected = Totals {
+                requests: 3,
+                tokens: 1_105,
+                rate_limited: 1,
+                failed: 2,
+            };
+            assert_eq!(totals, expected, "{name}");
+            assert_eq!(
+                book.used("e", later, None)?.get(limit("rpd")),
+                0,
+                "{name}: pruned"
+            );
+            let hours: Vec<(i64, u64, u64)> = book
+                .history("e", 0)?
+                .iter()
+                .map(|h| (h.hour - T0 / HOUR_MS, h.requests, h.tokens))
+                .collect();
+            assert_eq!(hours, [(0, 2, 45), (1, 1, 1_000)], "{name}: history");
+            Ok(())
+        });
+        write(&mut ledger, |book, _| book.forget("e").map(|_| ()));
+        write(&mut ledger, |book, _| {
+            assert_eq!(book.totals("e", later)?, Totals::default(), "{name}: reset");
+            assert_eq!(book.history("e", 0)?.len(), 2, "{name}: history stays");
+            Ok(())
+        });
     }
 }
 
 #[test]
 fn reservations_stay_open_for_fifteen_minutes() {
     for (name, mut ledger) in ledgers().1 {
-        ledger
-            .write(|book, _| {
-                book.reserve("e", Request::new(1), T0)?;
-                let last = T0 + RESERVATION_OPEN_MS - 1;
-                assert_eq!(book.open_reservations("e", last)?, 1, "{name}");
-                assert_eq!(book.open_reservations("e", last + 1)?, 0, "{name}");
-                assert_eq!(book.first_expiry("e", T0)?, Some(T0 + RESERVATION_OPEN_MS));
-                Ok(())
-            })
-            .expect("step");
+        write(&mut ledger, |book, _| {
+            book.reserve("e", Request::new(1), T0)
+        });
+        write(&mut ledger, |book, _| {
+            let last = T0 + RESERVATION_OPEN_MS - 1;
+            assert_eq!(book.open_reservations("e", last)?, 1, "{name}");
+            assert_eq!(book.open_reservations("e", last + 1)?, 0, "{name}");
+            assert_eq!(book.first_expiry("e", T0)?, Some(T0 + RESERVATION_OPEN_MS));
+            Ok(())
+        });
     }
 }

@@ -1,0 +1,839 @@
+//! One step over the Redis ledger: reads go to the server as the decisions ask (a script
+//! gathers all of one endpoint in one round trip, cached for the step), writes wait in the
+//! step's journal and reach the server together, in MULTI/EXEC, only if nothing changed
+//! since the step's WATCH.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+use redis::{Connection, Pipeline, Value};
+
+use super::Keys;
+use super::scripts;
+use crate::clock::{HOUR_MS, Millis};
+use crate::cooldown::Cooldown;
+use crate::ledger::{
+    Answers, Entry, HISTORY_MS, Hourly, Lifetime, RESERVATION_OPEN_MS, RETENTION_MS, Report, Tally,
+    Totals, Usage,
+};
+use crate::quota::{self, Limit, Request, Unit, Used, Window};
+
+/// Calls, reservations and minute buckets outlive the longest window by this margin.
+const CALLS_TTL_S: i64 = (RETENTION_MS / 1000) + 3_600;
+const HISTORY_TTL_S: i64 = HISTORY_MS / 1000 + 86_400;
+/// Lifetime counters of an endpoint unused for this long are forgotten.
+const LIFE_TTL_S: i64 = 400 * 86_400;
+const ANSWERS_TTL_S: i64 = 7 * 86_400;
+/// Pruning runs at most once an hour: what it removes is an hour's worth.
+const PRUNE_EVERY_MS: Millis = HOUR_MS;
+
+/// Everything a step's decisions ask of one endpoint, read in one round trip.
+struct Standing {
+    used: Used,
+    /// Open reservations newer than `now - 15 min`, oldest first.
+    open: Vec<Entry>,
+    last: Option<Millis>,
+    life: HashMap<String, i64>,
+    cool: HashMap<String, String>,
+    rep: HashMap<String, String>,
+}
+
+pub struct RedisBook<'c> {
+    con: RefCell<&'c mut Connection>,
+    keys: &'c Keys,
+    now: Millis,
+    newest: Cell<Option<Millis>>,
+    journal: RefCell<Pipeline>,
+    wrote: Cell<bool>,
+    standings: RefCell<HashMap<(String, Millis, i64), Standing>>,
+    /// Lifetime totals this step has added, for reads that follow its writes.
+    added: RefCell<HashMap<String, (i64, i64)>>,
+    ids: Cell<u64>,
+}
+
+fn int(value: Option<&String>) -> i64 {
+    value
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |f| f as i64)
+}
+
+fn pairs(value: &Value) -> HashMap<String, String> {
+    let items: Vec<String> = redis::from_redis_value_ref(value).unwrap_or_default();
+    items
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect()
+}
+
+/// A call as stored: `at requests tokens open`.
+fn call_value(at: Millis, requests: u64, tokens: u64, open: bool) -> String {
+    format!("{at} {requests} {tokens} {}", u8::from(open))
+}
+
+fn parse_call(id: &str, endpoint: &str, value: &str) -> Option<Entry> {
+    let mut parts = value.split(' ');
+    let at = parts.next()?.parse().ok()?;
+    let requests = parts.next()?.parse().ok()?;
+    let tokens = parts.next()?.parse().ok()?;
+    let open = parts.next()? == "1";
+    Some(Entry {
+        lease: id.to_owned(),
+        endpoint: endpoint.to_owned(),
+        at,
+        requests,
+        tokens,
+        open,
+    })
+}
+
+impl<'c> RedisBook<'c> {
+    pub fn new(
+        con: &'c mut Connection,
+        keys: &'c Keys,
+        now: Millis,
+        newest: Option<Millis>,
+    ) -> Self {
+        RedisBook {
+            con: RefCell::new(con),
+            keys,
+            now,
+            newest: Cell::new(newest),
+            journal: RefCell::new(redis::pipe()),
+            wrote: Cell::new(false),
+            standings: RefCell::new(HashMap::new()),
+            added: RefCell::new(HashMap::new()),
+            ids: Cell::new(0),
+        }
+    }
+
+    /// The writes of the step, and the newest stamp they leave; `None` when it wrote
+    /// nothing.
+    pub fn into_journal(self) -> Option<(Pipeline, Option<Millis>)> {
+        self.wrote
+            .get()
+            .then(|| (self.journal.into_inner(), self.newest.get()))
+    }
+
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        Ok(cmd.query(*self.con.borrow_mut())?)
+    }
+
+    fn script(&self, source: &str, keys: &[String], args: &[String]) -> Result<Value> {
+        let script = redis::Script::new(source);
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        Ok(invocation.invoke(*self.con.borrow_mut())?)
+    }
+
+    fn write(&self, build: impl FnOnce(&mut Pipeline)) {
+        self.wrote.set(true);
+        build(&mut self.journal.borrow_mut());
+    }
+
+    /// The endpoint's standing at `now` (with the day window from `day_start`, or
+    /// rolling), read once per step and instant. `now: None` is any instant already read
+    /// (for what does not depend on it: cooldowns, reports, the last call), else the step's.
+    fn standing<T>(
+        &self,
+        endpoint: &str,
+        now: Option<Millis>,
+        day_start: Option<Millis>,
+        read: impl FnOnce(&Standing) -> T,
+    ) -> Result<T> {
+        if now.is_none() && day_start.is_none() {
+            let standings = self.standings.borrow();
+            if let Some(s) = standings.iter().find(|((id, _, _), _)| id == endpoint) {
+                return Ok(read(s.1));
+            }
+        }
+        let now = now.unwrap_or(self.now);
+        let first_day = day_start.map_or_else(
+            || quota::first_counted_minute(Window::Day, now),
+            quota::minute_of,
+        );
+        let key = (endpoint.to_owned(), now, first_day);
+        if !self.standings.borrow().contains_key(&key) {
+            let standing = self.fetch(endpoint, now, first_day)?;
+            self.standings.borrow_mut().insert(key.clone(), standing);
+        }
+        Ok(read(&self.standings.borrow()[&key]))
+    }
+
+    fn fetch(&self, endpoint: &str, now: Millis, first_day: i64) -> Result<Standing> {
+        let k = |kind| self.keys.of(kind, endpoint);
+        let reply = self.script(
+            scripts::STANDING,
+            &[
+                k("calls"),
+                k("call"),
+                k("minr"),
+                k("mint"),
+                k("life"),
+                k("cool"),
+                k("rep"),
+            ],
+            &[
+                quota::counted_after(Window::Minute, now).to_string(),
+                quota::first_counted_minute(Window::Hour, now).to_string(),
+                first_day.to_string(),
+                (now - RESERVATION_OPEN_MS).to_string(),
+            ],
+        )?;
+        let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
+        let [sums, open, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
+            .map_err(|_| anyhow::anyhow!("an unexpected reply to the standing script"))?;
+        let sums: Vec<String> = redis::from_redis_value(sums)?;
+        let mut used = Used::default();
+        let order = [
+            Limit::new(Unit::Requests, Window::Minute),
+            Limit::new(Unit::Tokens, Window::Minute),
+            Limit::new(Unit::Requests, Window::Hour),
+            Limit::new(Unit::Tokens, Window::Hour),
+            Limit::new(Unit::Requests, Window::Day),
+            Limit::new(Unit::Tokens, Window::Day),
+        ];
+        for (limit, sum) in order.into_iter().zip(&sums) {
+            used.set(limit, sum.parse::<f64>().unwrap_or(0.0) as u64);
+        }
+        let open: Vec<String> = redis::from_redis_value(open)?;
+        let mut open: Vec<Entry> = open
+            .chunks(2)
+            .filter_map(|c| parse_call(&c[0], endpoint, c.get(1)?))
+            .collect();
+        open.sort_by_key(|e| e.at);
+        let last: Vec<String> = redis::from_redis_value(last)?;
+        Ok(Standing {
+            used,
+            open,
+            last: last
+                .get(1)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|f| f as Millis),
+            life: pairs(&life)
+                .into_iter()
+                .map(|(k, v)| (k, int(Some(&v))))
+                .collect(),
+            cool: pairs(&cool),
+            rep: pairs(&rep),
+        })
+    }
+
+    /// Lifetime running totals (requests, tokens; estimates included), this step's writes
+    /// included.
+    fn running_totals(&self, endpoint: &str) -> Result<(i64, i64)> {
+        let (r, t) = self.standing(endpoint, None, None, |s| {
+            (int_of(&s.life, "cr"), int_of(&s.life, "ct"))
+        })?;
+        let added = self.added.borrow().get(endpoint).copied().unwrap_or((0, 0));
+        Ok((r.saturating_add(added.0), t.saturating_add(added.1)))
+    }
+
+    fn note_added(&self, endpoint: &str, requests: i64, tokens: i64) {
+        let mut added = self.added.borrow_mut();
+        let entry = added.entry(endpoint.to_owned()).or_default();
+        entry.0 = entry.0.saturating_add(requests);
+        entry.1 = entry.1.saturating_add(tokens);
+    }
+
+    fn touch(&self, pipe: &mut Pipeline, endpoint: &str) {
+        let k = |kind| self.keys.of(kind, endpoint);
+        for kind in ["calls", "call", "minr", "mint"] {
+            pipe.cmd("EXPIRE").arg(k(kind)).arg(CALLS_TTL_S).ignore();
+        }
+        for kind in ["hourr", "hourt"] {
+            pipe.cmd("EXPIRE").arg(k(kind)).arg(HISTORY_TTL_S).ignore();
+        }
+        pipe.cmd("EXPIRE").arg(k("life")).arg(LIFE_TTL_S).ignore();
+        pipe.cmd("SADD")
+            .arg(self.keys.global("endpoints"))
+            .arg(endpoint)
+            .ignore();
+    }
+
+    /// Adds a change of usage at `at` to the buckets, the history and the running totals.
+    fn add_usage(
+        &self,
+        pipe: &mut Pipeline,
+        endpoint: &str,
+        at: Millis,
+        requests: i64,
+        tokens: i64,
+    ) {
+        let k = |kind| self.keys.of(kind, endpoint);
+        let minute = quota::minute_of(at);
+        let hour = at.div_euclid(HOUR_MS);
+        pipe.cmd("HINCRBY")
+            .arg(k("minr"))
+            .arg(minute)
+            .arg(requests)
+            .ignore();
+        pipe.cmd("HINCRBY")
+            .arg(k("mint"))
+            .arg(minute)
+            .arg(tokens)
+            .ignore();
+        pipe.cmd("HINCRBY")
+            .arg(k("hourr"))
+            .arg(hour)
+            .arg(requests)
+            .ignore();
+        pipe.cmd("HINCRBY")
+            .arg(k("hourt"))
+            .arg(hour)
+            .arg(tokens)
+            .ignore();
+        pipe.cmd("HINCRBY")
+            .arg(k("life"))
+            .arg("cr")
+            .arg(requests)
+            .ignore();
+        pipe.cmd("HINCRBY")
+            .arg(k("life"))
+            .arg("ct")
+            .arg(tokens)
+            .ignore();
+        self.note_added(endpoint, requests, tokens);
+    }
+
+    fn insert(
+        &self,
+        endpoint: &str,
+        request: Request,
+        at: Millis,
+        lease: Option<&str>,
+    ) -> Result<String> {
+        let id = match lease {
+            Some(lease) => lease.to_owned(),
+            None => {
+                self.ids.set(self.ids.get() + 1);
+                format!("+{}", new_id(endpoint, at, self.ids.get()))
+            }
+        };
+        let (requests, tokens) = (stored(request.requests)?, stored(request.tokens)?);
+        self.write(|pipe| {
+            let k = |kind| self.keys.of(kind, endpoint);
+            pipe.cmd("ZADD").arg(k("calls")).arg(at).arg(&id).ignore();
+            pipe.cmd("HSET")
+                .arg(k("call"))
+                .arg(&id)
+                .arg(call_value(
+                    at,
+                    request.requests,
+                    request.tokens,
+                    lease.is_some(),
+                ))
+                .ignore();
+            self.add_usage(pipe, endpoint, at, requests, tokens);
+            pipe.cmd("HINCRBY")
+                .arg(k("life"))
+                .arg("req")
+                .arg(requests)
+                .ignore();
+            if lease.is_none() {
+                pipe.cmd("HINCRBY")
+                    .arg(k("life"))
+                    .arg("tok")
+                    .arg(tokens)
+                    .ignore();
+            }
+            if let Some(lease) = lease {
+                pipe.cmd("SET")
+                    .arg(self.keys.global(&format!("lease:{lease}")))
+                    .arg(endpoint)
+                    .arg("EX")
+                    .arg(CALLS_TTL_S)
+                    .ignore();
+            }
+            self.touch(pipe, endpoint);
+        });
+        self.newest
+            .set(Some(self.newest.get().map_or(at, |n| n.max(at))));
+        Ok(id)
+    }
+}
+
+fn int_of(map: &HashMap<String, i64>, key: &str) -> i64 {
+    map.get(key).copied().unwrap_or(0)
+}
+
+/// Counts above 10^15 a call are refused: the server's counters are 64-bit integers that
+/// must not overflow in the middle of a transaction.
+fn stored(n: u64) -> Result<i64> {
+    const MOST: u64 = 1_000_000_000_000_000;
+    anyhow::ensure!(
+        n <= MOST,
+        "{n} is more than the Redis ledger counts in one call ({MOST})"
+    );
+    Ok(n as i64)
+}
+
+fn new_id(endpoint: &str, at: Millis, seq: u64) -> String {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new();
+    format!(
+        "{:016x}",
+        random.hash_one((endpoint, at, std::process::id(), seq))
+    )
+}
+
+impl Usage for RedisBook<'_> {
+    fn newest(&self) -> Result<Option<Millis>> {
+        Ok(self.newest.get())
+    }
+
+    fn used(&self, endpoint: &str, now: Millis, day_start: Option<Millis>) -> Result<Used> {
+        self.standing(endpoint, Some(now), day_start, |s| s.used)
+    }
+
+    fn frees_at(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        excess: u64,
+        now: Millis,
+    ) -> Result<Option<Millis>> {
+        Ok(quota::freed_by(
+            self.departures(endpoint, limit, now)?,
+            excess,
+        ))
+    }
+
+    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>> {
+        let k = |kind| self.keys.of(kind, endpoint);
+        let unit = match limit.unit {
+            Unit::Requests => "1",
+            Unit::Tokens => "2",
+        };
+        let (mode, from) = match limit.window {
+            Window::Minute => ("minute", quota::counted_after(Window::Minute, now)),
+            window => ("buckets", quota::first_counted_minute(window, now)),
+        };
+        let bucket_key = if limit.unit == Unit::Requests {
+            k("minr")
+        } else {
+            k("mint")
+        };
+        let reply = self.script(
+            scripts::DEPARTURES,
+            &[k("calls"), k("call"), bucket_key],
+            &[mode.to_owned(), from.to_string(), unit.to_owned()],
+        )?;
+        let flat: Vec<String> = redis::from_redis_value(reply)?;
+        let mut departures: Vec<(Millis, u64)> = flat
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| {
+                let at = c[0].parse::<f64>().unwrap_or(0.0) as i64;
+                let n = c[1].parse::<f64>().unwrap_or(0.0).max(0.0) as u64;
+                let leaves = match limit.window {
+                    Window::Minute => quota::row_leaves_at(at, Window::Minute),
+                    window => quota::bucket_leaves_at(at, window),
+                };
+                (leaves, n)
+            })
+            .collect();
+        departures.sort_unstable_by_key(|&(at, _)| at);
+        Ok(departures)
+    }
+
+    fn last_call(&self, endpoint: &str) -> Result<Option<Millis>> {
+        self.standing(endpoint, None, None, |s| s.last)
+    }
+
+    fn open_reservations(&self, endpoint: &str, now: Millis) -> Result<u64> {
+        self.standing(endpoint, Some(now), None, |s| s.open.len() as u64)
+    }
+
+    fn first_expiry(&self, endpoint: &str, now: Millis) -> Result<Option<Millis>> {
+        self.standing(endpoint, Some(now), None, |s| {
+            s.open.first().map(|e| e.at + RESERVATION_OPEN_MS)
+        })
+    }
+
+    fn reserve(&self, endpoint: &str, request: Request, now: Millis) -> Result<String> {
+        let lease = new_id(endpoint, now, u64::MAX);
+        self.insert(endpoint, request, now, Some(&lease))
+    }
+
+    fn add(&self, endpoint: &str, request: Request, now: Millis) -> Result<()> {
+        self.insert(endpoint, request, now, None).map(|_| ())
+    }
+
+    fn by_lease(&self, lease: &str) -> Result<Option<Entry>> {
+        let endpoint: Option<String> =
+            self.query(redis::cmd("GET").arg(self.keys.global(&format!("lease:{lease}"))))?;
+        let Some(endpoint) = endpoint else {
+            return Ok(None);
+        };
+        let value: Option<String> = self.query(
+            redis::cmd("HGET")
+                .arg(self.keys.of("call", &endpoint))
+                .arg(lease),
+        )?;
+        Ok(value.and_then(|v| parse_call(lease, &endpoint, &v)))
+    }
+
+    fn oldest_open(&self, endpoint: &str, now: Millis) -> Result<Option<Entry>> {
+        self.standing(endpoint, Some(now), None, |s| s.open.first().cloned())
+    }
+
+    fn settle(&self, entry: &Entry, real: Request, now: Millis) -> Result<()> {
+        let endpoint = &entry.endpoint;
+        let requests = stored(real.requests)? - stored(entry.requests)?;
+        let tokens = stored(real.tokens)? - stored(entry.tokens)?;
+        let expired = now >= entry.at + RESERVATION_OPEN_MS;
+        let counted = if expired {
+            real.tokens.max(entry.tokens)
+        } else {
+            real.tokens
+        };
+        let counted = stored(counted)?;
+        self.write(|pipe| {
+            let k = |kind| self.keys.of(kind, endpoint);
+            pipe.cmd("HSET")
+                .arg(k("call"))
+                .arg(&entry.lease)
+                .arg(call_value(entry.at, real.requests, real.tokens, false))
+                .ignore();
+            self.add_usage(pipe, endpoint, entry.at, requests, tokens);
+            pipe.cmd("HINCRBY")
+                .arg(k("life"))
+                .arg("req")
+                .arg(requests.max(0))
+                .ignore();
+            pipe.cmd("HINCRBY")
+                .arg(k("life"))
+                .arg("tok")
+                .arg(counted)
+                .ignore();
+            self.touch(pipe, endpoint);
+        });
+        Ok(())
+    }
+
+    /// Once an hour: calls and buckets past the retention, and history past 90 days, go;
+    /// a reservation that expired unsettled keeps counting at its estimate.
+    fn prune(&self, now: Millis) -> Result<()> {
+        let last: Option<i64> = self.query(redis::cmd("GET").arg(self.keys.global("pruned")))?;
+        if last.is_some_and(|at| now - at < PRUNE_EVERY_MS) {
+            return Ok(());
+        }
+        let horizon = now - RETENTION_MS;
+        let oldest_minute = quota::minute_of(horizon + 1);
+        let oldest_hour = (now - HISTORY_MS).div_euclid(HOUR_MS);
+        let mut deletions: Vec<(String, Vec<String>)> = Vec::new();
+        let mut folded: Vec<(String, i64)> = Vec::new();
+        for endpoint in self.endpoints_used()? {
+            let k = |kind| self.keys.of(kind, &endpoint);
+            let old: Vec<String> = self.query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(k("calls"))
+                    .arg("-inf")
+                    .arg(horizon),
+            )?;
+            if !old.is_empty() {
+                let values: Vec<Option<String>> =
+                    self.query(redis::cmd("HMGET").arg(k("call")).arg(&old))?;
+                let estimates: i64 = old
+                    .iter()
+                    .zip(&values)
+                    .filter_map(|(id, v)| parse_call(id, &endpoint, v.as_deref()?))
+                    .filter(|e| e.open)
+                    .map(|e| e.tokens as i64)
+                    .sum();
+                folded.push((endpoint.clone(), estimates));
+                deletions.push((k("call"), old));
+            }
+            for (kind, oldest) in [
+                ("minr", oldest_minute),
+                ("mint", oldest_minute),
+                ("hourr", oldest_hour),
+                ("hourt", oldest_hour),
+            ] {
+                let fields: Vec<String> = self.query(redis::cmd("HKEYS").arg(k(kind)))?;
+                let stale: Vec<String> = fields
+                    .into_iter()
+                    .filter(|f| f.parse::<i64>().is_ok_and(|n| n < oldest))
+                    .collect();
+                if !stale.is_empty() {
+                    deletions.push((k(kind), stale));
+                }
+            }
+        }
+        self.write(|pipe| {
+            for (endpoint, estimates) in &folded {
+                let k = |kind| self.keys.of(kind, endpoint);
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(k("calls"))
+                    .arg("-inf")
+                    .arg(horizon)
+                    .ignore();
+                if *estimates > 0 {
+                    pipe.cmd("HINCRBY")
+                        .arg(k("life"))
+                        .arg("tok")
+                        .arg(*estimates)
+                        .ignore();
+                }
+            }
+            for (key, fields) in &deletions {
+                pipe.cmd("HDEL").arg(key).arg(fields).ignore();
+            }
+            pipe.cmd("SET")
+                .arg(self.keys.global("pruned"))
+                .arg(now)
+                .ignore();
+        });
+        Ok(())
+    }
+
+    fn endpoints_used(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> =
+            self.query(redis::cmd("SMEMBERS").arg(self.keys.global("endpoints")))?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn forget_usage(&self, endpoint: &str) -> Result<u64> {
+        let calls: u64 = self.query(redis::cmd("ZCARD").arg(self.keys.of("calls", endpoint)))?;
+        self.write(|pipe| {
+            for kind in ["calls", "call", "minr", "mint", "life"] {
+                pipe.cmd("DEL").arg(self.keys.of(kind, endpoint)).ignore();
+            }
+            pipe.cmd("SREM")
+                .arg(self.keys.global("endpoints"))
+                .arg(endpoint)
+                .ignore();
+        });
+        Ok(calls)
+    }
+}
+
+impl Answers for RedisBook<'_> {
+    fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>> {
+        self.standing(endpoint, None, None, |s| {
+            let until = s.cool.get("until")?.parse().ok()?;
+            Some(Cooldown {
+                until,
+                reason: s.cool.get("reason").cloned().unwrap_or_default(),
+                strikes: s
+                    .cool
+                    .get("strikes")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                failures: s
+                    .cool
+                    .get("failures")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                probe_at: s.cool.get("probe").and_then(|v| v.parse().ok()),
+            })
+        })
+    }
+
+    fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
+        let key = self.keys.of("cool", endpoint);
+        self.write(|pipe| {
+            pipe.cmd("DEL").arg(&key).ignore();
+            if let Some(c) = cooldown {
+                pipe.cmd("HSET")
+                    .arg(&key)
+                    .arg("until")
+                    .arg(c.until)
+                    .arg("reason")
+                    .arg(&c.reason)
+                    .arg("strikes")
+                    .arg(c.strikes)
+                    .arg("failures")
+                    .arg(c.failures)
+                    .ignore();
+                if let Some(probe) = c.probe_at {
+                    pipe.cmd("HSET").arg(&key).arg("probe").arg(probe).ignore();
+                }
+                pipe.cmd("EXPIRE").arg(&key).arg(ANSWERS_TTL_S).ignore();
+                pipe.cmd("SADD")
+                    .arg(self.keys.global("endpoints"))
+                    .arg(endpoint)
+                    .ignore();
+            }
+        });
+        Ok(())
+    }
+
+    fn mark_probe(&self, endpoint: &str, now: Millis) -> Result<()> {
+        self.write(|pipe| {
+            pipe.cmd("HSET")
+                .arg(self.keys.of("cool", endpoint))
+                .arg("probe")
+                .arg(now)
+                .ignore();
+        });
+        Ok(())
+    }
+
+    fn reports(&self, endpoint: &str, now: Millis) -> Result<Vec<Report>> {
+        let rep = self.standing(endpoint, None, None, |s| s.rep.clone())?;
+        if rep.is_empty() {
+            return Ok(Vec::new());
+        }
+        let latest = self.running_totals(endpoint)?;
+        let mut reports = Vec::new();
+        for limit in Limit::ALL {
+            let Some(value) = rep.get(limit.name()) else {
+                continue;
+            };
+            let parts: Vec<&str> = value.split(' ').collect();
+            let [remaining, cap, resets_at, base_r, base_t] = parts[..] else {
+                continue;
+            };
+            let resets_at: Millis = resets_at.parse().unwrap_or(0);
+            if resets_at <= now {
+                continue;
+            }
+            let since = match limit.unit {
+                Unit::Requests => latest.0.saturating_sub(base_r.parse().unwrap_or(0)),
+                Unit::Tokens => latest.1.saturating_sub(base_t.parse().unwrap_or(0)),
+            };
+            reports.push(Report {
+                limit,
+                remaining: remaining.parse().unwrap_or(0),
+                cap: cap.parse().ok(),
+                resets_at,
+                used_since: u64::try_from(since).unwrap_or(0),
+            });
+        }
+        Ok(reports)
+    }
+
+    fn set_report(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        remaining: u64,
+        cap: Option<u64>,
+        resets_at: Millis,
+        _now: Millis,
+    ) -> Result<()> {
+        let base = self.running_totals(endpoint)?;
+        let cap = cap.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let key = self.keys.of("rep", endpoint);
+        self.write(|pipe| {
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg(limit.name())
+                .arg(format!(
+                    "{remaining} {cap} {resets_at} {} {}",
+                    base.0, base.1
+                ))
+                .ignore();
+            pipe.cmd("EXPIRE").arg(&key).arg(ANSWERS_TTL_S).ignore();
+            pipe.cmd("SADD")
+                .arg(self.keys.global("endpoints"))
+                .arg(endpoint)
+                .ignore();
+        });
+        Ok(())
+    }
+
+    fn last_turn(&self) -> Result<Option<String>> {
+        self.query(redis::cmd("GET").arg(self.keys.global("turn")))
+    }
+
+    fn set_turn(&self, endpoint: &str) -> Result<()> {
+        self.write(|pipe| {
+            pipe.cmd("SET")
+                .arg(self.keys.global("turn"))
+                .arg(endpoint)
+                .ignore();
+        });
+        Ok(())
+    }
+
+    fn endpoints_answered(&self) -> Result<Vec<String>> {
+        // Every endpoint with anything, answers included, is in the one set.
+        Ok(Vec::new())
+    }
+
+    fn forget_answers(&self, endpoint: &str) -> Result<()> {
+        let turn = self.last_turn()?;
+        self.write(|pipe| {
+            for kind in ["cool", "rep"] {
+                pipe.cmd("DEL").arg(self.keys.of(kind, endpoint)).ignore();
+            }
+            if turn.as_deref() == Some(endpoint) {
+                pipe.cmd("DEL").arg(self.keys.global("turn")).ignore();
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Lifetime for RedisBook<'_> {
+    fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals> {
+        let life = self.standing(endpoint, None, None, |s| s.life.clone())?;
+        let expired = self.script(
+            scripts::EXPIRED_ESTIMATES,
+            &[
+                self.keys.of("calls", endpoint),
+                self.keys.of("call", endpoint),
+            ],
+            &[(now - RESERVATION_OPEN_MS).to_string()],
+        )?;
+        let expired: String = redis::from_redis_value(expired)?;
+        let expired = expired.parse::<f64>().unwrap_or(0.0) as u64;
+        let get = |k: &str| u64::try_from(int_of(&life, k)).unwrap_or(0);
+        Ok(Totals {
+            requests: get("req"),
+            tokens: get("tok").saturating_add(expired),
+            rate_limited: get("rl"),
+            failed: get("fl"),
+        })
+    }
+
+    fn count_outcome(&self, endpoint: &str, outcome: Tally) -> Result<()> {
+        let field = match outcome {
+            Tally::RateLimited => "rl",
+            Tally::Failed => "fl",
+        };
+        self.write(|pipe| {
+            pipe.cmd("HINCRBY")
+                .arg(self.keys.of("life", endpoint))
+                .arg(field)
+                .arg(1)
+                .ignore();
+            self.touch(pipe, endpoint);
+        });
+        Ok(())
+    }
+
+    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {
+        let requests: HashMap<i64, i64> =
+            self.query(redis::cmd("HGETALL").arg(self.keys.of("hourr", endpoint)))?;
+        let tokens: HashMap<i64, i64> =
+            self.query(redis::cmd("HGETALL").arg(self.keys.of("hourt", endpoint)))?;
+        let mut hours: Vec<Hourly> = requests
+            .into_iter()
+            .filter(|&(hour, _)| hour >= since_hour)
+            .map(|(hour, r)| Hourly {
+                hour,
+                requests: u64::try_from(r).unwrap_or(0),
+                tokens: tokens
+                    .get(&hour)
+                    .map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
+            })
+            .collect();
+        hours.sort_by_key(|h| h.hour);
+        Ok(hours)
+    }
+
+    fn endpoints_with_history(&self) -> Result<Vec<String>> {
+        self.endpoints_used()
+    }
+}

@@ -1,0 +1,234 @@
+//! The Redis ledger: one namespace on a Redis (or Valkey) server shared by every machine
+//! that points at it, for fleets that draw on one provider key.
+//!
+//! A step is an optimistic transaction that re-runs the same decision code as the other
+//! ledgers: WATCH the namespace's version, read the server's TIME and what the decisions
+//! ask, then send every write with an increment of the version in one MULTI/EXEC. If any
+//! other step committed in between, EXEC does nothing and the step runs again on what is
+//! there now. So checking and reserving is one atomic step for any number of processes on
+//! any number of machines, and the time of every step is the server's clock, read after
+//! the WATCH, never earlier than the newest entry.
+//!
+//! Reads see the ledger as the step found it (and the running totals its own writes add);
+//! writes are seen by the steps after it. The commands never read what they just wrote.
+
+mod book;
+mod scripts;
+#[cfg(test)]
+pub mod test_server;
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use redis::{Connection, ErrorKind, Value};
+
+use super::{Access, Ledger, Step};
+use crate::clock::{self, Millis};
+
+/// The layout of the namespace this build reads and writes.
+const LAYOUT: i64 = 1;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A server that stops answering mid-step is an error, not a hang.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Many processes committing at once make some steps run again; past this many, give up.
+const MOST_RUNS: usize = 10_000;
+
+/// The names of a namespace's keys.
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn global(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    fn of(&self, kind: &str, endpoint: &str) -> String {
+        format!("{}:{kind}:{endpoint}", self.prefix)
+    }
+}
+
+pub struct RedisLedger {
+    con: Connection,
+    keys: Keys,
+    /// `host:port, prefix NAME`, for messages: never the password.
+    place: String,
+}
+
+/// True when `--db` names a Redis server rather than an SQLite file.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("redis://") || location.starts_with("rediss://")
+}
+
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME]`: the URL for the client
+/// (without our `prefix`), the prefix, and `host:port` for messages.
+fn parse(url: &str) -> Result<(String, String, String)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut prefix = "llm-rotate".to_owned();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("prefix", name)) if !name.is_empty() => prefix = name.to_owned(),
+            Some(("prefix", _)) => bail!("the prefix in the Redis URL is empty"),
+            _ => rest.push(pair),
+        }
+    }
+    let after_scheme = base.split_once("://").map_or(base, |(_, r)| r);
+    let authority = after_scheme.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if host_port.is_empty() {
+        bail!("the Redis URL names no host (redis://HOST[:PORT][/DB][?prefix=NAME])");
+    }
+    let host_port = if host_port.contains(':') && !host_port.ends_with(']') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
+    let client_url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((client_url, prefix, host_port))
+}
+
+impl RedisLedger {
+    pub fn open(url: &str) -> Result<RedisLedger> {
+        let (client_url, prefix, host_port) = parse(url)?;
+        let place = format!("Redis at {host_port}, prefix {prefix}");
+        let client = redis::Client::open(client_url.as_str())
+            .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
+        let con = client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(|e| explain(&e, &place))?;
+        con.set_read_timeout(Some(IO_TIMEOUT))
+            .and_then(|()| con.set_write_timeout(Some(IO_TIMEOUT)))
+            .map_err(|e| explain(&e, &place))?;
+        let mut ledger = RedisLedger {
+            con,
+            keys: Keys { prefix },
+            place,
+        };
+        ledger.check_layout()?;
+        Ok(ledger)
+    }
+
+    /// A namespace written by a newer llm-rotate is refused: its keys may mean other things.
+    fn check_layout(&mut self) -> Result<()> {
+        let layout: Option<String> = redis::cmd("GET")
+            .arg(self.keys.global("layout"))
+            .query(&mut self.con)
+            .map_err(|e| explain(&e, &self.place))?;
+        match layout.map(|l| l.parse::<i64>()) {
+            None => Ok(()),
+            Some(Ok(n)) if n <= LAYOUT => Ok(()),
+            Some(Ok(n)) => bail!(
+                "{}: the namespace holds a newer layout ({n}; this llm-rotate knows {LAYOUT}); \
+                 upgrade llm-rotate or use another prefix",
+                self.place
+            ),
+            Some(Err(_)) => bail!(
+                "{}: the namespace's layout key is not a number; is the prefix used by another \
+                 program? Use another prefix",
+                self.place
+            ),
+        }
+    }
+
+    fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<bool> {
+        let version = self.keys.global("version");
+        let (time, newest): ((i64, i64), Option<i64>) = redis::pipe()
+            .cmd("WATCH")
+            .arg(&version)
+            .ignore()
+            .cmd("TIME")
+            .cmd("GET")
+            .arg(self.keys.global("newest"))
+            .query(&mut self.con)
+            .map_err(|e| explain(&e, &self.place))?;
+        let server = time.0 * 1000 + time.1 / 1000;
+        let clock = clock::pinned_now()?.unwrap_or(server);
+        let now: Millis = newest.map_or(clock, |n| clock.max(n));
+        let book = book::RedisBook::new(&mut self.con, &self.keys, now, newest);
+        let result = step(&book, now);
+        let journal = book.into_journal();
+        let (mut journal, newest) = match (result, access, journal) {
+            (Ok(()), Access::Write, Some(journal)) => journal,
+            (result, _, _) => {
+                let _: Result<(), _> = redis::cmd("UNWATCH").query(&mut self.con);
+                return result.map(|()| true);
+            }
+        };
+        journal.cmd("INCR").arg(&version).ignore();
+        journal
+            .cmd("SET")
+            .arg(self.keys.global("layout"))
+            .arg(LAYOUT)
+            .ignore();
+        if let Some(newest) = newest {
+            journal
+                .cmd("SET")
+                .arg(self.keys.global("newest"))
+                .arg(newest)
+                .ignore();
+        }
+        let reply: Value = journal
+            .atomic()
+            .query(&mut self.con)
+            .map_err(|e| explain(&e, &self.place))?;
+        // EXEC answers nil when a watched key changed: nothing was written.
+        Ok(!matches!(reply, Value::Nil))
+    }
+}
+
+impl Ledger for RedisLedger {
+    fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {
+        for _ in 0..MOST_RUNS {
+            if self.run_once(access, step)? {
+                return Ok(());
+            }
+        }
+        bail!(
+            "{}: other processes kept changing the ledger; {MOST_RUNS} tries did not get \
+             through, try again",
+            self.place
+        )
+    }
+}
+
+/// Says what went wrong in words that name the server and never the password.
+fn explain(err: &redis::RedisError, place: &str) -> anyhow::Error {
+    let what = match err.kind() {
+        ErrorKind::AuthenticationFailed => "refused the user or password".to_owned(),
+        ErrorKind::Io if err.is_timeout() => "did not answer in time".to_owned(),
+        ErrorKind::Io if err.is_connection_refusal() => {
+            "refused the connection (is it running?)".to_owned()
+        }
+        ErrorKind::Io => format!("cannot be reached ({})", err.kind_text()),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            "does not answer as a Redis server does".to_owned()
+        }
+        _ => match err.detail() {
+            Some(detail) if detail.contains("NOAUTH") || detail.contains("WRONGPASS") => {
+                "refused the user or password".to_owned()
+            }
+            _ => format!("answered with an error: {}", err.kind_text()),
+        },
+    };
+    anyhow!("{place}: {what}; llm-rotate admits nothing without its ledger")
+}
+
+trait KindText {
+    fn kind_text(&self) -> String;
+}
+
+impl KindText for redis::RedisError {
+    /// The error without anything from the URL: its category, code and detail.
+    fn kind_text(&self) -> String {
+        match (self.code(), self.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            (None, Some(detail)) => detail.to_owned(),
+            _ => format!("{:?}", self.kind()),
+        }
+    }
+}
