@@ -11,21 +11,27 @@ use rusqlite::Connection;
 
 use crate::{Env, Out, T0, bin};
 
-/// The ledger's write lock, held by the test until dropped.
-pub struct Lock(Connection);
+/// The SQLite ledger's write lock, held by the test until dropped. The Redis ledger has no
+/// lock to hold: its processes race, and the ones that lose run their step again.
+pub struct Lock(Option<Connection>);
 
 impl Lock {
     pub fn take(env: &Env) -> Lock {
+        if env.on_redis() {
+            return Lock(None);
+        }
         let conn = Connection::open(env.db()).expect("open the ledger");
         conn.execute_batch("BEGIN IMMEDIATE")
             .expect("take the write lock");
-        Lock(conn)
+        Lock(Some(conn))
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = self.0.execute_batch("COMMIT");
+        if let Some(conn) = &self.0 {
+            let _ = conn.execute_batch("COMMIT");
+        }
     }
 }
 

@@ -232,10 +232,17 @@ fn the_table_for_people() {
         !table.contains('\u{1b}'),
         "no colour with NO_COLOR or off a terminal"
     );
-    insta::assert_snapshot!(table);
+    snapshot("state__the_table_for_people", &table);
 }
 
 #[test]
 fn the_help_text() {
-    insta::assert_snapshot!(Env::new().ok(["--help"]));
+    snapshot("state__the_help_text", &Env::new().ok(["--help"]));
+}
+
+/// A snapshot both test binaries (SQLite and Redis) compare against the same file.
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({ prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!(name, text);
+    });
 }

@@ -1,0 +1,188 @@
+//! What only the Redis ledger has (SPEC 9): the server's clock for every machine, its
+//! namespaces, its errors, and keys that expire by themselves.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use crate::{Env, Out, T0, bin, harness};
+
+/// The test server's port, when the Redis runs have one.
+fn port(env: &Env) -> Option<u16> {
+    let url = env.ledger();
+    let rest = url.strip_prefix("redis://127.0.0.1:")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let value: redis::Value = cmd.query(&mut con).expect("a command");
+    format!("{value:?}")
+}
+
+/// `llm-rotate ARGS` with `--db URL`.
+fn with_db(env: &Env, url: &str, args: &[&str]) -> Out {
+    Out::from(
+        env.cmd()
+            .env("LLM_ROTATE_DB", url)
+            .args(args)
+            .output()
+            .expect("run llm-rotate"),
+    )
+}
+
+#[test]
+fn an_unreachable_server_names_host_port_and_prefix_and_never_the_password() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let closed = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let url = format!("redis://me:hunter2@127.0.0.1:{port}/?prefix=team");
+    for args in [
+        &["pick"][..],
+        &["state"],
+        &["record", "p/m", "--add"],
+        &["reset", "--all"],
+    ] {
+        let out = with_db(&env, &url, args);
+        out.code(1).no_stdout().says(&[
+            &format!("Redis at 127.0.0.1:{port}, prefix team"),
+            "refused the connection",
+            "admits nothing without its ledger",
+        ]);
+        assert!(!out.stderr.contains("hunter2"), "{out}");
+    }
+}
+
+#[test]
+fn a_wrong_password_and_a_server_that_is_not_redis_are_errors() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let Some(port) = port(&env) else { return };
+    redis_cli(
+        port,
+        &["ACL", "SETUSER", "tester", "on", ">right", "~*", "+@all"],
+    );
+    let url = format!("redis://tester:wrong@127.0.0.1:{port}/?prefix=p");
+    let out = with_db(&env, &url, &["pick"]);
+    out.code(1).says(&["refused the user or password"]);
+    assert!(!out.stderr.contains("wrong"), "{out}");
+    let url = format!("redis://tester:right@127.0.0.1:{port}/?prefix=p");
+    assert_eq!(with_db(&env, &url, &["pick"]).code(0).stdout, "p/m\n");
+
+    // Something else listening on the port: it answers, but not in Redis's protocol.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let other = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 512];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let out = with_db(&env, &format!("redis://127.0.0.1:{other}/"), &["pick"]);
+    out.code(1)
+        .says(&[&format!("127.0.0.1:{other}"), "prefix llm-rotate"]);
+}
+
+#[test]
+fn a_namespace_of_a_newer_layout_is_refused_and_left_alone() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let Some(port) = port(&env) else { return };
+    let url = format!("redis://127.0.0.1:{port}/?prefix=future");
+    redis_cli(port, &["SET", "future:layout", "2"]);
+    with_db(&env, &url, &["pick"])
+        .code(1)
+        .says(&["newer layout (2", "prefix future"]);
+    let layout = redis_cli(port, &["GET", "future:layout"]);
+    assert!(layout.contains('2'), "left as it was: {layout}");
+    assert_eq!(redis_cli(port, &["EXISTS", "future:version"]), "int(0)");
+}
+
+#[test]
+fn prefixes_are_independent_ledgers_and_reset_all_clears_its_own() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,1\n");
+    let Some(port) = port(&env) else { return };
+    let a = format!("redis://127.0.0.1:{port}/?prefix=iso-a");
+    let b = format!("redis://127.0.0.1:{port}/?prefix=iso-b");
+    with_db(&env, &a, &["pick"]).code(0);
+    with_db(&env, &a, &["pick"]).code(75);
+    with_db(&env, &b, &["pick"]).code(0);
+    with_db(&env, &b, &["reset", "--all"]).code(0);
+    with_db(&env, &b, &["pick"]).code(0);
+    with_db(&env, &a, &["pick"]).code(75);
+}
+
+#[test]
+fn usage_keys_expire_by_themselves() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let Some(port) = port(&env) else { return };
+    env.pick(&[]);
+    let prefix = env
+        .ledger()
+        .rsplit_once("prefix=")
+        .expect("a prefix")
+        .1
+        .to_owned();
+    for kind in ["calls", "call", "minr", "mint", "hourr", "life"] {
+        let ttl = redis_cli(port, &["TTL", &format!("{prefix}:{kind}:p/m")]);
+        let seconds: i64 = ttl
+            .trim_start_matches("int(")
+            .trim_end_matches(')')
+            .parse()
+            .unwrap_or_else(|_| panic!("{kind}: {ttl}"));
+        assert!(seconds > 0, "{kind} has no expiry: {ttl}");
+    }
+}
+
+#[test]
+fn machines_whose_clocks_disagree_share_the_windows_on_the_servers_clock() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,4\n");
+    if port(&env).is_none() {
+        return;
+    }
+    let faketime = Command::new("faketime").arg("--version").output();
+    if faketime.is_err() {
+        assert!(
+            std::env::var_os("LLM_ROTATE_REQUIRE_REDIS").is_none(),
+            "faketime is not installed (Debian: apt-get install faketime)"
+        );
+        eprintln!("note: faketime is not installed; skipped");
+        return;
+    }
+    // Three machines, ten minutes apart, on the real clock (no LLM_ROTATE_NOW), each
+    // picking three times.
+    let mut admitted = 0;
+    for offset in ["-10m", "+0", "+10m"] {
+        for _ in 0..3 {
+            let out = Out::from(
+                env.std_command("faketime")
+                    .env_remove("LLM_ROTATE_NOW")
+                    .args(["-f", offset])
+                    .arg(bin())
+                    .arg("--endpoints")
+                    .arg(env.endpoints_file())
+                    .arg("pick")
+                    .output()
+                    .expect("run under faketime"),
+            );
+            match out.status {
+                Some(0) => admitted += 1,
+                Some(75) => {}
+                _ => panic!("{out}"),
+            }
+        }
+    }
+    assert_eq!(admitted, 4, "the minute's 4 slots, shared");
+    // Every call is stamped with the server's time: within a minute of this machine's,
+    // not ten minutes off.
+    let real = harness::real_now_ms() - T0 * 1000;
+    for stamp in env.stamps() {
+        assert!((stamp - real).abs() < 60_000, "stamp {stamp} vs now {real}");
+    }
+}
