@@ -13,6 +13,10 @@ use llm_rotate::clock::{MINUTE_MS, Millis};
 use llm_rotate::ledger;
 use llm_rotate::quota::Request;
 
+#[path = "../src/ledger/redis/test_server.rs"]
+#[allow(dead_code)]
+mod test_server;
+
 const BIN: &str = env!("CARGO_BIN_EXE_llm-rotate");
 /// 2026-01-01T00:00:00Z
 const T0: Millis = 1_767_225_600_000;
@@ -84,6 +88,8 @@ fn main() {
     report.concurrency(&dir, &slots, 8, 100);
     report.concurrency(&dir, &slots, 64, 50);
 
+    redis(&mut report, &dir, &ten_room);
+
     // The file after 1 and after 7 days of steady use at every endpoint's daily limit.
     let week_db = dir.as_path().join("week.sqlite3");
     fill(&week_db, 10, 10, T0, T0 + DAY_MS);
@@ -105,6 +111,60 @@ fn command<'a>(
     let mut args = vec![subcommand, "--endpoints", path(endpoints), "--db", path(db)];
     args.extend_from_slice(extra);
     args
+}
+
+/// The Redis ledger on a server of the benchmark's own: pick as a ratio to `--version`,
+/// the fan-outs of 8 and 64 processes, and the server's memory after 1 and 7 simulated
+/// days. Skipped, with a note, without redis-server.
+fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
+    let Some(url) = test_server::fresh_url() else {
+        report.lines.push("| Redis ledger | redis-server is not installed | | | skipped |".into());
+        return;
+    };
+    let ten = Path::new(&url);
+    fill(ten, 10, 10, T0, T0 + DAY_MS);
+    let end_of_day = T0 + DAY_MS - 1;
+    let reserve = command("pick", endpoints, ten, &["--tokens", "500"]);
+    let (version, pick) = compare(&reserve, end_of_day, 0);
+    report.ratio("pick on Redis, 9 full, reserves on the 10th", version, pick, 3.0);
+
+    let slots = write_endpoints(dir, "slots-redis.csv", 10, 14_400, None);
+    for (processes, each) in [(8, 100), (64, 50)] {
+        let serial = test_server::fresh_url().expect("the same server");
+        let parallel = test_server::fresh_url().expect("the same server");
+        report.fan_out(
+            " on Redis",
+            &slots,
+            (Path::new(&serial), Path::new(&parallel)),
+            processes,
+            each,
+        );
+    }
+
+    // Memory: a namespace of its own, a day, then six more, at every endpoint's daily limit.
+    let week = test_server::fresh_url().expect("the same server");
+    let port = test_server::port().expect("the same server");
+    let used = || -> u64 {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+        let mut con = client.get_connection().expect("connect");
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut con).expect("info");
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory")
+    };
+    let before = used();
+    fill(Path::new(&week), 10, 10, T0, T0 + DAY_MS);
+    let one_day = used() - before;
+    fill(Path::new(&week), 10, 10, T0 + DAY_MS, T0 + 7 * DAY_MS);
+    let seven_days = used() - before;
+    let ratio = seven_days as f64 / one_day as f64;
+    let verdict = report.verdict(ratio <= 2.0);
+    report.lines.push(format!(
+        "| Redis server memory after 7 days vs 1 day of steady use | {:.1} MiB vs {:.1} MiB | {ratio:.2}x | <= 2x | {verdict} |",
+        seven_days as f64 / 1_048_576.0,
+        one_day as f64 / 1_048_576.0
+    ));
 }
 
 fn path(p: &Path) -> &str {
@@ -240,6 +300,22 @@ impl Report {
     }
 
     fn concurrency(&mut self, dir: &Path, endpoints: &Path, processes: usize, each: usize) {
+        let serial_db = dir.join(format!("serial-{processes}.sqlite3"));
+        let parallel_db = dir.join(format!("parallel-{processes}.sqlite3"));
+        self.fan_out("", endpoints, (&serial_db, &parallel_db), processes, each);
+    }
+
+    /// `processes` processes picking `each` times at once against `ledgers.1`, against the
+    /// same picks one after another against `ledgers.0`.
+    fn fan_out(
+        &mut self,
+        label: &str,
+        endpoints: &Path,
+        ledgers: (&Path, &Path),
+        processes: usize,
+        each: usize,
+    ) {
+        let (serial_db, parallel_db) = ledgers;
         // 10 endpoints x rpm 50 = 500 slots at one pinned instant: the rest must exit 75.
         let total = processes * each;
         let now = format!("{}", T0 as f64 / 1000.0);
@@ -261,16 +337,14 @@ impl Report {
             }
             admitted
         };
-        let serial_db = dir.join(format!("serial-{processes}.sqlite3"));
         let start = Instant::now();
-        let serial_admitted = picks(&serial_db, total);
+        let serial_admitted = picks(serial_db, total);
         let serial = start.elapsed().as_secs_f64();
 
-        let parallel_db = dir.join(format!("parallel-{processes}.sqlite3"));
         let start = Instant::now();
         let parallel_admitted: usize = std::thread::scope(|s| {
             let workers: Vec<_> = (0..processes)
-                .map(|_| s.spawn(|| picks(&parallel_db, each)))
+                .map(|_| s.spawn(|| picks(parallel_db, each)))
                 .collect();
             workers.into_iter().map(|w| w.join().expect("worker")).sum()
         });
@@ -280,7 +354,7 @@ impl Report {
         let correct = serial_admitted == 500 && parallel_admitted == 500;
         let verdict = self.verdict(ratio <= 1.5 && correct);
         self.lines.push(format!(
-            "| {total} picks, {processes} processes at once vs one after another | {parallel:.2} s vs {serial:.2} s | {ratio:.2}x; admitted {parallel_admitted} and {serial_admitted} of 500 slots | <= 1.5x, exactly 500 | {verdict} |"
+            "| {total} picks{label}, {processes} processes at once vs one after another | {parallel:.2} s vs {serial:.2} s | {ratio:.2}x; admitted {parallel_admitted} and {serial_admitted} of 500 slots | <= 1.5x, exactly 500 | {verdict} |"
         ));
     }
 

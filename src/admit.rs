@@ -274,6 +274,11 @@ fn with_reports(
     Ok((limits, used, resets))
 }
 
+/// When the endpoint's calendar day began, for an endpoint whose day is one.
+pub fn day_start(endpoint: &Endpoint, now: Millis) -> Option<Millis> {
+    day_anchor(endpoint).map(|a| a.day_start(now))
+}
+
 /// The calendar day of an endpoint whose daily quota resets at a local time.
 fn day_anchor(endpoint: &Endpoint) -> Option<&DayAnchor> {
     match &endpoint.day_reset {

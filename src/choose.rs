@@ -97,6 +97,17 @@ pub fn choose<'e>(
     if reserve {
         book.prune(now)?;
     }
+    let wanted: Vec<(&str, Option<Millis>)> = candidates
+        .iter()
+        .flat_map(|e| {
+            let day = admit::day_start(e, now);
+            let members = e.pool.iter().flat_map(|p| p.members.iter());
+            std::iter::once(e.id.as_str())
+                .chain(members.map(String::as_str))
+                .map(move |id| (id, day))
+        })
+        .collect();
+    book.prefetch(&wanted, now)?;
     let mut blocked = Vec::new();
     // Candidates are sorted by priority, so each run of equal priority is a group; a lower
     // group is looked at only when nothing in a higher one fits.

@@ -74,6 +74,11 @@ pub struct Report {
 pub trait Usage {
     /// When the newest entry of the whole ledger was stamped.
     fn newest(&self) -> Result<Option<Millis>>;
+    /// A hint that the step is about to ask after these endpoints (with their day's
+    /// start) at `now`: a ledger across a network reads them in one round trip.
+    fn prefetch(&self, _wanted: &[(&str, Option<Millis>)], _now: Millis) -> Result<()> {
+        Ok(())
+    }
     /// What `endpoint` has used in each window at `now`, counting every entry stamped after
     /// the window's start. `day_start`, for an endpoint whose day is a calendar day, is when
     /// that day began; else the day window is rolling.

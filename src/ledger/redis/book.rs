@@ -50,6 +50,8 @@ pub struct RedisBook<'c> {
     /// Lifetime totals this step has added, for reads that follow its writes.
     added: RefCell<HashMap<String, (i64, i64)>>,
     ids: Cell<u64>,
+    /// When the namespace was last pruned, as the step found it.
+    pruned: Option<Millis>,
 }
 
 fn int(value: Option<&String>) -> i64 {
@@ -94,6 +96,7 @@ impl<'c> RedisBook<'c> {
         keys: &'c Keys,
         now: Millis,
         newest: Option<Millis>,
+        pruned: Option<Millis>,
     ) -> Self {
         RedisBook {
             con: RefCell::new(con),
@@ -105,6 +108,7 @@ impl<'c> RedisBook<'c> {
             standings: RefCell::new(HashMap::new()),
             added: RefCell::new(HashMap::new()),
             ids: Cell::new(0),
+            pruned,
         }
     }
 
@@ -166,63 +170,73 @@ impl<'c> RedisBook<'c> {
         Ok(read(&self.standings.borrow()[&key]))
     }
 
-    fn fetch(&self, endpoint: &str, now: Millis, first_day: i64) -> Result<Standing> {
+    /// The keys and arguments of the standing script for one endpoint.
+    fn standing_call(
+        &self,
+        endpoint: &str,
+        now: Millis,
+        first_day: i64,
+    ) -> (Vec<String>, Vec<String>) {
         let k = |kind| self.keys.of(kind, endpoint);
-        let reply = self.script(
-            scripts::STANDING,
-            &[
-                k("calls"),
-                k("call"),
-                k("minr"),
-                k("mint"),
-                k("life"),
-                k("cool"),
-                k("rep"),
-            ],
-            &[
+        (
+            ["calls", "call", "minr", "mint", "life", "cool", "rep"]
+                .map(k)
+                .to_vec(),
+            vec![
                 quota::counted_after(Window::Minute, now).to_string(),
                 quota::first_counted_minute(Window::Hour, now).to_string(),
                 first_day.to_string(),
                 (now - RESERVATION_OPEN_MS).to_string(),
             ],
-        )?;
-        let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
-        let [sums, open, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
-            .map_err(|_| anyhow::anyhow!("an unexpected reply to the standing script"))?;
-        let sums: Vec<String> = redis::from_redis_value(sums)?;
-        let mut used = Used::default();
-        let order = [
-            Limit::new(Unit::Requests, Window::Minute),
-            Limit::new(Unit::Tokens, Window::Minute),
-            Limit::new(Unit::Requests, Window::Hour),
-            Limit::new(Unit::Tokens, Window::Hour),
-            Limit::new(Unit::Requests, Window::Day),
-            Limit::new(Unit::Tokens, Window::Day),
-        ];
-        for (limit, sum) in order.into_iter().zip(&sums) {
-            used.set(limit, sum.parse::<f64>().unwrap_or(0.0) as u64);
+        )
+    }
+
+    fn fetch(&self, endpoint: &str, now: Millis, first_day: i64) -> Result<Standing> {
+        let (keys, args) = self.standing_call(endpoint, now, first_day);
+        let reply = self.script(scripts::STANDING, &keys, &args)?;
+        parse_standing(endpoint, reply)
+    }
+
+    /// Reads the standing of every endpoint in `wanted` not read yet, in one round trip.
+    fn prefetch_standings(&self, wanted: &[(&str, Option<Millis>)], now: Millis) -> Result<()> {
+        let mut missing: Vec<(String, i64)> = Vec::new();
+        for &(id, day_start) in wanted {
+            let first_day = day_start.map_or_else(
+                || quota::first_counted_minute(Window::Day, now),
+                quota::minute_of,
+            );
+            let key = (id.to_owned(), now, first_day);
+            if !self.standings.borrow().contains_key(&key)
+                && !missing.contains(&(key.0.clone(), first_day))
+            {
+                missing.push((key.0, first_day));
+            }
         }
-        let open: Vec<String> = redis::from_redis_value(open)?;
-        let mut open: Vec<Entry> = open
-            .chunks(2)
-            .filter_map(|c| parse_call(&c[0], endpoint, c.get(1)?))
-            .collect();
-        open.sort_by_key(|e| e.at);
-        let last: Vec<String> = redis::from_redis_value(last)?;
-        Ok(Standing {
-            used,
-            open,
-            last: last
-                .get(1)
-                .and_then(|s| s.parse::<f64>().ok())
-                .map(|f| f as Millis),
-            life: pairs(&life)
-                .into_iter()
-                .map(|(k, v)| (k, int(Some(&v))))
-                .collect(),
-            cool: pairs(&cool),
-            rep: pairs(&rep),
-        })
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let script = redis::Script::new(scripts::STANDING);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::STANDING)
+            .ignore();
+        for (id, first_day) in &missing {
+            let (keys, args) = self.standing_call(id, now, *first_day);
+            pipe.cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(keys.len())
+                .arg(keys)
+                .arg(args);
+        }
+        let replies: Vec<Value> = pipe.query(*self.con.borrow_mut())?;
+        for ((id, first_day), reply) in missing.into_iter().zip(replies) {
+            let standing = parse_standing(&id, reply)?;
+            self.standings
+                .borrow_mut()
+                .insert((id, now, first_day), standing);
+        }
+        Ok(())
     }
 
     /// Lifetime running totals (requests, tokens; estimates included), this step's writes
@@ -359,6 +373,47 @@ impl<'c> RedisBook<'c> {
     }
 }
 
+/// The standing script's reply, read.
+fn parse_standing(endpoint: &str, reply: Value) -> Result<Standing> {
+    let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
+    let [sums, open, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
+        .map_err(|_| anyhow::anyhow!("an unexpected reply to the standing script"))?;
+    let sums: Vec<String> = redis::from_redis_value(sums)?;
+    let mut used = Used::default();
+    let order = [
+        Limit::new(Unit::Requests, Window::Minute),
+        Limit::new(Unit::Tokens, Window::Minute),
+        Limit::new(Unit::Requests, Window::Hour),
+        Limit::new(Unit::Tokens, Window::Hour),
+        Limit::new(Unit::Requests, Window::Day),
+        Limit::new(Unit::Tokens, Window::Day),
+    ];
+    for (limit, sum) in order.into_iter().zip(&sums) {
+        used.set(limit, sum.parse::<f64>().unwrap_or(0.0) as u64);
+    }
+    let open: Vec<String> = redis::from_redis_value(open)?;
+    let mut open: Vec<Entry> = open
+        .chunks(2)
+        .filter_map(|c| parse_call(&c[0], endpoint, c.get(1)?))
+        .collect();
+    open.sort_by_key(|e| e.at);
+    let last: Vec<String> = redis::from_redis_value(last)?;
+    Ok(Standing {
+        used,
+        open,
+        last: last
+            .get(1)
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|f| f as Millis),
+        life: pairs(&life)
+            .into_iter()
+            .map(|(k, v)| (k, int(Some(&v))))
+            .collect(),
+        cool: pairs(&cool),
+        rep: pairs(&rep),
+    })
+}
+
 fn int_of(map: &HashMap<String, i64>, key: &str) -> i64 {
     map.get(key).copied().unwrap_or(0)
 }
@@ -386,6 +441,10 @@ fn new_id(endpoint: &str, at: Millis, seq: u64) -> String {
 impl Usage for RedisBook<'_> {
     fn newest(&self) -> Result<Option<Millis>> {
         Ok(self.newest.get())
+    }
+
+    fn prefetch(&self, wanted: &[(&str, Option<Millis>)], now: Millis) -> Result<()> {
+        self.prefetch_standings(wanted, now)
     }
 
     fn used(&self, endpoint: &str, now: Millis, day_start: Option<Millis>) -> Result<Used> {
@@ -521,8 +580,7 @@ impl Usage for RedisBook<'_> {
     /// Once an hour: calls and buckets past the retention, and history past 90 days, go;
     /// a reservation that expired unsettled keeps counting at its estimate.
     fn prune(&self, now: Millis) -> Result<()> {
-        let last: Option<i64> = self.query(redis::cmd("GET").arg(self.keys.global("pruned")))?;
-        if last.is_some_and(|at| now - at < PRUNE_EVERY_MS) {
+        if self.pruned.is_some_and(|at| now - at < PRUNE_EVERY_MS) {
             return Ok(());
         }
         let horizon = now - RETENTION_MS;

@@ -104,21 +104,15 @@ impl RedisLedger {
         con.set_read_timeout(Some(IO_TIMEOUT))
             .and_then(|()| con.set_write_timeout(Some(IO_TIMEOUT)))
             .map_err(|e| explain(&e, &place))?;
-        let mut ledger = RedisLedger {
+        Ok(RedisLedger {
             con,
             keys: Keys { prefix },
             place,
-        };
-        ledger.check_layout()?;
-        Ok(ledger)
+        })
     }
 
     /// A namespace written by a newer llm-rotate is refused: its keys may mean other things.
-    fn check_layout(&mut self) -> Result<()> {
-        let layout: Option<String> = redis::cmd("GET")
-            .arg(self.keys.global("layout"))
-            .query(&mut self.con)
-            .map_err(|e| explain(&e, &self.place))?;
+    fn check_layout(&self, layout: Option<String>) -> Result<()> {
         match layout.map(|l| l.parse::<i64>()) {
             None => Ok(()),
             Some(Ok(n)) if n <= LAYOUT => Ok(()),
@@ -137,19 +131,30 @@ impl RedisLedger {
 
     fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<bool> {
         let version = self.keys.global("version");
-        let (time, newest): ((i64, i64), Option<i64>) = redis::pipe()
-            .cmd("WATCH")
-            .arg(&version)
-            .ignore()
-            .cmd("TIME")
-            .cmd("GET")
-            .arg(self.keys.global("newest"))
-            .query(&mut self.con)
-            .map_err(|e| explain(&e, &self.place))?;
+        // One round trip: the watch, the server's clock, the newest stamp, the layout, and
+        // when the namespace was last pruned.
+        let (time, newest, layout, pruned): ((i64, i64), Option<i64>, Option<String>, Option<i64>) =
+            redis::pipe()
+                .cmd("WATCH")
+                .arg(&version)
+                .ignore()
+                .cmd("TIME")
+                .cmd("GET")
+                .arg(self.keys.global("newest"))
+                .cmd("GET")
+                .arg(self.keys.global("layout"))
+                .cmd("GET")
+                .arg(self.keys.global("pruned"))
+                .query(&mut self.con)
+                .map_err(|e| explain(&e, &self.place))?;
+        if let Err(err) = self.check_layout(layout) {
+            let _: Result<(), _> = redis::cmd("UNWATCH").query(&mut self.con);
+            return Err(err);
+        }
         let server = time.0 * 1000 + time.1 / 1000;
         let clock = clock::pinned_now()?.unwrap_or(server);
         let now: Millis = newest.map_or(clock, |n| clock.max(n));
-        let book = book::RedisBook::new(&mut self.con, &self.keys, now, newest);
+        let book = book::RedisBook::new(&mut self.con, &self.keys, now, newest, pruned);
         let result = step(&book, now);
         let journal = book.into_journal();
         let (mut journal, newest) = match (result, access, journal) {
