@@ -118,7 +118,9 @@ fn command<'a>(
 /// days. Skipped, with a note, without redis-server.
 fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
     let Some(url) = test_server::fresh_url() else {
-        report.lines.push("| Redis ledger | redis-server is not installed | | | skipped |".into());
+        report
+            .lines
+            .push("| Redis ledger | redis-server is not installed | | | skipped |".into());
         return;
     };
     let ten = Path::new(&url);
@@ -126,7 +128,12 @@ fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
     let end_of_day = T0 + DAY_MS - 1;
     let reserve = command("pick", endpoints, ten, &["--tokens", "500"]);
     let (version, pick) = compare(&reserve, end_of_day, 0);
-    report.ratio("pick on Redis, 9 full, reserves on the 10th", version, pick, 3.0);
+    report.ratio(
+        "pick on Redis, 9 full, reserves on the 10th",
+        version,
+        pick,
+        3.0,
+    );
 
     let slots = write_endpoints(dir, "slots-redis.csv", 10, 14_400, None);
     for (processes, each) in [(8, 100), (64, 50)] {
@@ -147,7 +154,10 @@ fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
     let used = || -> u64 {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
         let mut con = client.get_connection().expect("connect");
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut con).expect("info");
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut con)
+            .expect("info");
         info.lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())

@@ -238,7 +238,7 @@ fn pool_frees_at(
 ) -> Result<Option<Millis>> {
     let mut departures = Vec::new();
     for member in members {
-        departures.extend(book.departures(member, limit, now)?);
+        departures.extend(book.departures(member, limit, now, excess)?);
     }
     departures.sort_unstable_by_key(|&(at, _)| at);
     Ok(quota::freed_by(departures, excess))

@@ -151,12 +151,18 @@ impl Usage for MemoryBook {
         now: Millis,
     ) -> Result<Option<Millis>> {
         Ok(quota::freed_by(
-            self.departures(endpoint, limit, now)?,
+            self.departures(endpoint, limit, now, excess)?,
             excess,
         ))
     }
 
-    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>> {
+    fn departures(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        now: Millis,
+        _enough: u64,
+    ) -> Result<Vec<(Millis, u64)>> {
         if limit.window == Window::Minute {
             let state = self.0.borrow();
             let mut departures: Vec<(Millis, u64)> = Self::of(&state, endpoint)

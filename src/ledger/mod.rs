@@ -92,8 +92,15 @@ pub trait Usage {
         now: Millis,
     ) -> Result<Option<Millis>>;
     /// The usage of `limit`'s window at `now` as it will leave: `(leaves_at, amount)`,
-    /// earliest first. Pools merge their rows' departures.
-    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>>;
+    /// earliest first, at least until `enough` has left (a ledger may stop there). Pools
+    /// merge their rows' departures.
+    fn departures(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        now: Millis,
+        enough: u64,
+    ) -> Result<Vec<(Millis, u64)>>;
     /// When the endpoint last took a call (pick or record), for pacing.
     fn last_call(&self, endpoint: &str) -> Result<Option<Millis>>;
     /// How many reservations of `endpoint` are open (in flight) at `now`.

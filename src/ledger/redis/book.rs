@@ -179,7 +179,7 @@ impl<'c> RedisBook<'c> {
     ) -> (Vec<String>, Vec<String>) {
         let k = |kind| self.keys.of(kind, endpoint);
         (
-            ["calls", "call", "minr", "mint", "life", "cool", "rep"]
+            ["calls", "call", "cum", "life", "cool", "rep"]
                 .map(k)
                 .to_vec(),
             vec![
@@ -258,7 +258,7 @@ impl<'c> RedisBook<'c> {
 
     fn touch(&self, pipe: &mut Pipeline, endpoint: &str) {
         let k = |kind| self.keys.of(kind, endpoint);
-        for kind in ["calls", "call", "minr", "mint"] {
+        for kind in ["calls", "call", "cum"] {
             pipe.cmd("EXPIRE").arg(k(kind)).arg(CALLS_TTL_S).ignore();
         }
         for kind in ["hourr", "hourt"] {
@@ -283,26 +283,19 @@ impl<'c> RedisBook<'c> {
         let k = |kind| self.keys.of(kind, endpoint);
         let minute = quota::minute_of(at);
         let hour = at.div_euclid(HOUR_MS);
-        pipe.cmd("HINCRBY")
-            .arg(k("minr"))
+        // The minute bucket and the running totals after it, for the windows (forgotten by
+        // a reset); the hours of the history (kept 90 days, reset or not).
+        pipe.cmd("EVAL")
+            .arg(scripts::ADD_TO_MINUTE)
+            .arg(1)
+            .arg(k("cum"))
             .arg(minute)
             .arg(requests)
-            .ignore();
-        pipe.cmd("HINCRBY")
-            .arg(k("mint"))
-            .arg(minute)
             .arg(tokens)
             .ignore();
-        pipe.cmd("HINCRBY")
-            .arg(k("hourr"))
-            .arg(hour)
-            .arg(requests)
-            .ignore();
-        pipe.cmd("HINCRBY")
-            .arg(k("hourt"))
-            .arg(hour)
-            .arg(tokens)
-            .ignore();
+        for (kind, n) in [("hourr", requests), ("hourt", tokens)] {
+            pipe.cmd("HINCRBY").arg(k(kind)).arg(hour).arg(n).ignore();
+        }
         pipe.cmd("HINCRBY")
             .arg(k("life"))
             .arg("cr")
@@ -350,19 +343,19 @@ impl<'c> RedisBook<'c> {
                 .arg("req")
                 .arg(requests)
                 .ignore();
-            if lease.is_none() {
-                pipe.cmd("HINCRBY")
-                    .arg(k("life"))
-                    .arg("tok")
-                    .arg(tokens)
-                    .ignore();
-            }
+            // Counters take an added call's tokens at once, a reservation's when it is
+            // settled; until then its estimate is pending.
+            let field = if lease.is_some() { "pend" } else { "tok" };
+            pipe.cmd("HINCRBY")
+                .arg(k("life"))
+                .arg(field)
+                .arg(tokens)
+                .ignore();
             if let Some(lease) = lease {
-                pipe.cmd("SET")
-                    .arg(self.keys.global(&format!("lease:{lease}")))
+                pipe.cmd("HSET")
+                    .arg(self.keys.global("leases"))
+                    .arg(lease)
                     .arg(endpoint)
-                    .arg("EX")
-                    .arg(CALLS_TTL_S)
                     .ignore();
             }
             self.touch(pipe, endpoint);
@@ -459,12 +452,18 @@ impl Usage for RedisBook<'_> {
         now: Millis,
     ) -> Result<Option<Millis>> {
         Ok(quota::freed_by(
-            self.departures(endpoint, limit, now)?,
+            self.departures(endpoint, limit, now, excess)?,
             excess,
         ))
     }
 
-    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>> {
+    fn departures(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        now: Millis,
+        enough: u64,
+    ) -> Result<Vec<(Millis, u64)>> {
         let k = |kind| self.keys.of(kind, endpoint);
         let unit = match limit.unit {
             Unit::Requests => "1",
@@ -474,15 +473,15 @@ impl Usage for RedisBook<'_> {
             Window::Minute => ("minute", quota::counted_after(Window::Minute, now)),
             window => ("buckets", quota::first_counted_minute(window, now)),
         };
-        let bucket_key = if limit.unit == Unit::Requests {
-            k("minr")
-        } else {
-            k("mint")
-        };
         let reply = self.script(
             scripts::DEPARTURES,
-            &[k("calls"), k("call"), bucket_key],
-            &[mode.to_owned(), from.to_string(), unit.to_owned()],
+            &[k("calls"), k("call"), k("cum")],
+            &[
+                mode.to_owned(),
+                from.to_string(),
+                unit.to_owned(),
+                enough.to_string(),
+            ],
         )?;
         let flat: Vec<String> = redis::from_redis_value(reply)?;
         let mut departures: Vec<(Millis, u64)> = flat
@@ -526,8 +525,11 @@ impl Usage for RedisBook<'_> {
     }
 
     fn by_lease(&self, lease: &str) -> Result<Option<Entry>> {
-        let endpoint: Option<String> =
-            self.query(redis::cmd("GET").arg(self.keys.global(&format!("lease:{lease}"))))?;
+        let endpoint: Option<String> = self.query(
+            redis::cmd("HGET")
+                .arg(self.keys.global("leases"))
+                .arg(lease),
+        )?;
         let Some(endpoint) = endpoint else {
             return Ok(None);
         };
@@ -572,6 +574,11 @@ impl Usage for RedisBook<'_> {
                 .arg("tok")
                 .arg(counted)
                 .ignore();
+            pipe.cmd("HINCRBY")
+                .arg(k("life"))
+                .arg("pend")
+                .arg(-(entry.tokens as i64))
+                .ignore();
             self.touch(pipe, endpoint);
         });
         Ok(())
@@ -607,14 +614,17 @@ impl Usage for RedisBook<'_> {
                     .map(|e| e.tokens as i64)
                     .sum();
                 folded.push((endpoint.clone(), estimates));
+                let leases: Vec<String> = old
+                    .iter()
+                    .filter(|id| !id.starts_with('+'))
+                    .cloned()
+                    .collect();
+                if !leases.is_empty() {
+                    deletions.push((self.keys.global("leases"), leases));
+                }
                 deletions.push((k("call"), old));
             }
-            for (kind, oldest) in [
-                ("minr", oldest_minute),
-                ("mint", oldest_minute),
-                ("hourr", oldest_hour),
-                ("hourt", oldest_hour),
-            ] {
+            for (kind, oldest) in [("hourr", oldest_hour), ("hourt", oldest_hour)] {
                 let fields: Vec<String> = self.query(redis::cmd("HKEYS").arg(k(kind)))?;
                 let stale: Vec<String> = fields
                     .into_iter()
@@ -633,11 +643,21 @@ impl Usage for RedisBook<'_> {
                     .arg("-inf")
                     .arg(horizon)
                     .ignore();
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(k("cum"))
+                    .arg("-inf")
+                    .arg(format!("({oldest_minute}"))
+                    .ignore();
                 if *estimates > 0 {
                     pipe.cmd("HINCRBY")
                         .arg(k("life"))
                         .arg("tok")
                         .arg(*estimates)
+                        .ignore();
+                    pipe.cmd("HINCRBY")
+                        .arg(k("life"))
+                        .arg("pend")
+                        .arg(-*estimates)
                         .ignore();
                 }
             }
@@ -660,15 +680,28 @@ impl Usage for RedisBook<'_> {
     }
 
     fn forget_usage(&self, endpoint: &str) -> Result<u64> {
-        let calls: u64 = self.query(redis::cmd("ZCARD").arg(self.keys.of("calls", endpoint)))?;
+        let ids: Vec<String> = self.query(
+            redis::cmd("ZRANGE")
+                .arg(self.keys.of("calls", endpoint))
+                .arg(0)
+                .arg(-1),
+        )?;
+        let calls = ids.len() as u64;
+        let leases: Vec<String> = ids.into_iter().filter(|id| !id.starts_with('+')).collect();
         self.write(|pipe| {
-            for kind in ["calls", "call", "minr", "mint", "life"] {
+            for kind in ["calls", "call", "cum", "life"] {
                 pipe.cmd("DEL").arg(self.keys.of(kind, endpoint)).ignore();
             }
             pipe.cmd("SREM")
                 .arg(self.keys.global("endpoints"))
                 .arg(endpoint)
                 .ignore();
+            if !leases.is_empty() {
+                pipe.cmd("HDEL")
+                    .arg(self.keys.global("leases"))
+                    .arg(&leases)
+                    .ignore();
+            }
         });
         Ok(calls)
     }
@@ -835,18 +868,14 @@ impl Answers for RedisBook<'_> {
 
 impl Lifetime for RedisBook<'_> {
     fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals> {
-        let life = self.standing(endpoint, None, None, |s| s.life.clone())?;
-        let expired = self.script(
-            scripts::EXPIRED_ESTIMATES,
-            &[
-                self.keys.of("calls", endpoint),
-                self.keys.of("call", endpoint),
-            ],
-            &[(now - RESERVATION_OPEN_MS).to_string()],
-        )?;
-        let expired: String = redis::from_redis_value(expired)?;
-        let expired = expired.parse::<f64>().unwrap_or(0.0) as u64;
+        let (life, unexpired) = self.standing(endpoint, Some(now), None, |s| {
+            let unexpired: u64 = s.open.iter().map(|e| e.tokens).sum();
+            (s.life.clone(), unexpired)
+        })?;
         let get = |k: &str| u64::try_from(int_of(&life, k)).unwrap_or(0);
+        // Reservations that expired unsettled count at their estimate: every pending
+        // estimate but those of the reservations still open.
+        let expired = get("pend").saturating_sub(unexpired);
         Ok(Totals {
             requests: get("req"),
             tokens: get("tok").saturating_add(expired),

@@ -188,10 +188,11 @@ impl RedisLedger {
 
 impl Ledger for RedisLedger {
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {
-        for _ in 0..MOST_RUNS {
+        for run in 0..MOST_RUNS {
             if self.run_once(access, step)? {
                 return Ok(());
             }
+            back_off(run);
         }
         bail!(
             "{}: other processes kept changing the ledger; {MOST_RUNS} tries did not get \
@@ -199,6 +200,16 @@ impl Ledger for RedisLedger {
             self.place
         )
     }
+}
+
+/// After losing a race, wait a random while, longer the more races were lost, so that many
+/// processes that all lost do not all come back at once (this is the processes' contention,
+/// not the ledger's time: a real sleep, pinned clock or not).
+fn back_off(lost: usize) {
+    use std::hash::BuildHasher;
+    let most_us = 100u64 << lost.min(8);
+    let random = std::collections::hash_map::RandomState::new().hash_one(lost);
+    std::thread::sleep(Duration::from_micros(random % most_us));
 }
 
 /// Says what went wrong in words that name the server and never the password.

@@ -2,16 +2,76 @@
 //! They decide nothing; the decisions run in Rust on what they return. Writes are plain
 //! commands queued in the step's MULTI/EXEC.
 
-/// What `admit` asks of one endpoint at `now`: the minute's calls summed, the hour and day
-/// summed from minute buckets, the open reservations, the last call, and the endpoint's
-/// lifetime totals, cooldown and reports.
+/// Helpers every script shares: a minute bucket is a member of the endpoint's `cum` sorted
+/// set, scored by its minute: `"minute requests tokens running_requests running_tokens"`,
+/// the running totals counting from the first bucket ever, as in the SQLite ledger.
+macro_rules! with_buckets {
+    ($body:literal) => {
+        concat!(
+            r#"
+local function bucket(v)
+  local m, r, t, cr, ct = string.match(v, '(%S+) (%S+) (%S+) (%S+) (%S+)')
+  return tonumber(m), tonumber(r), tonumber(t), tonumber(cr), tonumber(ct)
+end
+local function member(m, r, t, cr, ct)
+  return string.format('%d %.0f %.0f %.0f %.0f', m, r, t, cr, ct)
+end
+"#,
+            $body
+        )
+    };
+}
+
+/// Adds `dr` requests and `dt` tokens to the bucket of one minute and to the running totals
+/// of every later bucket. Runs inside the step's MULTI/EXEC.
 ///
-/// KEYS: calls (zset id→at), call (hash id→"at requests tokens open"), minr, mint (hash
-/// minute→count), life, cool, rep (hashes). ARGV: minute window start (exclusive), first
-/// minute of the hour window, first minute of the day window, open reservations' start
-/// (exclusive).
-pub const STANDING: &str = r#"
-local function sum_after(ids)
+/// KEYS: cum. ARGV: minute, dr, dt.
+pub const ADD_TO_MINUTE: &str = with_buckets!(
+    r#"
+local m, dr, dt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local here = redis.call('ZRANGEBYSCORE', KEYS[1], m, m)
+local r, t, cr, ct
+if #here > 0 then
+  local _
+  _, r, t, cr, ct = bucket(here[1])
+  redis.call('ZREM', KEYS[1], here[1])
+else
+  r, t, cr, ct = 0, 0, 0, 0
+  local before = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. m, '-inf', 'LIMIT', 0, 1)
+  if #before > 0 then
+    local _, _, _, bcr, bct = bucket(before[1])
+    cr, ct = bcr, bct
+  else
+    local after = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. m, '+inf', 'LIMIT', 0, 1)
+    if #after > 0 then
+      local _, ar, at, acr, act = bucket(after[1])
+      cr, ct = acr - ar, act - at
+    end
+  end
+end
+redis.call('ZADD', KEYS[1], m, member(m, r + dr, t + dt, cr + dr, ct + dt))
+for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. m, '+inf')) do
+  local lm, lr, lt, lcr, lct = bucket(v)
+  redis.call('ZREM', KEYS[1], v)
+  redis.call('ZADD', KEYS[1], lm, member(lm, lr, lt, lcr + dr, lct + dt))
+end
+return 1
+"#
+);
+
+/// What `admit` asks of one endpoint at `now`: the minute's calls summed, the hour and day
+/// summed from buckets, the open reservations, the last call, and the endpoint's lifetime
+/// totals, cooldown and reports.
+///
+/// The hour and day windows are two look-ups each in the running totals, however busy the
+/// day was.
+///
+/// KEYS: calls (zset id→at), call (hash id→"at requests tokens open"), cum (the minute
+/// buckets), life, cool, rep. ARGV: minute window start (exclusive), first minute of the
+/// hour window, first minute of the day window, open reservations' start (exclusive).
+pub const STANDING: &str = with_buckets!(
+    r#"
+local function sum_calls(ids)
   local r, t = 0, 0
   if #ids > 0 then
     for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ids))) do
@@ -23,17 +83,18 @@ local function sum_after(ids)
   end
   return r, t
 end
-local rm, tm = sum_after(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf'))
-local first_hour, first_day = tonumber(ARGV[2]), tonumber(ARGV[3])
-local sums = {0, 0, 0, 0}
-for k, key in ipairs({KEYS[3], KEYS[4]}) do
-  local flat = redis.call('HGETALL', key)
-  for i = 1, #flat, 2 do
-    local minute, n = tonumber(flat[i]), tonumber(flat[i + 1])
-    if minute >= first_hour then sums[k] = sums[k] + n end
-    if minute >= first_day then sums[k + 2] = sums[k + 2] + n end
-  end
+local latest = redis.call('ZREVRANGE', KEYS[3], 0, 0)
+local function since(first)
+  if #latest == 0 then return 0, 0 end
+  local v = redis.call('ZRANGEBYSCORE', KEYS[3], first, '+inf', 'LIMIT', 0, 1)
+  if #v == 0 then return 0, 0 end
+  local _, r, t, cr, ct = bucket(v[1])
+  local _, _, _, lcr, lct = bucket(latest[1])
+  return lcr - (cr - r), lct - (ct - t)
 end
+local rm, tm = sum_calls(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf'))
+local rh, th = since(tonumber(ARGV[2]))
+local rd, td = since(tonumber(ARGV[3]))
 local open = {}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf')
 if #ids > 0 then
@@ -44,26 +105,28 @@ if #ids > 0 then
     end
   end
 end
-local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local function cap(x) if x > 9.2e18 then return 9.2e18 end return x end
 return {
-  {tostring(cap(rm)), tostring(cap(tm)), tostring(cap(sums[1])), tostring(cap(sums[2])),
-   tostring(cap(sums[3])), tostring(cap(sums[4]))},
+  {tostring(cap(rm)), tostring(cap(tm)), tostring(cap(rh)), tostring(cap(th)),
+   tostring(cap(rd)), tostring(cap(td))},
   open,
-  last,
+  redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[4]),
   redis.call('HGETALL', KEYS[5]),
   redis.call('HGETALL', KEYS[6]),
-  redis.call('HGETALL', KEYS[7]),
 }
-"#;
+"#
+);
 
-/// The usage of one window as it will leave: `(at or minute, amount)` pairs.
+/// The usage of one window as it will leave, earliest first, until `enough` has left:
+/// `(at, amount)` for the minute window, `(minute, amount)` for buckets.
 ///
-/// KEYS: calls, call, and the minute bucket hash of the unit. ARGV: "minute" or "buckets",
-/// the start (exclusive for the minute window, the first bucket else), 2 for tokens or 1
-/// for requests.
-pub const DEPARTURES: &str = r#"
+/// KEYS: calls, call, cum. ARGV: "minute" or "buckets", the start (exclusive for the
+/// minute window, the first bucket else), 2 for tokens or 1 for requests, enough.
+pub const DEPARTURES: &str = with_buckets!(
+    r#"
 local out = {}
+local enough, freed = tonumber(ARGV[4]), 0
 if ARGV[1] == 'minute' then
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'WITHSCORES')
   for i = 1, #ids, 2 do
@@ -75,31 +138,23 @@ if ARGV[1] == 'minute' then
       table.insert(out, ids[i + 1]); table.insert(out, n)
     end
   end
-else
-  local flat = redis.call('HGETALL', KEYS[3])
-  for i = 1, #flat, 2 do
-    if tonumber(flat[i]) >= tonumber(ARGV[2]) then
-      table.insert(out, flat[i]); table.insert(out, flat[i + 1])
+  return out
+end
+local offset = 0
+while freed < enough do
+  local chunk = redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[2], '+inf', 'LIMIT', offset, 60)
+  if #chunk == 0 then break end
+  for _, v in ipairs(chunk) do
+    local m, r, t = bucket(v)
+    local n = r
+    if ARGV[3] == '2' then n = t end
+    if n ~= 0 then
+      table.insert(out, tostring(m)); table.insert(out, string.format('%.0f', n))
+      freed = freed + n
     end
   end
+  offset = offset + 60
 end
 return out
-"#;
-
-/// The tokens of reservations that expired unsettled: they count at their estimate.
-///
-/// KEYS: calls, call. ARGV: the expiry line (reservations at or before it have expired).
-pub const EXPIRED_ESTIMATES: &str = r#"
-local t = 0
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if #ids > 0 then
-  for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ids))) do
-    if v and string.sub(v, -1) == '1' then
-      local _, _, tok = string.match(v, '(%S+) (%S+) (%S+)')
-      t = t + tonumber(tok)
-    end
-  end
-end
-if t > 9.2e18 then t = 9.2e18 end
-return tostring(t)
-"#;
+"#
+);

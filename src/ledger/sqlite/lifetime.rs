@@ -12,16 +12,24 @@ use crate::ledger::{Hourly, Lifetime, RESERVATION_OPEN_MS, Tally, Totals};
 const SATURATED: &str = "9223372036854775807";
 
 impl Tx<'_> {
-    /// Adds to the counters of `endpoint`.
-    pub(super) fn add_to_counters(&self, endpoint: &str, requests: i64, tokens: i64) -> Result<()> {
+    /// Adds to the counters of `endpoint`, and to the estimates its open reservations hold.
+    pub(super) fn add_to_counters(
+        &self,
+        endpoint: &str,
+        requests: i64,
+        tokens: i64,
+        pending: i64,
+    ) -> Result<()> {
         self.0
             .prepare_cached(&format!(
-                "INSERT INTO counters (endpoint, requests, tokens) VALUES (?1, ?2, ?3)
+                "INSERT INTO counters (endpoint, requests, tokens, pending)
+                 VALUES (?1, ?2, ?3, max(?4, 0))
                  ON CONFLICT (endpoint) DO UPDATE SET
                      requests = min(requests + ?2, {SATURATED}),
-                     tokens = min(tokens + ?3, {SATURATED})"
+                     tokens = min(tokens + ?3, {SATURATED}),
+                     pending = max(min(pending + ?4, {SATURATED}), 0)"
             ))?
-            .execute(params![endpoint, requests, tokens])?;
+            .execute(params![endpoint, requests, tokens, pending])?;
         Ok(())
     }
 
@@ -47,27 +55,30 @@ impl Tx<'_> {
 
 impl Lifetime for Tx<'_> {
     fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals> {
-        let counted: Option<(i64, i64, i64, i64)> = self
+        let counted: Option<(i64, i64, i64, i64, i64)> = self
             .0
             .prepare_cached(
-                "SELECT requests, tokens, rate_limited, failed FROM counters WHERE endpoint = ?1",
+                "SELECT requests, tokens, rate_limited, failed, pending FROM counters
+                 WHERE endpoint = ?1",
             )?
             .query_row([endpoint], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?;
-        let (requests, tokens, rate_limited, failed) = counted.unwrap_or_default();
-        // Reservations that expired unsettled count at their estimate.
-        let expired: f64 = self
+        let (requests, tokens, rate_limited, failed, pending) = counted.unwrap_or_default();
+        // Reservations that expired unsettled count at their estimate: every open one's
+        // estimate but those still open, the last 15 minutes' few (no scan of the day).
+        let unexpired: f64 = self
             .0
             .prepare_cached(
                 "SELECT total(tokens) FROM usage
-                 WHERE endpoint = ?1 AND open = 1 AND at_ms <= ?2",
+                 WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
             )?
             .query_row(params![endpoint, now - RESERVATION_OPEN_MS], |r| r.get(0))?;
+        let expired = clamp(pending).saturating_sub(unexpired as u64);
         Ok(Totals {
             requests: clamp(requests),
-            tokens: clamp(tokens).saturating_add(expired as u64),
+            tokens: clamp(tokens).saturating_add(expired),
             rate_limited: clamp(rate_limited),
             failed: clamp(failed),
         })

@@ -63,13 +63,15 @@ pub const MIGRATIONS: &[&str] = &[
         last TEXT NOT NULL
     ) WITHOUT ROWID;",
     // 3: counters since first use (pruning never lowers them) and the hourly history,
-    // started from what the ledger already holds.
+    // started from what the ledger already holds. `pending` sums the estimates of open
+    // reservations, so that those that expired unsettled count without a scan.
     "CREATE TABLE counters (
         endpoint TEXT PRIMARY KEY,
         requests INTEGER NOT NULL DEFAULT 0,
         tokens INTEGER NOT NULL DEFAULT 0,
         rate_limited INTEGER NOT NULL DEFAULT 0,
-        failed INTEGER NOT NULL DEFAULT 0
+        failed INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     CREATE TABLE hourly (
         endpoint TEXT NOT NULL,
@@ -79,8 +81,9 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (endpoint, hour)
     ) WITHOUT ROWID;
     CREATE INDEX hourly_age ON hourly (hour);
-    INSERT INTO counters (endpoint, requests, tokens)
-        SELECT endpoint, sum(requests), sum(CASE WHEN open = 0 THEN tokens ELSE 0 END)
+    INSERT INTO counters (endpoint, requests, tokens, pending)
+        SELECT endpoint, sum(requests), sum(CASE WHEN open = 0 THEN tokens ELSE 0 END),
+            sum(CASE WHEN open = 1 THEN tokens ELSE 0 END)
         FROM usage GROUP BY endpoint;
     INSERT INTO hourly (endpoint, hour, requests, tokens)
         SELECT endpoint, at_ms / 3600000, sum(requests), sum(tokens)

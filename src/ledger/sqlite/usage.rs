@@ -67,8 +67,10 @@ impl Tx<'_> {
         self.add_to_minute(endpoint, quota::minute_of(at), requests, tokens)?;
         self.add_to_hour(endpoint, at, requests, tokens)?;
         // Counters take a reservation's tokens when it is settled, an added call's at once.
-        let counted = if lease.is_some() { 0 } else { tokens };
-        self.add_to_counters(endpoint, requests, counted)
+        match lease {
+            Some(_) => self.add_to_counters(endpoint, requests, 0, tokens),
+            None => self.add_to_counters(endpoint, requests, tokens, 0),
+        }
     }
 
     /// Adds a change of usage to a minute bucket and to the running totals after it.
@@ -176,7 +178,7 @@ impl Usage for Tx<'_> {
         };
         if limit.window == Window::Minute {
             return Ok(quota::freed_by(
-                self.departures(endpoint, limit, now)?,
+                self.departures(endpoint, limit, now, excess)?,
                 excess,
             ));
         }
@@ -205,7 +207,13 @@ impl Usage for Tx<'_> {
         Ok(minute.map(|m| quota::bucket_leaves_at(m, limit.window)))
     }
 
-    fn departures(&self, endpoint: &str, limit: Limit, now: Millis) -> Result<Vec<(Millis, u64)>> {
+    fn departures(
+        &self,
+        endpoint: &str,
+        limit: Limit,
+        now: Millis,
+        _enough: u64,
+    ) -> Result<Vec<(Millis, u64)>> {
         let column = match limit.unit {
             Unit::Requests => "requests",
             Unit::Tokens => "tokens",
@@ -328,7 +336,12 @@ impl Usage for Tx<'_> {
         } else {
             real.tokens
         };
-        self.add_to_counters(&entry.endpoint, requests.max(0), to_sql(counted))
+        self.add_to_counters(
+            &entry.endpoint,
+            requests.max(0),
+            to_sql(counted),
+            -to_sql(entry.tokens),
+        )
     }
 
     /// It waits until an hour's worth is due and takes it in one go: deleting a little at
@@ -350,7 +363,8 @@ impl Usage for Tx<'_> {
                      SELECT endpoint, sum(tokens) FROM usage
                      WHERE open = 1 AND at_ms <= ?1 GROUP BY endpoint
                  ON CONFLICT (endpoint) DO UPDATE SET
-                     tokens = min(tokens + excluded.tokens, {SATURATED})"
+                     tokens = min(tokens + excluded.tokens, {SATURATED}),
+                     pending = max(pending - excluded.tokens, 0)"
             ))?
             .execute([horizon])?;
         self.0
