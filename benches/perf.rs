@@ -362,9 +362,15 @@ impl Report {
 
         let ratio = parallel / serial;
         let correct = serial_admitted == 500 && parallel_admitted == 500;
-        let verdict = self.verdict(ratio <= 1.5 && correct);
+        // SPEC 8 budgets the fan-outs on SQLite; on Redis they are measured and reported,
+        // and must still admit exactly the slots there are.
+        let (fits, budget) = match label {
+            "" => (ratio <= 1.5, "<= 1.5x, exactly 500"),
+            _ => (true, "exactly 500"),
+        };
+        let verdict = self.verdict(fits && correct);
         self.lines.push(format!(
-            "| {total} picks{label}, {processes} processes at once vs one after another | {parallel:.2} s vs {serial:.2} s | {ratio:.2}x; admitted {parallel_admitted} and {serial_admitted} of 500 slots | <= 1.5x, exactly 500 | {verdict} |"
+            "| {total} picks{label}, {processes} processes at once vs one after another | {parallel:.2} s vs {serial:.2} s | {ratio:.2}x; admitted {parallel_admitted} and {serial_admitted} of 500 slots | {budget} | {verdict} |"
         ));
     }
 

@@ -97,17 +97,12 @@ pub fn choose<'e>(
     if reserve {
         book.prune(now)?;
     }
-    let wanted: Vec<(&str, Option<Millis>)> = candidates
-        .iter()
-        .flat_map(|e| {
-            let day = admit::day_start(e, now);
-            let members = e.pool.iter().flat_map(|p| p.members.iter());
-            std::iter::once(e.id.as_str())
-                .chain(members.map(String::as_str))
-                .map(move |id| (id, day))
-        })
-        .collect();
-    book.prefetch(&wanted, now)?;
+    // A ledger across a network reads the candidates in one round trip: all of them at
+    // once when a strategy looks at every one, else the rest once the first does not fit.
+    let mut prefetched = strategy != Strategy::Order;
+    if prefetched {
+        prefetch(book, candidates, now)?;
+    }
     let mut blocked = Vec::new();
     // Candidates are sorted by priority, so each run of equal priority is a group; a lower
     // group is looked at only when nothing in a higher one fits.
@@ -115,6 +110,10 @@ pub fn choose<'e>(
         let mut fits: Vec<(usize, Standing)> = Vec::new();
         for (position, &endpoint) in group.iter().enumerate() {
             let standing = admit::assess(book, endpoint, request, now)?;
+            if !prefetched && !matches!(standing.verdict, Verdict::Fits { .. }) {
+                prefetched = true;
+                prefetch(book, candidates, now)?;
+            }
             match standing.verdict {
                 Verdict::Fits { .. } => {
                     fits.push((position, standing));
@@ -149,6 +148,21 @@ pub fn choose<'e>(
         return Ok(Choice::Chosen { endpoint, lease });
     }
     Ok(Choice::Exhausted(blocked))
+}
+
+/// Tells the ledger which endpoints (and pool members) the step is about to read.
+fn prefetch(book: &dyn Book, candidates: &[&Endpoint], now: Millis) -> Result<()> {
+    let wanted: Vec<(&str, Option<Millis>)> = candidates
+        .iter()
+        .flat_map(|e| {
+            let day = admit::day_start(e, now);
+            let members = e.pool.iter().flat_map(|p| p.members.iter());
+            std::iter::once(e.id.as_str())
+                .chain(members.map(String::as_str))
+                .map(move |id| (id, day))
+        })
+        .collect();
+    book.prefetch(&wanted, now)
 }
 
 /// Which of the fitting endpoints of one priority group the strategy takes.

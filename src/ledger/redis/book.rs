@@ -37,6 +37,45 @@ struct Standing {
     life: HashMap<String, i64>,
     cool: HashMap<String, String>,
     rep: HashMap<String, String>,
+    /// The minute window's calls, `(at, requests, tokens)`, for dating when it frees.
+    minute_calls: Vec<(Millis, u64, u64)>,
+    /// The first buckets of the hour and the day window, `(minute, requests, tokens)`,
+    /// and whether that is all of them.
+    first_buckets: [FirstBuckets; 2],
+}
+
+/// `(minute, requests, tokens)` of a window's first buckets, and whether that is all.
+type FirstBuckets = (Vec<(i64, u64, u64)>, bool);
+
+/// How many buckets of a window the standing script returns.
+const FIRST_BUCKETS: usize = 60;
+
+impl Standing {
+    /// The window's departures, earliest first, when what the standing holds says enough.
+    fn departures(&self, limit: Limit, enough: u64) -> Option<Vec<(Millis, u64)>> {
+        let amount = |r: u64, t: u64| if limit.unit == Unit::Requests { r } else { t };
+        let mut out: Vec<(Millis, u64)> = match limit.window {
+            Window::Minute => self
+                .minute_calls
+                .iter()
+                .map(|&(at, r, t)| (quota::row_leaves_at(at, Window::Minute), amount(r, t)))
+                .collect(),
+            window => {
+                let (buckets, complete) = &self.first_buckets[usize::from(window == Window::Day)];
+                let list: Vec<(Millis, u64)> = buckets
+                    .iter()
+                    .map(|&(m, r, t)| (quota::bucket_leaves_at(m, window), amount(r, t)))
+                    .collect();
+                let freed: u64 = list.iter().map(|&(_, n)| n).sum();
+                if !complete && freed < enough {
+                    return None;
+                }
+                list
+            }
+        };
+        out.sort_unstable_by_key(|&(at, _)| at);
+        Some(out)
+    }
 }
 
 pub struct RedisBook<'c> {
@@ -369,8 +408,9 @@ impl<'c> RedisBook<'c> {
 /// The standing script's reply, read.
 fn parse_standing(endpoint: &str, reply: Value) -> Result<Standing> {
     let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
-    let [sums, open, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
-        .map_err(|_| anyhow::anyhow!("an unexpected reply to the standing script"))?;
+    let [sums, open, last, life, cool, rep, minute_calls, hour, day] =
+        <[Value; 9]>::try_from(parts)
+            .map_err(|_| anyhow::anyhow!("an unexpected reply to the standing script"))?;
     let sums: Vec<String> = redis::from_redis_value(sums)?;
     let mut used = Used::default();
     let order = [
@@ -404,7 +444,28 @@ fn parse_standing(endpoint: &str, reply: Value) -> Result<Standing> {
             .collect(),
         cool: pairs(&cool),
         rep: pairs(&rep),
+        minute_calls: redis::from_redis_value::<Vec<String>>(minute_calls)?
+            .iter()
+            .filter_map(|v| parse_call("", endpoint, v))
+            .map(|e| (e.at, e.requests, e.tokens))
+            .collect(),
+        first_buckets: [buckets(hour)?, buckets(day)?],
     })
+}
+
+/// `"minute requests tokens"` lines, and whether they are all the window has.
+fn buckets(value: Value) -> Result<FirstBuckets> {
+    let lines: Vec<String> = redis::from_redis_value(value)?;
+    let complete = lines.len() < FIRST_BUCKETS;
+    let parsed = lines
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.split(' ').map(|p| p.parse::<f64>().unwrap_or(0.0));
+            let (m, r, t) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((m as i64, r.max(0.0) as u64, t.max(0.0) as u64))
+        })
+        .collect();
+    Ok((parsed, complete))
 }
 
 fn int_of(map: &HashMap<String, i64>, key: &str) -> i64 {
@@ -464,6 +525,20 @@ impl Usage for RedisBook<'_> {
         now: Millis,
         enough: u64,
     ) -> Result<Vec<(Millis, u64)>> {
+        // The standing read for the rolling windows at `now` usually holds enough.
+        let rolling = (
+            endpoint.to_owned(),
+            now,
+            quota::first_counted_minute(Window::Day, now),
+        );
+        if let Some(departures) = self
+            .standings
+            .borrow()
+            .get(&rolling)
+            .and_then(|s| s.departures(limit, enough))
+        {
+            return Ok(departures);
+        }
         let k = |kind| self.keys.of(kind, endpoint);
         let unit = match limit.unit {
             Unit::Requests => "1",

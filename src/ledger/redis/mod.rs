@@ -159,10 +159,9 @@ impl RedisLedger {
         let journal = book.into_journal();
         let (mut journal, newest) = match (result, access, journal) {
             (Ok(()), Access::Write, Some(journal)) => journal,
-            (result, _, _) => {
-                let _: Result<(), _> = redis::cmd("UNWATCH").query(&mut self.con);
-                return result.map(|()| true);
-            }
+            // Nothing to write: the watch is left to the next step's MULTI/EXEC (or the
+            // connection's end) rather than costing a round trip.
+            (result, _, _) => return result.map(|()| true),
         };
         journal.cmd("INCR").arg(&version).ignore();
         journal
@@ -207,7 +206,7 @@ impl Ledger for RedisLedger {
 /// not the ledger's time: a real sleep, pinned clock or not).
 fn back_off(lost: usize) {
     use std::hash::BuildHasher;
-    let most_us = 100u64 << lost.min(8);
+    let most_us = 1_000u64 << lost.min(6);
     let random = std::collections::hash_map::RandomState::new().hash_one(lost);
     std::thread::sleep(Duration::from_micros(random % most_us));
 }

@@ -61,7 +61,8 @@ return 1
 
 /// What `admit` asks of one endpoint at `now`: the minute's calls summed, the hour and day
 /// summed from buckets, the open reservations, the last call, and the endpoint's lifetime
-/// totals, cooldown and reports.
+/// totals, cooldown and reports; and, for dating when a full window frees, the minute's
+/// calls and the first 60 buckets of the hour and of the day.
 ///
 /// The hour and day windows are two look-ups each in the running totals, however busy the
 /// day was.
@@ -92,7 +93,22 @@ local function since(first)
   local _, _, _, lcr, lct = bucket(latest[1])
   return lcr - (cr - r), lct - (ct - t)
 end
-local rm, tm = sum_calls(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf'))
+local minute_ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local rm, tm = sum_calls(minute_ids)
+local minute_calls = {}
+if #minute_ids > 0 then
+  for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(minute_ids))) do
+    if v then table.insert(minute_calls, v) end
+  end
+end
+local function first_buckets(first)
+  local out = {}
+  for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], first, '+inf', 'LIMIT', 0, 60)) do
+    local m, r, t = bucket(v)
+    table.insert(out, string.format('%d %.0f %.0f', m, r, t))
+  end
+  return out
+end
 local rh, th = since(tonumber(ARGV[2]))
 local rd, td = since(tonumber(ARGV[3]))
 local open = {}
@@ -114,6 +130,9 @@ return {
   redis.call('HGETALL', KEYS[4]),
   redis.call('HGETALL', KEYS[5]),
   redis.call('HGETALL', KEYS[6]),
+  minute_calls,
+  first_buckets(tonumber(ARGV[2])),
+  first_buckets(tonumber(ARGV[3])),
 }
 "#
 );
