@@ -34,6 +34,13 @@ fn main() {
         Some(tmp)
     };
     let mut report = Report::default();
+    // PERF_ONLY=redis measures the Redis ledger alone.
+    if std::env::var("PERF_ONLY").is_ok_and(|only| only == "redis") {
+        let ten_room = write_endpoints(dir.as_path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
+        redis(&mut report, &dir, &ten_room);
+        report.print();
+        return;
+    }
 
     // pick: 10 endpoints, each used up to its daily limit over the last 24 h.
     let ten = write_endpoints(dir.as_path(), "ten.csv", 10, 14_400, None);

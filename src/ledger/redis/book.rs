@@ -31,8 +31,9 @@ const PRUNE_EVERY_MS: Millis = HOUR_MS;
 /// Everything a step's decisions ask of one endpoint, read in one round trip.
 struct Standing {
     used: Used,
-    /// Open reservations newer than `now - 15 min`, oldest first.
-    open: Vec<Entry>,
+    /// How many reservations are open (newer than `now - 15 min`), and the oldest.
+    open_count: u64,
+    oldest_open: Option<Entry>,
     last: Option<Millis>,
     life: HashMap<String, i64>,
     cool: HashMap<String, String>,
@@ -48,7 +49,7 @@ struct Standing {
 type FirstBuckets = (Vec<(i64, u64, u64)>, bool);
 
 /// How many buckets of a window the standing script returns.
-const FIRST_BUCKETS: usize = 60;
+const FIRST_BUCKETS: usize = 16;
 
 impl Standing {
     /// The window's departures, earliest first, when what the standing holds says enough.
@@ -218,7 +219,7 @@ impl<'c> RedisBook<'c> {
     ) -> (Vec<String>, Vec<String>) {
         let k = |kind| self.keys.of(kind, endpoint);
         (
-            ["calls", "call", "cum", "life", "cool", "rep"]
+            ["calls", "call", "cum", "life", "cool", "rep", "open"]
                 .map(k)
                 .to_vec(),
             vec![
@@ -297,7 +298,7 @@ impl<'c> RedisBook<'c> {
 
     fn touch(&self, pipe: &mut Pipeline, endpoint: &str) {
         let k = |kind| self.keys.of(kind, endpoint);
-        for kind in ["calls", "call", "cum"] {
+        for kind in ["calls", "call", "cum", "open"] {
             pipe.cmd("EXPIRE").arg(k(kind)).arg(CALLS_TTL_S).ignore();
         }
         for kind in ["hourr", "hourt"] {
@@ -396,6 +397,7 @@ impl<'c> RedisBook<'c> {
                     .arg(lease)
                     .arg(endpoint)
                     .ignore();
+                pipe.cmd("ZADD").arg(k("open")).arg(at).arg(lease).ignore();
             }
             self.touch(pipe, endpoint);
         });
@@ -425,15 +427,18 @@ fn parse_standing(endpoint: &str, reply: Value) -> Result<Standing> {
         used.set(limit, sum.parse::<f64>().unwrap_or(0.0) as u64);
     }
     let open: Vec<String> = redis::from_redis_value(open)?;
-    let mut open: Vec<Entry> = open
+    let oldest_open = open
         .chunks(2)
-        .filter_map(|c| parse_call(&c[0], endpoint, c.get(1)?))
-        .collect();
-    open.sort_by_key(|e| e.at);
+        .find_map(|c| parse_call(&c[0], endpoint, c.get(1)?));
+    let open_count = sums
+        .get(6)
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(0, |n| n as u64);
     let last: Vec<String> = redis::from_redis_value(last)?;
     Ok(Standing {
         used,
-        open,
+        open_count,
+        oldest_open,
         last: last
             .get(1)
             .and_then(|s| s.parse::<f64>().ok())
@@ -581,12 +586,12 @@ impl Usage for RedisBook<'_> {
     }
 
     fn open_reservations(&self, endpoint: &str, now: Millis) -> Result<u64> {
-        self.standing(endpoint, Some(now), None, |s| s.open.len() as u64)
+        self.standing(endpoint, Some(now), None, |s| s.open_count)
     }
 
     fn first_expiry(&self, endpoint: &str, now: Millis) -> Result<Option<Millis>> {
         self.standing(endpoint, Some(now), None, |s| {
-            s.open.first().map(|e| e.at + RESERVATION_OPEN_MS)
+            s.oldest_open.as_ref().map(|e| e.at + RESERVATION_OPEN_MS)
         })
     }
 
@@ -617,7 +622,7 @@ impl Usage for RedisBook<'_> {
     }
 
     fn oldest_open(&self, endpoint: &str, now: Millis) -> Result<Option<Entry>> {
-        self.standing(endpoint, Some(now), None, |s| s.open.first().cloned())
+        self.standing(endpoint, Some(now), None, |s| s.oldest_open.clone())
     }
 
     fn settle(&self, entry: &Entry, real: Request, now: Millis) -> Result<()> {
@@ -638,6 +643,7 @@ impl Usage for RedisBook<'_> {
                 .arg(&entry.lease)
                 .arg(call_value(entry.at, real.requests, real.tokens, false))
                 .ignore();
+            pipe.cmd("ZREM").arg(k("open")).arg(&entry.lease).ignore();
             self.add_usage(pipe, endpoint, entry.at, requests, tokens);
             pipe.cmd("HINCRBY")
                 .arg(k("life"))
@@ -719,6 +725,11 @@ impl Usage for RedisBook<'_> {
                     .arg(horizon)
                     .ignore();
                 pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(k("open"))
+                    .arg("-inf")
+                    .arg(horizon)
+                    .ignore();
+                pipe.cmd("ZREMRANGEBYSCORE")
                     .arg(k("cum"))
                     .arg("-inf")
                     .arg(format!("({oldest_minute}"))
@@ -764,7 +775,7 @@ impl Usage for RedisBook<'_> {
         let calls = ids.len() as u64;
         let leases: Vec<String> = ids.into_iter().filter(|id| !id.starts_with('+')).collect();
         self.write(|pipe| {
-            for kind in ["calls", "call", "cum", "life"] {
+            for kind in ["calls", "call", "cum", "open", "life"] {
                 pipe.cmd("DEL").arg(self.keys.of(kind, endpoint)).ignore();
             }
             pipe.cmd("SREM")
@@ -943,10 +954,28 @@ impl Answers for RedisBook<'_> {
 
 impl Lifetime for RedisBook<'_> {
     fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals> {
-        let (life, unexpired) = self.standing(endpoint, Some(now), None, |s| {
-            let unexpired: u64 = s.open.iter().map(|e| e.tokens).sum();
-            (s.life.clone(), unexpired)
-        })?;
+        let life = self.standing(endpoint, Some(now), None, |s| s.life.clone())?;
+        // The estimates of the reservations still open: read only here, for `state`.
+        let ids: Vec<String> = self.query(
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(self.keys.of("open", endpoint))
+                .arg(format!("({}", now - RESERVATION_OPEN_MS))
+                .arg("+inf"),
+        )?;
+        let unexpired: u64 = if ids.is_empty() {
+            0
+        } else {
+            let values: Vec<Option<String>> = self.query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.of("call", endpoint))
+                    .arg(&ids),
+            )?;
+            ids.iter()
+                .zip(&values)
+                .filter_map(|(id, v)| parse_call(id, endpoint, v.as_deref()?))
+                .map(|e| e.tokens)
+                .sum()
+        };
         let get = |k: &str| u64::try_from(int_of(&life, k)).unwrap_or(0);
         // Reservations that expired unsettled count at their estimate: every pending
         // estimate but those of the reservations still open.

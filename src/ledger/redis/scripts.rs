@@ -62,13 +62,13 @@ return 1
 /// What `admit` asks of one endpoint at `now`: the minute's calls summed, the hour and day
 /// summed from buckets, the open reservations, the last call, and the endpoint's lifetime
 /// totals, cooldown and reports; and, for dating when a full window frees, the minute's
-/// calls and the first 60 buckets of the hour and of the day.
+/// calls and the first 16 buckets of the hour and of the day.
 ///
 /// The hour and day windows are two look-ups each in the running totals, however busy the
 /// day was.
 ///
 /// KEYS: calls (zset id→at), call (hash id→"at requests tokens open"), cum (the minute
-/// buckets), life, cool, rep. ARGV: minute window start (exclusive), first minute of the
+/// buckets), life, cool, rep, open (zset lease→at of the open reservations). ARGV: minute window start (exclusive), first minute of the
 /// hour window, first minute of the day window, open reservations' start (exclusive).
 pub const STANDING: &str = with_buckets!(
     r#"
@@ -103,7 +103,7 @@ if #minute_ids > 0 then
 end
 local function first_buckets(first)
   local out = {}
-  for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], first, '+inf', 'LIMIT', 0, 60)) do
+  for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], first, '+inf', 'LIMIT', 0, 16)) do
     local m, r, t = bucket(v)
     table.insert(out, string.format('%d %.0f %.0f', m, r, t))
   end
@@ -111,20 +111,17 @@ local function first_buckets(first)
 end
 local rh, th = since(tonumber(ARGV[2]))
 local rd, td = since(tonumber(ARGV[3]))
+local open_count = redis.call('ZCOUNT', KEYS[7], '(' .. ARGV[4], '+inf')
 local open = {}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf')
-if #ids > 0 then
-  local vals = redis.call('HMGET', KEYS[2], unpack(ids))
-  for i, v in ipairs(vals) do
-    if v and string.sub(v, -1) == '1' then
-      table.insert(open, ids[i]); table.insert(open, v)
-    end
-  end
+local oldest = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. ARGV[4], '+inf', 'LIMIT', 0, 1)
+if #oldest > 0 then
+  local v = redis.call('HGET', KEYS[2], oldest[1])
+  if v then open = {oldest[1], v} end
 end
 local function cap(x) if x > 9.2e18 then return 9.2e18 end return x end
 return {
   {tostring(cap(rm)), tostring(cap(tm)), tostring(cap(rh)), tostring(cap(th)),
-   tostring(cap(rd)), tostring(cap(td))},
+   tostring(cap(rd)), tostring(cap(td)), tostring(open_count)},
   open,
   redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES'),
   redis.call('HGETALL', KEYS[4]),
