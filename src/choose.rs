@@ -151,7 +151,7 @@ pub fn choose<'e>(
 }
 
 /// Tells the ledger which endpoints (and pool members) the step is about to read.
-fn prefetch(book: &dyn Book, candidates: &[&Endpoint], now: Millis) -> Result<()> {
+pub fn prefetch(book: &dyn Book, candidates: &[&Endpoint], now: Millis) -> Result<()> {
     let wanted: Vec<(&str, Option<Millis>)> = candidates
         .iter()
         .flat_map(|e| {

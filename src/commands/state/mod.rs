@@ -68,6 +68,7 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     }
     let mut ledger = ctx.ledger()?;
     let (rows, now) = ledger.read(|book, now| {
+        crate::choose::prefetch(book, &shown, now)?;
         let rows = shown
             .iter()
             .map(|&endpoint| {

@@ -96,7 +96,11 @@ impl RedisLedger {
     pub fn open(url: &str) -> Result<RedisLedger> {
         let (client_url, prefix, host_port) = parse(url)?;
         let place = format!("Redis at {host_port}, prefix {prefix}");
-        let client = redis::Client::open(client_url.as_str())
+        let info = redis::IntoConnectionInfo::into_connection_info(client_url.as_str())
+            .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
+        // The client's name and version cost a round trip on every connection.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = redis::Client::open(info.set_redis_settings(settings))
             .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
         let con = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
