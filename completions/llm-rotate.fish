@@ -63,13 +63,13 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens-from -d 'Estimate the tokens from the prompt\'s size: FILE\'s bytes / 3, rounded up; `-` for stdin' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l max-output -d 'Completion tokens allowed (`max_tokens`), added to the estimate' -r
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l only -d 'Only endpoints whose id matches this glob; repeatable' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l only -d 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
 weighted\t'At random, in proportion to the `weight` column'
 spread\t'The one with the most of its tightest limit left'
 round-robin\t'Each in turn, in file order; the turn is shared by every process'"
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l wait -d 'When nothing fits, wait for a slot: at most DURATION, or without a value as long as it takes' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l wait -d 'When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a value as long as it takes' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l attempts -d 'Attempts in all, fail-overs included' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F

@@ -17,16 +17,23 @@ pub struct Cli {
     /// Endpoints file: CSV or a Markdown table
     /// [default: endpoints.csv in the user config directory]
     /// [env: LLM_ROTATE_ENDPOINTS]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", display_order = 100)]
     pub endpoints: Option<PathBuf>,
 
     /// Usage database [default: usage.sqlite3 in the user cache directory]
     /// [env: LLM_ROTATE_DB]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", display_order = 101)]
     pub db: Option<PathBuf>,
 
     /// Colour in tables: auto (on a terminal, without NO_COLOR), always or never
-    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t = ColorChoice::Auto,
+        display_order = 102
+    )]
     pub color: ColorChoice,
 
     #[command(subcommand)]
@@ -56,6 +63,22 @@ pub enum Command {
 /// with `llm-rotate record` when the real token count is known.
 #[derive(Debug, Args)]
 pub struct PickArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Show what would be chosen; reserve nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = PickFormat::Text)]
+    pub format: PickFormat,
+}
+
+/// What `pick` and `exec` share: the request's size, which endpoints may take it, how to
+/// choose among them, and how long to wait for one.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
     /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
     #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
     pub tokens: u64,
@@ -85,14 +108,6 @@ pub struct PickArgs {
     /// value as long as it takes
     #[arg(long, value_name = "DURATION", num_args = 0..=1, value_parser = duration)]
     pub wait: Option<Option<Millis>>,
-
-    /// Show what would be chosen; reserve nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Output format
-    #[arg(long, value_enum, default_value_t = PickFormat::Text)]
-    pub format: PickFormat,
 }
 
 /// The strategies on the command line; the type is the domain's, kept free of clap.
@@ -142,35 +157,8 @@ pub enum PickFormat {
 /// endpoint that fits.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
-    #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
-    pub tokens: u64,
-
-    /// Estimate the tokens from the prompt's size: FILE's bytes / 3, rounded up; `-` for
-    /// stdin
-    #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
-    pub tokens_from: Option<PathBuf>,
-
-    /// Completion tokens allowed (`max_tokens`), added to the estimate
-    #[arg(long, value_name = "N", value_parser = count)]
-    pub max_output: Option<u64>,
-
-    /// Only endpoints whose id matches this glob; repeatable
-    #[arg(long, value_name = "PATTERN")]
-    pub only: Vec<String>,
-
-    /// Skip endpoints whose id matches this glob; repeatable
-    #[arg(long, value_name = "PATTERN")]
-    pub exclude: Vec<String>,
-
-    /// How to choose among the fitting endpoints of the highest priority
-    #[arg(long, value_enum, default_value_t = Strategy::Order)]
-    pub strategy: Strategy,
-
-    /// When nothing fits, wait for a slot: at most DURATION, or without a value as long as
-    /// it takes
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, value_parser = duration)]
-    pub wait: Option<Option<Millis>>,
+    #[command(flatten)]
+    pub request: RequestArgs,
 
     /// Attempts in all, fail-overs included
     #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u32).range(1..))]
@@ -338,22 +326,13 @@ fn count(text: &str) -> Result<u64, String> {
     Ok(n)
 }
 
-impl PickArgs {
+impl RequestArgs {
+    /// Where the token estimate comes from.
     pub fn estimate(&self) -> crate::estimate::Source<'_> {
-        source(self.tokens, self.tokens_from.as_deref())
-    }
-}
-
-impl ExecArgs {
-    pub fn estimate(&self) -> crate::estimate::Source<'_> {
-        source(self.tokens, self.tokens_from.as_deref())
-    }
-}
-
-fn source(tokens: u64, from: Option<&std::path::Path>) -> crate::estimate::Source<'_> {
-    match from {
-        Some(path) => crate::estimate::Source::File(path),
-        None => crate::estimate::Source::Count(tokens),
+        match &self.tokens_from {
+            Some(path) => crate::estimate::Source::File(path),
+            None => crate::estimate::Source::Count(self.tokens),
+        }
     }
 }
 

@@ -74,19 +74,20 @@ impl Verdict {
 pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
     // `--tokens-from -` reads stdin for the estimate; every attempt then gets those bytes.
-    let (tokens, stdin) = estimate::tokens(args.estimate(), args.max_output)?;
+    let (tokens, stdin) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
     let request = Request::new(tokens);
-    let (candidates, never) = choose::candidates(&all, &args.only, &args.exclude, request)?;
+    let (candidates, never) =
+        choose::candidates(&all, &args.request.only, &args.request.exclude, request)?;
     let (program, program_args) = args.command.split_first().expect("clap requires a command");
     let input = match stdin {
         Some(bytes) => Input::Bytes(std::sync::Arc::new(bytes)),
         None => Input::read_stdin()?,
     };
     let mut ledger = ctx.ledger()?;
-    let wait = Wait::new(args.wait)?;
+    let wait = Wait::new(args.request.wait)?;
     let how = How {
         request,
-        strategy: args.strategy,
+        strategy: args.request.strategy,
         reserve: true,
     };
     let signals = Signals::start()?;

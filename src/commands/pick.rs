@@ -23,14 +23,15 @@ const LONGEST_NAP: Millis = SECOND_MS;
 
 pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
-    let (tokens, _) = estimate::tokens(args.estimate(), args.max_output)?;
+    let (tokens, _) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
     let request = Request::new(tokens);
-    let (candidates, never) = choose::candidates(&all, &args.only, &args.exclude, request)?;
+    let (candidates, never) =
+        choose::candidates(&all, &args.request.only, &args.request.exclude, request)?;
     let mut ledger = ctx.ledger()?;
-    let wait = Wait::new(args.wait)?;
+    let wait = Wait::new(args.request.wait)?;
     let how = How {
         request,
-        strategy: args.strategy,
+        strategy: args.request.strategy,
         reserve: !args.dry_run,
     };
     match pick(ledger.as_mut(), &candidates, how, &wait)? {
