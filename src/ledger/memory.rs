@@ -143,19 +143,6 @@ impl Usage for MemoryBook {
         Ok(used)
     }
 
-    fn frees_at(
-        &self,
-        endpoint: &str,
-        limit: Limit,
-        excess: u64,
-        now: Millis,
-    ) -> Result<Option<Millis>> {
-        Ok(quota::freed_by(
-            self.departures(endpoint, limit, now, excess)?,
-            excess,
-        ))
-    }
-
     fn departures(
         &self,
         endpoint: &str,

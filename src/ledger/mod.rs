@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 
 use crate::clock::{self, MINUTE_MS, Millis};
 use crate::cooldown::Cooldown;
-use crate::quota::{LONGEST_WINDOW_MS, Limit, Request, Used};
+use crate::quota::{self, LONGEST_WINDOW_MS, Limit, Request, Used};
 
 /// How long a reservation stays open for `record ID` to settle it.
 pub const RESERVATION_OPEN_MS: Millis = 15 * MINUTE_MS;
@@ -90,7 +90,12 @@ pub trait Usage {
         limit: Limit,
         excess: u64,
         now: Millis,
-    ) -> Result<Option<Millis>>;
+    ) -> Result<Option<Millis>> {
+        Ok(quota::freed_by(
+            self.departures(endpoint, limit, now, excess)?,
+            excess,
+        ))
+    }
     /// The usage of `limit`'s window at `now` as it will leave: `(leaves_at, amount)`,
     /// earliest first, at least until `enough` has left (a ledger may stop there). Pools
     /// merge their rows' departures.

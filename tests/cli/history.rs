@@ -96,34 +96,33 @@ fn the_table_draws_a_bar_per_hour_within_80_columns() {
     assert_eq!(bar("2026-01-01 04:00"), 0);
 }
 
+/// The requests `history --by day` counts for the first endpoint since `since`.
+fn requests_since(env: &Env, since: &str) -> u64 {
+    let days = json(&env.ok([
+        "history", "--by", "day", "--since", since, "--format", "json",
+    ]));
+    days[0]["periods"]
+        .as_array()
+        .expect("periods")
+        .iter()
+        .map(|p| p["requests"].as_u64().expect("requests"))
+        .sum()
+}
+
 #[test]
 fn the_history_is_kept_90_days_and_no_longer() {
     let env = Env::with_endpoints(TWO);
     env.ok(["record", "p/a", "--add"]);
     env.set_time(89 * 86_400_000);
     env.ok(["record", "p/a", "--add"]);
-    let days = json(&env.ok([
-        "history", "--by", "day", "--since", "90d", "--format", "json",
-    ]));
-    let total: u64 = days[0]["periods"]
-        .as_array()
-        .expect("periods")
-        .iter()
-        .map(|p| p["requests"].as_u64().expect("requests"))
-        .sum();
-    assert_eq!(total, 2);
+    assert_eq!(requests_since(&env, "90d"), 2);
     env.set_time(91 * 86_400_000);
     env.ok(["record", "p/a", "--add"]);
-    let days = json(&env.ok([
-        "history", "--by", "day", "--since", "100d", "--format", "json",
-    ]));
-    let total: u64 = days[0]["periods"]
-        .as_array()
-        .expect("periods")
-        .iter()
-        .map(|p| p["requests"].as_u64().expect("requests"))
-        .sum();
-    assert_eq!(total, 2, "the first day's call is pruned");
+    assert_eq!(
+        requests_since(&env, "100d"),
+        2,
+        "the first day's call is pruned"
+    );
 }
 
 #[test]

@@ -296,6 +296,14 @@ impl<'c> RedisBook<'c> {
         entry.1 = entry.1.saturating_add(tokens);
     }
 
+    /// Lists `endpoint` among those the namespace holds anything for.
+    fn list(&self, pipe: &mut Pipeline, endpoint: &str) {
+        pipe.cmd("SADD")
+            .arg(self.keys.global("endpoints"))
+            .arg(endpoint)
+            .ignore();
+    }
+
     fn touch(&self, pipe: &mut Pipeline, endpoint: &str) {
         let k = |kind| self.keys.of(kind, endpoint);
         for kind in ["calls", "call", "cum", "open"] {
@@ -305,10 +313,7 @@ impl<'c> RedisBook<'c> {
             pipe.cmd("EXPIRE").arg(k(kind)).arg(HISTORY_TTL_S).ignore();
         }
         pipe.cmd("EXPIRE").arg(k("life")).arg(LIFE_TTL_S).ignore();
-        pipe.cmd("SADD")
-            .arg(self.keys.global("endpoints"))
-            .arg(endpoint)
-            .ignore();
+        self.list(pipe, endpoint);
     }
 
     /// Adds a change of usage at `at` to the buckets, the history and the running totals.
@@ -508,19 +513,6 @@ impl Usage for RedisBook<'_> {
 
     fn used(&self, endpoint: &str, now: Millis, day_start: Option<Millis>) -> Result<Used> {
         self.standing(endpoint, Some(now), day_start, |s| s.used)
-    }
-
-    fn frees_at(
-        &self,
-        endpoint: &str,
-        limit: Limit,
-        excess: u64,
-        now: Millis,
-    ) -> Result<Option<Millis>> {
-        Ok(quota::freed_by(
-            self.departures(endpoint, limit, now, excess)?,
-            excess,
-        ))
     }
 
     fn departures(
@@ -835,10 +827,7 @@ impl Answers for RedisBook<'_> {
                     pipe.cmd("HSET").arg(&key).arg("probe").arg(probe).ignore();
                 }
                 pipe.cmd("EXPIRE").arg(&key).arg(ANSWERS_TTL_S).ignore();
-                pipe.cmd("SADD")
-                    .arg(self.keys.global("endpoints"))
-                    .arg(endpoint)
-                    .ignore();
+                self.list(pipe, endpoint);
             }
         });
         Ok(())
@@ -911,10 +900,7 @@ impl Answers for RedisBook<'_> {
                 ))
                 .ignore();
             pipe.cmd("EXPIRE").arg(&key).arg(ANSWERS_TTL_S).ignore();
-            pipe.cmd("SADD")
-                .arg(self.keys.global("endpoints"))
-                .arg(endpoint)
-                .ignore();
+            self.list(pipe, endpoint);
         });
         Ok(())
     }
