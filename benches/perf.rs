@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use llm_rotate::clock::{MINUTE_MS, Millis};
+use llm_rotate::engine::account;
 use llm_rotate::ledger;
 use llm_rotate::quota::Request;
 
@@ -217,12 +218,12 @@ fn fill(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
     while minute < to {
         ledger
             .write(|book, _now| {
-                book.prune(minute)?;
+                account::prune(book, minute)?;
                 for i in 0..n {
                     let id = format!("p{}/model-{i}", i % 5);
                     for k in 0..per_minute {
                         let at = minute + (k as Millis * MINUTE_MS) / per_minute as Millis;
-                        book.reserve(&id, Request::new(500), at)?;
+                        account::reserve(book, &id, Request::new(500), at)?;
                     }
                 }
                 Ok(())

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::choose::Strategy;
 use crate::clock::Millis;
+use crate::engine::choose::Strategy;
 
 /// Pick an LLM endpoint that has quota left right now, and keep a ledger of usage that every
 /// process on this machine shares.

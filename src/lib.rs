@@ -1,17 +1,16 @@
 //! llm-rotate: which LLM endpoint may this script call right now? The binary is a thin
 //! shell around [`run`]; the modules are public so that benchmarks can drive the ledger.
 
-pub mod admit;
 pub mod anchor;
 pub mod attempt;
 pub mod chart;
-pub mod choose;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod cooldown;
 pub mod duration;
 pub mod endpoints;
+pub mod engine;
 pub mod env;
 pub mod estimate;
 pub mod glob;
@@ -19,7 +18,7 @@ pub mod headers;
 pub mod ledger;
 pub mod output;
 pub mod quota;
-pub mod settle;
+pub mod random;
 pub mod tokens;
 
 pub use commands::run;

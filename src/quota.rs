@@ -108,7 +108,7 @@ pub type Limits = PerLimit<Option<u64>>;
 pub type Used = PerLimit<u64>;
 
 /// What one call asks of an endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Request {
     pub requests: u64,
     pub tokens: u64,

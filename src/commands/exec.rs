@@ -9,14 +9,14 @@ use anyhow::Result;
 use super::pick::{self, How, Wait, report_exhausted};
 use super::{Context, EXHAUSTED};
 use crate::attempt::{self, Finished, Input, Signals};
-use crate::choose::{self, Choice};
 use crate::cli::{ExecArgs, PickFormat};
 use crate::endpoints::Endpoint;
+use crate::engine::choose::{self, Choice};
+use crate::engine::settle::{self, Record, Said};
 use crate::estimate;
 use crate::headers;
 use crate::output;
 use crate::quota::Request;
-use crate::settle::{self, Record, Said};
 use crate::tokens;
 
 /// How one attempt went, as the fail-over sees it.

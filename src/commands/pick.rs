@@ -8,10 +8,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Context, EXHAUSTED};
-use crate::choose::{self, Blocked, Choice, Strategy, describe};
 use crate::cli::{PickArgs, PickFormat};
 use crate::clock::{self, Millis, SECOND_MS};
 use crate::endpoints::Endpoint;
+use crate::engine::choose::{self, Blocked, Choice, Strategy, describe};
 use crate::estimate;
 use crate::ledger::{Book, Ledger};
 use crate::output::{self, shell_quote};

@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result};
 
 use super::{Context, find};
 use crate::cli::RecordArgs;
+use crate::engine::settle::{self, Record, Said};
 use crate::output;
-use crate::settle::{self, Record, Said};
 
 pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     // An id is checked against the file, so that a typo is an error rather than usage of

@@ -5,8 +5,12 @@
 //! only once the lock is held, and never earlier than the newest entry already in the
 //! ledger. So a process that waited for the lock, or a clock that stepped back, judges and
 //! stamps no earlier than what the processes ahead of it wrote, and the windows, which count
-//! every entry stamped after `now - W`, see all of it. The decisions (`admit`, `choose`,
-//! `settle`) are plain code over a [`Book`] and that `now`.
+//! every entry stamped after `now - W`, see all of it.
+//!
+//! A [`Book`] is storage alone: it keeps calls, buckets, counters and answers, and sums
+//! what it is asked to. What those values mean (what a reservation counts, when it expires,
+//! what pruning keeps, which windows exist) is written once, in [`crate::engine`], and the
+//! decisions there are plain code over what the book holds and that `now`.
 //!
 //! SQLite ([`sqlite`]) is the ledger of one machine, Redis ([`redis`]) the ledger that many
 //! machines share; the in-memory one the unit tests run the same properties against keeps
@@ -25,7 +29,7 @@ use anyhow::{Context, Result};
 
 use crate::clock::{self, MINUTE_MS, Millis};
 use crate::cooldown::Cooldown;
-use crate::quota::{self, LONGEST_WINDOW_MS, Limit, Request, Used};
+use crate::quota::{LONGEST_WINDOW_MS, Limit, Request, Unit};
 
 /// How long a reservation stays open for `record ID` to settle it.
 pub const RESERVATION_OPEN_MS: Millis = 15 * MINUTE_MS;
@@ -60,102 +64,93 @@ pub struct Entry {
     pub open: bool,
 }
 
-/// What a provider's headers said of one limit, and what was used here since.
+/// A change of usage: what a call adds, or what a settle corrects (it may be negative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    pub requests: i64,
+    pub tokens: i64,
+}
+
+/// An endpoint's counters since first use (or its last reset), which pruning never lowers;
+/// as stored, or as a change to them. `pending` holds the estimates of open reservations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: i64,
+    pub tokens: i64,
+    pub pending: i64,
+    pub rate_limited: i64,
+    pub failed: i64,
+}
+
+/// What a provider's headers said of one limit, with the endpoint's running totals at that
+/// moment: usage recorded later counts against `remaining`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Report {
+pub struct Said {
     pub limit: Limit,
     pub remaining: u64,
     pub cap: Option<u64>,
     pub resets_at: Millis,
-    pub used_since: u64,
+    pub base: Request,
 }
 
-/// Usage: every call and reservation, counted in rolling windows.
-pub trait Usage {
-    /// When the newest entry of the whole ledger was stamped.
-    fn newest(&self) -> Result<Option<Millis>>;
-    /// A hint that the step is about to ask after these endpoints (with their day's
-    /// start) at `now`: a ledger across a network reads them in one round trip.
-    fn prefetch(&self, _wanted: &[(&str, Option<Millis>)], _now: Millis) -> Result<()> {
-        Ok(())
-    }
-    /// What `endpoint` has used in each window at `now`, counting every entry stamped after
-    /// the window's start. `day_start`, for an endpoint whose day is a calendar day, is when
-    /// that day began; else the day window is rolling.
-    fn used(&self, endpoint: &str, now: Millis, day_start: Option<Millis>) -> Result<Used>;
-    /// When enough of `limit`'s usage has left its window for `excess` more to fit.
-    fn frees_at(
-        &self,
-        endpoint: &str,
-        limit: Limit,
-        excess: u64,
-        now: Millis,
-    ) -> Result<Option<Millis>> {
-        Ok(quota::freed_by(
-            self.departures(endpoint, limit, now, excess)?,
-            excess,
-        ))
-    }
-    /// The usage of `limit`'s window at `now` as it will leave: `(leaves_at, amount)`,
-    /// earliest first, at least until `enough` has left (a ledger may stop there). Pools
-    /// merge their rows' departures.
-    fn departures(
-        &self,
-        endpoint: &str,
-        limit: Limit,
-        now: Millis,
-        enough: u64,
-    ) -> Result<Vec<(Millis, u64)>>;
-    /// When the endpoint last took a call (pick or record), for pacing.
-    fn last_call(&self, endpoint: &str) -> Result<Option<Millis>>;
-    /// How many reservations of `endpoint` are open (in flight) at `now`.
-    fn open_reservations(&self, endpoint: &str, now: Millis) -> Result<u64>;
-    /// When the oldest open reservation of `endpoint` expires, if one is open.
-    fn first_expiry(&self, endpoint: &str, now: Millis) -> Result<Option<Millis>>;
-    /// Reserves `request` for `endpoint` at `now`, as an open reservation; returns its lease.
-    fn reserve(&self, endpoint: &str, request: Request, now: Millis) -> Result<String>;
-    /// Adds usage made at `now` without a reservation.
-    fn add(&self, endpoint: &str, request: Request, now: Millis) -> Result<()>;
-    /// The reservation a lease names, settled or not, while it is in the ledger.
-    fn by_lease(&self, lease: &str) -> Result<Option<Entry>>;
-    /// The oldest reservation of `endpoint` still open at `now`.
-    fn oldest_open(&self, endpoint: &str, now: Millis) -> Result<Option<Entry>>;
-    /// Closes a reservation at `now`, replacing its estimate by what was really used.
-    fn settle(&self, entry: &Entry, real: Request, now: Millis) -> Result<()>;
-    /// Forgets what no window can count any more, so the ledger does not grow with time.
-    fn prune(&self, now: Millis) -> Result<()>;
-    /// Every endpoint id that has usage.
-    fn endpoints_used(&self) -> Result<Vec<String>>;
-    /// Forgets the usage and reservations of `endpoint`; returns how many calls it held.
-    fn forget_usage(&self, endpoint: &str) -> Result<u64>;
-}
-
-/// What each endpoint used over the long run: counters since it was first used or last
-/// reset, which pruning never lowers, and requests and tokens per UTC hour for 90 days.
-pub trait Lifetime {
-    /// The counters of `endpoint` at `now`: requests when reserved or added, tokens when
-    /// settled or added, and an open reservation's estimate once it has expired.
-    fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals>;
-    /// Counts a refused (429) or failed call.
-    fn count_outcome(&self, endpoint: &str, outcome: Tally) -> Result<()>;
-    /// Requests and tokens per UTC hour from `since_hour` (hours since the epoch) on.
-    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>>;
-    /// Every endpoint id with history.
-    fn endpoints_with_history(&self) -> Result<Vec<String>>;
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub requests: u64,
-    pub tokens: u64,
-    pub rate_limited: u64,
-    pub failed: u64,
-}
-
+/// Which usage a read counts: the exact minute window (calls stamped after
+/// `minute_after`), the minute buckets of the hour and day windows from their first, and
+/// the reservations still open (stamped after `open_after`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tally {
-    RateLimited,
-    Failed,
+pub struct Span {
+    pub minute_after: Millis,
+    pub hour_from: i64,
+    pub day_from: i64,
+    pub open_after: Millis,
+}
+
+/// Everything a ledger stores of one endpoint that a decision reads, as one value: the
+/// answer to one question, so that a ledger across a network answers it for every
+/// candidate of a step in one round trip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Requests and tokens in the minute, hour and day windows of the span.
+    pub windows: [Request; 3],
+    /// The reservations still open, their estimated tokens, and the oldest of them.
+    pub open: u64,
+    pub open_tokens: u64,
+    pub oldest_open: Option<Entry>,
+    pub last_call: Option<Millis>,
+    /// Requests and tokens since records began, estimates included: reports count from it.
+    pub running: Request,
+    pub counters: Counters,
+    pub cooldown: Option<Cooldown>,
+    /// Every report kept, reset or not.
+    pub reports: Vec<Said>,
+}
+
+/// Where the usage that leaves a window is read from: the calls stamped after an instant,
+/// or the minute buckets from the first one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Calls { after: Millis },
+    Buckets { from: i64 },
+}
+
+/// One question for the departures of a window: the usage of `unit` in `source`, earliest
+/// first, `(at, amount)` for calls and `(minute, amount)` for buckets, at least until
+/// `enough` has left (a ledger may stop there).
+#[derive(Clone, Copy, Debug)]
+pub struct Departing<'a> {
+    pub endpoint: &'a str,
+    pub source: Source,
+    pub unit: Unit,
+    pub enough: u64,
+}
+
+/// What pruning forgets: calls stamped at or before `calls_until`, buckets before
+/// `first_minute`, hours of history before `first_hour`, reports reset by `reports_until`.
+#[derive(Clone, Copy, Debug)]
+pub struct Horizons {
+    pub calls_until: Millis,
+    pub first_minute: i64,
+    pub first_hour: i64,
+    pub reports_until: Millis,
 }
 
 /// One UTC hour of an endpoint's usage.
@@ -170,56 +165,57 @@ pub struct Hourly {
 /// How long the hourly history is kept.
 pub const HISTORY_MS: Millis = 90 * 24 * 60 * MINUTE_MS;
 
-/// How endpoints answered (cooldowns, the provider's reports) and whose turn it is.
-pub trait Answers {
-    fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>>;
-    /// Stores the cooldown state of `endpoint`; `None` forgets it (a healthy endpoint).
-    fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()>;
-    /// Notes that the one probe after a cooldown was handed out.
-    fn mark_probe(&self, endpoint: &str, now: Millis) -> Result<()>;
-    /// The provider's word on each limit of `endpoint` that has not reset by `now`, with
-    /// how much was used locally since it was given.
-    fn reports(&self, endpoint: &str, now: Millis) -> Result<Vec<Report>>;
-    /// Takes the provider's word on one limit, replacing what it said before; usage
-    /// recorded after this moment counts against `remaining`.
-    fn set_report(
-        &self,
-        endpoint: &str,
-        limit: Limit,
-        remaining: u64,
-        cap: Option<u64>,
-        resets_at: Millis,
-        now: Millis,
-    ) -> Result<()>;
+/// What a ledger stores, as primitives: it keeps the values and sums windows the way its
+/// storage allows, and decides nothing. The rules (what a reservation counts, when it
+/// expires, what pruning keeps) are written once, over these, in [`crate::engine`].
+pub trait Book {
+    /// When the newest entry of the whole ledger was stamped.
+    fn newest(&self) -> Result<Option<Millis>>;
+    /// What each endpoint asked for holds, in the order asked.
+    fn standings(&self, asks: &[(&str, Span)]) -> Result<Vec<Stored>>;
+    /// The departures each question asks for, in the order asked.
+    fn departures(&self, asks: &[Departing<'_>]) -> Result<Vec<Vec<(i64, u64)>>>;
+    /// The reservation a lease names, settled or not, while it is in the ledger.
+    fn by_lease(&self, lease: &str) -> Result<Option<Entry>>;
+    /// Requests and tokens per UTC hour from `since_hour` (hours since the epoch) on.
+    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>>;
+    /// Every endpoint id the ledger holds usage, counters or answers for, sorted.
+    fn endpoints(&self) -> Result<Vec<String>>;
+    /// Every endpoint id with history, sorted; a reset does not remove one.
+    fn endpoints_with_history(&self) -> Result<Vec<String>>;
     /// The endpoint that took the last round-robin turn.
     fn last_turn(&self) -> Result<Option<String>>;
+    /// Whether pruning at `horizon` is due: a ledger may wait until enough is due.
+    fn prune_due(&self, horizon: Millis) -> Result<bool>;
+    /// The estimates of reservations stamped at or before `until` still open, per endpoint.
+    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>>;
+
+    /// Writes a call at `at`: a reservation (open) under `lease`, else a call already made.
+    fn insert_call(
+        &self,
+        endpoint: &str,
+        at: Millis,
+        usage: Request,
+        lease: Option<&str>,
+    ) -> Result<()>;
+    /// Closes a reservation with what it really used.
+    fn close_call(&self, entry: &Entry, real: Request) -> Result<()>;
+    /// Adds a change of usage at `at` to the windows' buckets, the running totals and the
+    /// hourly history, saturating rather than overflowing.
+    fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()>;
+    /// Adds to the counters, saturating; none falls below 0.
+    fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()>;
+    /// Stores the cooldown state of `endpoint`; `None` forgets it (a healthy endpoint).
+    fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()>;
+    /// Takes the provider's word on one limit, replacing what it said before.
+    fn set_report(&self, endpoint: &str, said: &Said) -> Result<()>;
     fn set_turn(&self, endpoint: &str) -> Result<()>;
-    /// Every endpoint id with a cooldown or a report.
-    fn endpoints_answered(&self) -> Result<Vec<String>>;
-    /// Forgets the cooldown, reports and turn of `endpoint`.
-    fn forget_answers(&self, endpoint: &str) -> Result<()>;
+    /// Forgets what the horizons leave behind.
+    fn drop_before(&self, horizons: &Horizons) -> Result<()>;
+    /// Forgets everything of `endpoint` but its hourly history (a record of calls that were
+    /// made); returns how many calls it held.
+    fn forget(&self, endpoint: &str) -> Result<u64>;
 }
-
-/// Everything a step can read and write.
-pub trait Book: Usage + Answers + Lifetime {
-    /// Every endpoint id the ledger holds anything for, sorted.
-    fn endpoints(&self) -> Result<Vec<String>> {
-        let mut ids = self.endpoints_used()?;
-        ids.extend(self.endpoints_answered()?);
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    /// Forgets everything of `endpoint` but its hourly history, which records calls that
-    /// were made; returns how many calls it held.
-    fn forget(&self, endpoint: &str) -> Result<u64> {
-        self.forget_answers(endpoint)?;
-        self.forget_usage(endpoint)
-    }
-}
-
-impl<T: Usage + Answers + Lifetime> Book for T {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {

@@ -11,8 +11,9 @@ use proptest::prelude::*;
 use super::memory::MemoryLedger;
 use super::redis::{RedisLedger, test_server};
 use super::sqlite::SqliteLedger;
-use super::{Book, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Tally, Totals, time_of_step};
+use super::{Book, Departing, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Source, time_of_step};
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
+use crate::engine::account::{self, Tally, Totals};
 use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
 
 const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -34,6 +35,25 @@ fn ledgers() -> (tempfile::TempDir, Vec<Named>) {
         ));
     }
     (dir, ledgers)
+}
+
+/// Everything of `limit` that leaves the window of "e" at `now`, `(at or minute, amount)`.
+fn leaving(book: &dyn Book, limit: Limit, now: Millis) -> anyhow::Result<Vec<(Millis, u64)>> {
+    let source = match limit.window {
+        Window::Minute => Source::Calls {
+            after: quota::counted_after(Window::Minute, now),
+        },
+        window => Source::Buckets {
+            from: quota::first_counted_minute(window, now),
+        },
+    };
+    let ask = Departing {
+        endpoint: "e",
+        source,
+        unit: limit.unit,
+        enough: u64::MAX,
+    };
+    Ok(book.departures(&[ask])?.remove(0))
 }
 
 /// Runs `f` as one write step.
@@ -64,7 +84,7 @@ fn expected(calls: &[(Millis, u64, u64)], limit: Limit, now: Millis) -> u64 {
 fn the_time_of_a_step_is_never_before_the_newest_entry() {
     for (name, mut ledger) in ledgers().1 {
         ledger
-            .write(|book, _| book.add("e", Request::new(1), T0 + 5_000))
+            .write(|book, _| account::add(book, "e", Request::new(1), T0 + 5_000).map(|_| ()))
             .expect("add");
         ledger
             .write(|book, _| {
@@ -82,7 +102,7 @@ fn a_clock_that_steps_back_does_not_take_the_ledger_back() {
     memory.clock.set(T0 + 10_000);
     let ledger: &mut dyn Ledger = &mut memory;
     let first = ledger
-        .write(|book, now| book.add("e", Request::new(1), now).map(|_| now))
+        .write(|book, now| account::add(book, "e", Request::new(1), now).map(|_| now))
         .expect("add");
     assert_eq!(first, T0 + 10_000);
     memory.clock.set(T0);
@@ -94,14 +114,17 @@ fn a_clock_that_steps_back_does_not_take_the_ledger_back() {
 fn entries_stamped_after_now_still_count() {
     for (name, mut ledger) in ledgers().1 {
         write(&mut ledger, |book, _| {
-            book.reserve("e", Request::new(40), T0 + 30_000)
+            account::reserve(book, "e", Request::new(40), T0 + 30_000)
         });
         write(&mut ledger, |book, _| {
-            let used = book.used("e", T0, None)?;
+            let used = account::account(book, "e", T0)?.used;
             assert_eq!(used.get(limit("rpm")), 1, "{name}");
             assert_eq!(used.get(limit("tph")), 40, "{name}");
-            assert_eq!(book.open_reservations("e", T0)?, 1, "{name}");
-            assert!(book.oldest_open("e", T0)?.is_some(), "{name}");
+            assert_eq!(account::account(book, "e", T0)?.open, 1, "{name}");
+            assert!(
+                account::account(book, "e", T0)?.oldest_open.is_some(),
+                "{name}"
+            );
             Ok(())
         });
     }
@@ -111,25 +134,27 @@ fn entries_stamped_after_now_still_count() {
 fn settling_an_old_reservation_corrects_later_running_totals() {
     for (name, mut ledger) in ledgers().1 {
         write(&mut ledger, |book, _| {
-            book.reserve("e", Request::new(100), T0)
+            account::reserve(book, "e", Request::new(100), T0)
         });
         write(&mut ledger, |book, _| {
-            book.add("e", Request::new(10), T0 + 5 * MINUTE_MS)
+            account::add(book, "e", Request::new(10), T0 + 5 * MINUTE_MS)
         });
         write(&mut ledger, |book, _| {
-            let entry = book.oldest_open("e", T0 + 6 * MINUTE_MS)?.expect("open");
+            let entry = account::account(book, "e", T0 + 6 * MINUTE_MS)?
+                .oldest_open
+                .expect("open");
             let real = Request {
                 requests: 2,
                 tokens: 7,
             };
-            book.settle(&entry, real, T0 + 6 * MINUTE_MS)
+            account::settle(book, &entry, real, T0 + 6 * MINUTE_MS).map(|_| ())
         });
         write(&mut ledger, |book, _| {
-            let used = book.used("e", T0 + 6 * MINUTE_MS, None)?;
+            let used = account::account(book, "e", T0 + 6 * MINUTE_MS)?.used;
             assert_eq!(used.get(limit("tph")), 17, "{name}");
             assert_eq!(used.get(limit("rph")), 3, "{name}");
             // After the first minute's bucket leaves the hour, only the later call counts.
-            let used = book.used("e", T0 + HOUR_MS + MINUTE_MS - 1, None)?;
+            let used = account::account(book, "e", T0 + HOUR_MS + MINUTE_MS - 1)?.used;
             assert_eq!(used.get(limit("tph")), 10, "{name}");
             Ok(())
         });
@@ -145,7 +170,7 @@ fn sums_saturate_instead_of_overflowing() {
             // in the middle of a transaction is refused before anything is written.
             let refused = ledger
                 .as_mut()
-                .write(|book, now| book.reserve("e", most, now).map(|_| ()));
+                .write(|book, now| account::reserve(book, "e", most, now).map(|_| ()));
             let err = refused.expect_err("refused");
             assert!(
                 err.to_string()
@@ -155,10 +180,12 @@ fn sums_saturate_instead_of_overflowing() {
             continue;
         }
         for _ in 0..3 {
-            write(&mut ledger, |book, now| book.reserve("e", most, now));
+            write(&mut ledger, |book, now| {
+                account::reserve(book, "e", most, now)
+            });
         }
         write(&mut ledger, |book, now| {
-            let used = book.used("e", now, None)?;
+            let used = account::account(book, "e", now)?.used;
             for window in ["tpm", "tph", "tpd"] {
                 assert!(
                     used.get(limit(window)) >= i64::MAX as u64,
@@ -187,22 +214,26 @@ fn sqlite_prunes_an_hour_of_expired_usage_at_once() {
     let ledger: &mut dyn Ledger = &mut sqlite;
     ledger
         .write(|book, _| {
-            book.add("e", Request::new(1), T0)?;
-            book.add("e", Request::new(1), T0 + 2 * HOUR_MS)
+            account::add(book, "e", Request::new(1), T0)?;
+            account::add(book, "e", Request::new(1), T0 + 2 * HOUR_MS)
         })
         .expect("add");
     let due = T0 + RETENTION_MS + HOUR_MS;
-    ledger.write(|book, _| book.prune(due - 1)).expect("prune");
+    ledger
+        .write(|book, _| account::prune(book, due - 1))
+        .expect("prune");
     assert_eq!(count(&sqlite), (2, 2), "not an hour's worth due yet");
     let ledger: &mut dyn Ledger = &mut sqlite;
-    ledger.write(|book, _| book.prune(due)).expect("prune");
+    ledger
+        .write(|book, _| account::prune(book, due))
+        .expect("prune");
     assert_eq!(count(&sqlite), (1, 1));
     // Usage landing before the oldest bucket left continues its running totals.
     let ledger: &mut dyn Ledger = &mut sqlite;
     ledger
         .write(|book, _| {
-            book.add("e", Request::new(5), T0 + HOUR_MS)?;
-            let used = book.used("e", T0 + 2 * HOUR_MS, None)?;
+            account::add(book, "e", Request::new(5), T0 + HOUR_MS)?;
+            let used = account::account(book, "e", T0 + 2 * HOUR_MS)?.used;
             assert_eq!(used.get(limit("tph")), 6);
             Ok(())
         })
@@ -219,17 +250,19 @@ fn apply(
     for &(offset, requests, tokens, settle) in ops {
         let at = T0 + offset;
         write(ledger, |book, _| {
-            book.reserve("e", Request { requests, tokens }, at)
+            account::reserve(book, "e", Request { requests, tokens }, at)
         });
         calls.push((at, requests, tokens));
         if settle {
             let entry = write(ledger, |book, _| {
-                let entry = book.oldest_open("e", at)?.expect("one was just reserved");
+                let entry = account::account(book, "e", at)?
+                    .oldest_open
+                    .expect("one was just reserved");
                 let real = Request {
                     requests: entry.requests,
                     tokens: 7,
                 };
-                book.settle(&entry, real, at)?;
+                account::settle(book, &entry, real, at)?;
                 Ok(entry)
             });
             let settled = calls
@@ -261,22 +294,21 @@ proptest! {
                 let mut seen = Vec::new();
                 for &probe in &probes {
                     let now = T0 + probe;
-                    let used = book.used("e", now, None)?;
+                    let used = account::account(book, "e", now)?.used;
                     for limit in Limit::ALL {
                         assert_eq!(used.get(limit), expected(&calls, limit, now),
                             "{name}: {} at +{probe}", limit.name());
-                        seen.push(book.frees_at("e", limit, 3, now)?);
+                        seen.push(account::frees_at(book, &[(vec!["e"], limit, 3)], now)?[0]);
                         // What leaves, and when; a ledger may leave out what frees nothing.
-                        let departures: Vec<(Millis, u64)> = book
-                            .departures("e", limit, now, u64::MAX)?
+                        let departures: Vec<(Millis, u64)> = leaving(book, limit, now)?
                             .into_iter()
                             .filter(|&(_, n)| n > 0)
                             .collect();
                         seen.push(Some(departures.len() as Millis));
                         seen.extend(departures.into_iter().map(|(at, n)| Some(at + n as Millis)));
                     }
-                    seen.push(Some(book.open_reservations("e", now)? as Millis));
-                    let totals = book.totals("e", now)?;
+                    seen.push(Some(account::account(book, "e", now)?.open as Millis));
+                    let totals = account::account(book, "e", now)?.totals;
                     seen.push(Some(totals.requests as Millis));
                     seen.push(Some(totals.tokens as Millis));
                     for hour in book.history("e", 0)? {
@@ -284,8 +316,8 @@ proptest! {
                         seen.push(Some(hour.requests as Millis));
                         seen.push(Some(hour.tokens as Millis));
                     }
-                    seen.push(book.first_expiry("e", now)?);
-                    seen.push(book.oldest_open("e", now)?.map(|e| e.at));
+                    seen.push(account::account(book, "e", now)?.oldest_open.map(|e| e.at + RESERVATION_OPEN_MS));
+                    seen.push(account::account(book, "e", now)?.oldest_open.map(|e| e.at));
                 }
                 Ok(seen)
             }).expect("read");
@@ -314,8 +346,8 @@ proptest! {
                 let request = Request::new(tokens);
                 ledger.write(|book, _| {
                     let now = time_of_step(T0 + clock, book)?;
-                    if shortfalls(&limits, &book.used("e", now, None)?, request).is_empty() {
-                        book.reserve("e", request, now)?;
+                    if shortfalls(&limits, &account::account(book, "e", now)?.used, request).is_empty() {
+                        account::reserve(book, "e", request, now)?;
                         admitted.push((now, tokens));
                     }
                     Ok(())
@@ -337,41 +369,54 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
     for (name, mut ledger) in ledgers().1 {
         let expired = T0 + RESERVATION_OPEN_MS;
         write(&mut ledger, |book, _| {
-            book.reserve("e", Request::new(100), T0)
+            account::reserve(book, "e", Request::new(100), T0)
         });
-        write(&mut ledger, |book, _| book.add("e", Request::new(5), T0));
         write(&mut ledger, |book, _| {
-            let totals = book.totals("e", T0)?;
+            account::add(book, "e", Request::new(5), T0).map(|_| ())
+        });
+        write(&mut ledger, |book, _| {
+            let totals = account::account(book, "e", T0)?.totals;
             assert_eq!((totals.requests, totals.tokens), (2, 5), "{name}: open");
-            assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: expired");
+            assert_eq!(
+                account::account(book, "e", expired)?.totals.tokens,
+                105,
+                "{name}: expired"
+            );
             Ok(())
         });
         // Settling below the estimate after it counted does not lower the counter.
         write(&mut ledger, |book, _| {
-            let lease = book.oldest_open("e", T0)?.expect("open").lease;
+            let lease = account::account(book, "e", T0)?
+                .oldest_open
+                .expect("open")
+                .lease;
             let entry = book.by_lease(&lease)?.expect("by lease");
             let real = Request {
                 requests: 1,
                 tokens: 40,
             };
-            book.settle(&entry, real, expired)
+            account::settle(book, &entry, real, expired).map(|_| ())
         });
         write(&mut ledger, |book, _| {
-            assert_eq!(book.totals("e", expired)?.tokens, 105, "{name}: settled");
-            book.count_outcome("e", Tally::RateLimited)?;
-            book.count_outcome("e", Tally::Failed)
+            assert_eq!(
+                account::account(book, "e", expired)?.totals.tokens,
+                105,
+                "{name}: settled"
+            );
+            account::count_outcome(book, "e", Tally::RateLimited)?;
+            account::count_outcome(book, "e", Tally::Failed)
         });
         write(&mut ledger, |book, _| {
-            book.count_outcome("e", Tally::Failed)
+            account::count_outcome(book, "e", Tally::Failed)
         });
         // An unsettled reservation pruned away keeps counting at its estimate.
         write(&mut ledger, |book, _| {
-            book.reserve("e", Request::new(1_000), T0 + HOUR_MS)
+            account::reserve(book, "e", Request::new(1_000), T0 + HOUR_MS)
         });
         let later = T0 + RETENTION_MS + 3 * HOUR_MS;
-        write(&mut ledger, |book, _| book.prune(later));
+        write(&mut ledger, |book, _| account::prune(book, later));
         write(&mut ledger, |book, _| {
-            let totals = book.totals("e", later)?;
+            let totals = account::account(book, "e", later)?.totals;
             let expected = Totals {
                 requests: 3,
                 tokens: 1_105,
@@ -380,7 +425,7 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
             };
             assert_eq!(totals, expected, "{name}");
             assert_eq!(
-                book.used("e", later, None)?.get(limit("rpd")),
+                account::account(book, "e", later)?.used.get(limit("rpd")),
                 0,
                 "{name}: pruned"
             );
@@ -394,7 +439,11 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
         });
         write(&mut ledger, |book, _| book.forget("e").map(|_| ()));
         write(&mut ledger, |book, _| {
-            assert_eq!(book.totals("e", later)?, Totals::default(), "{name}: reset");
+            assert_eq!(
+                account::account(book, "e", later)?.totals,
+                Totals::default(),
+                "{name}: reset"
+            );
             assert_eq!(book.history("e", 0)?.len(), 2, "{name}: history stays");
             Ok(())
         });
@@ -405,13 +454,18 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
 fn reservations_stay_open_for_fifteen_minutes() {
     for (name, mut ledger) in ledgers().1 {
         write(&mut ledger, |book, _| {
-            book.reserve("e", Request::new(1), T0)
+            account::reserve(book, "e", Request::new(1), T0)
         });
         write(&mut ledger, |book, _| {
             let last = T0 + RESERVATION_OPEN_MS - 1;
-            assert_eq!(book.open_reservations("e", last)?, 1, "{name}");
-            assert_eq!(book.open_reservations("e", last + 1)?, 0, "{name}");
-            assert_eq!(book.first_expiry("e", T0)?, Some(T0 + RESERVATION_OPEN_MS));
+            assert_eq!(account::account(book, "e", last)?.open, 1, "{name}");
+            assert_eq!(account::account(book, "e", last + 1)?.open, 0, "{name}");
+            assert_eq!(
+                account::account(book, "e", T0)?
+                    .oldest_open
+                    .map(|e| e.at + RESERVATION_OPEN_MS),
+                Some(T0 + RESERVATION_OPEN_MS)
+            );
             Ok(())
         });
     }

@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 use super::Context;
-use crate::admit::{self, Standing, Verdict};
-use crate::choose::filter;
 use crate::cli::{StateArgs, StateFormat};
 use crate::clock::Millis;
 use crate::endpoints::Endpoint;
-use crate::ledger::Totals;
+use crate::engine::account::{Accounts, Totals};
+use crate::engine::admit::{self, Standing, Verdict};
+use crate::engine::choose::filter;
 use crate::output;
 use crate::quota::Request;
 
@@ -68,18 +68,31 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     }
     let mut ledger = ctx.ledger()?;
     let (rows, now) = ledger.read(|book, now| {
-        crate::choose::prefetch(book, &shown, now)?;
+        // Every account in one question, and every full window dated in one more.
+        let mut accounts = Accounts::default();
+        let asks: Vec<_> = shown.iter().flat_map(|e| admit::asks(e, now)).collect();
+        accounts.fill(book, &asks, now)?;
+        let mut standings: Vec<Standing> = shown
+            .iter()
+            .map(|e| admit::assess(e, Request::new(0), now, &accounts))
+            .collect();
+        admit::date(book, &mut standings.iter_mut().collect::<Vec<_>>(), now)?;
         let rows = shown
             .iter()
-            .map(|&endpoint| {
-                Ok(Row {
+            .zip(standings)
+            .map(|(&endpoint, standing)| {
+                let own = accounts
+                    .get(&endpoint.id, admit::day_start(endpoint, now))
+                    .cloned()
+                    .unwrap_or_default();
+                Row {
                     endpoint,
-                    standing: admit::assess(book, endpoint, Request::new(0), now)?,
-                    open_reservations: book.open_reservations(&endpoint.id, now)?,
-                    totals: book.totals(&endpoint.id, now)?,
-                })
+                    standing,
+                    open_reservations: own.open,
+                    totals: own.totals,
+                }
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Vec<_>>();
         Ok((rows, now))
     })?;
 

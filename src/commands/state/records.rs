@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::Row;
-use crate::admit::PoolStanding;
 use crate::clock::Millis;
+use crate::engine::admit::PoolStanding;
 use crate::output;
 use crate::quota::Limit;
 

@@ -4,8 +4,8 @@
 use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, presets};
 
 use super::Row;
-use crate::admit::{Block, PoolStanding, Verdict};
 use crate::clock::Millis;
+use crate::engine::admit::{Block, PoolStanding, Verdict};
 use crate::output;
 use crate::quota::{Limit, Limits, Used};
 

@@ -13,6 +13,7 @@
 //! writes are seen by the steps after it. The commands never read what they just wrote.
 
 mod book;
+mod keys;
 mod scripts;
 #[cfg(test)]
 pub mod test_server;
@@ -24,6 +25,8 @@ use redis::{Connection, ErrorKind, Value};
 
 use super::{Access, Ledger, Step};
 use crate::clock::{self, Millis};
+use crate::random;
+use keys::{Global, Keys};
 
 /// The layout of the namespace this build reads and writes.
 const LAYOUT: i64 = 1;
@@ -32,21 +35,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Many processes committing at once make some steps run again; past this many, give up.
 const MOST_RUNS: usize = 10_000;
-
-/// The names of a namespace's keys.
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn global(&self, name: &str) -> String {
-        format!("{}:{name}", self.prefix)
-    }
-
-    fn of(&self, kind: &str, endpoint: &str) -> String {
-        format!("{}:{kind}:{endpoint}", self.prefix)
-    }
-}
 
 pub struct RedisLedger {
     con: Connection,
@@ -134,7 +122,7 @@ impl RedisLedger {
     }
 
     fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<bool> {
-        let version = self.keys.global("version");
+        let version = self.keys.global(Global::Version);
         // One round trip: the watch, the server's clock, the newest stamp, the layout, and
         // when the namespace was last pruned.
         let (time, newest, layout, pruned): ((i64, i64), Option<i64>, Option<String>, Option<i64>) =
@@ -144,11 +132,11 @@ impl RedisLedger {
                 .ignore()
                 .cmd("TIME")
                 .cmd("GET")
-                .arg(self.keys.global("newest"))
+                .arg(self.keys.global(Global::Newest))
                 .cmd("GET")
-                .arg(self.keys.global("layout"))
+                .arg(self.keys.global(Global::Layout))
                 .cmd("GET")
-                .arg(self.keys.global("pruned"))
+                .arg(self.keys.global(Global::Pruned))
                 .query(&mut self.con)
                 .map_err(|e| explain(&e, &self.place))?;
         if let Err(err) = self.check_layout(layout) {
@@ -158,7 +146,7 @@ impl RedisLedger {
         let server = time.0 * 1000 + time.1 / 1000;
         let clock = clock::pinned_now()?.unwrap_or(server);
         let now: Millis = newest.map_or(clock, |n| clock.max(n));
-        let book = book::RedisBook::new(&mut self.con, &self.keys, now, newest, pruned);
+        let book = book::RedisBook::new(&mut self.con, &self.keys, newest, pruned);
         let result = step(&book, now);
         let journal = book.into_journal();
         let (mut journal, newest) = match (result, access, journal) {
@@ -170,13 +158,13 @@ impl RedisLedger {
         journal.cmd("INCR").arg(&version).ignore();
         journal
             .cmd("SET")
-            .arg(self.keys.global("layout"))
+            .arg(self.keys.global(Global::Layout))
             .arg(LAYOUT)
             .ignore();
         if let Some(newest) = newest {
             journal
                 .cmd("SET")
-                .arg(self.keys.global("newest"))
+                .arg(self.keys.global(Global::Newest))
                 .arg(newest)
                 .ignore();
         }
@@ -209,10 +197,8 @@ impl Ledger for RedisLedger {
 /// processes that all lost do not all come back at once (this is the processes' contention,
 /// not the ledger's time: a real sleep, pinned clock or not).
 fn back_off(lost: usize) {
-    use std::hash::BuildHasher;
     let most_us = 1_000u64 << lost.min(6);
-    let random = std::collections::hash_map::RandomState::new().hash_one(lost);
-    std::thread::sleep(Duration::from_micros(random % most_us));
+    std::thread::sleep(Duration::from_micros(random::below(most_us)));
 }
 
 /// Says what went wrong in words that name the server and never the password.

@@ -6,11 +6,11 @@ use rusqlite::{OptionalExtension, params};
 use super::{Tx, clamp, to_sql};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
-use crate::ledger::{Answers, Report};
-use crate::quota::{Limit, Unit};
+use crate::ledger::Said;
+use crate::quota::{Limit, Request};
 
-impl Answers for Tx<'_> {
-    fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>> {
+impl Tx<'_> {
+    pub(super) fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>> {
         Ok(self
             .0
             .prepare_cached(
@@ -29,7 +29,7 @@ impl Answers for Tx<'_> {
             .optional()?)
     }
 
-    fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
+    pub(super) fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
         match cooldown {
             None => {
                 self.0
@@ -51,63 +51,38 @@ impl Answers for Tx<'_> {
         Ok(())
     }
 
-    fn mark_probe(&self, endpoint: &str, now: Millis) -> Result<()> {
-        self.0
-            .prepare_cached("UPDATE cooldowns SET probe_at = ?2 WHERE endpoint = ?1")?
-            .execute(params![endpoint, now])?;
-        Ok(())
-    }
-
-    fn reports(&self, endpoint: &str, now: Millis) -> Result<Vec<Report>> {
+    pub(super) fn reports(&self, endpoint: &str) -> Result<Vec<Said>> {
         let mut stmt = self.0.prepare_cached(
             "SELECT limit_name, remaining, cap, resets_at, base_requests, base_tokens
-             FROM reports WHERE endpoint = ?1 AND resets_at > ?2",
+             FROM reports WHERE endpoint = ?1",
         )?;
-        let rows = stmt.query_map(params![endpoint, now], |r| {
+        let rows = stmt.query_map([endpoint], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
+                Said {
+                    limit: Limit::ALL[0],
+                    remaining: clamp(r.get(1)?),
+                    cap: r.get::<_, Option<i64>>(2)?.map(clamp),
+                    resets_at: r.get(3)?,
+                    base: Request {
+                        requests: clamp(r.get(4)?),
+                        tokens: clamp(r.get(5)?),
+                    },
+                },
             ))
         })?;
-        let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let latest = self.latest_total(endpoint)?.unwrap_or((0, 0));
         let mut reports = Vec::new();
-        for (name, remaining, cap, resets_at, base_requests, base_tokens) in rows {
-            let Some(limit) = Limit::from_name(&name) else {
-                continue;
-            };
-            let since = match limit.unit {
-                Unit::Requests => latest.0.saturating_sub(base_requests),
-                Unit::Tokens => latest.1.saturating_sub(base_tokens),
-            };
-            reports.push(Report {
-                limit,
-                remaining: clamp(remaining),
-                cap: cap.map(clamp),
-                resets_at,
-                used_since: clamp(since),
-            });
+        for row in rows {
+            let (name, said) = row?;
+            // A limit this build does not know is left alone.
+            if let Some(limit) = Limit::from_name(&name) {
+                reports.push(Said { limit, ..said });
+            }
         }
         Ok(reports)
     }
 
-    fn set_report(
-        &self,
-        endpoint: &str,
-        limit: Limit,
-        remaining: u64,
-        cap: Option<u64>,
-        resets_at: Millis,
-        now: Millis,
-    ) -> Result<()> {
-        let base = self.latest_total(endpoint)?.unwrap_or((0, 0));
+    pub(super) fn set_report(&self, endpoint: &str, said: &Said, now: Millis) -> Result<()> {
         self.0
             .prepare_cached(
                 "INSERT OR REPLACE INTO reports
@@ -117,18 +92,18 @@ impl Answers for Tx<'_> {
             )?
             .execute(params![
                 endpoint,
-                limit.name(),
+                said.limit.name(),
                 now,
-                to_sql(remaining),
-                cap.map(to_sql),
-                resets_at,
-                base.0,
-                base.1
+                to_sql(said.remaining),
+                said.cap.map(to_sql),
+                said.resets_at,
+                to_sql(said.base.requests),
+                to_sql(said.base.tokens)
             ])?;
         Ok(())
     }
 
-    fn last_turn(&self) -> Result<Option<String>> {
+    pub(super) fn last_turn(&self) -> Result<Option<String>> {
         Ok(self
             .0
             .prepare_cached("SELECT last FROM turns WHERE scope = ''")?
@@ -136,14 +111,14 @@ impl Answers for Tx<'_> {
             .optional()?)
     }
 
-    fn set_turn(&self, endpoint: &str) -> Result<()> {
+    pub(super) fn set_turn(&self, endpoint: &str) -> Result<()> {
         self.0
             .prepare_cached("INSERT OR REPLACE INTO turns (scope, last) VALUES ('', ?1)")?
             .execute([endpoint])?;
         Ok(())
     }
 
-    fn endpoints_answered(&self) -> Result<Vec<String>> {
+    pub(super) fn endpoints_answered(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .0
             .prepare("SELECT endpoint FROM cooldowns UNION SELECT endpoint FROM reports")?;
@@ -153,7 +128,14 @@ impl Answers for Tx<'_> {
         Ok(ids)
     }
 
-    fn forget_answers(&self, endpoint: &str) -> Result<()> {
+    pub(super) fn drop_reports_until(&self, until: Millis) -> Result<()> {
+        self.0
+            .prepare_cached("DELETE FROM reports WHERE resets_at <= ?1")?
+            .execute([until])?;
+        Ok(())
+    }
+
+    pub(super) fn forget_answers(&self, endpoint: &str) -> Result<()> {
         for table in ["cooldowns", "reports"] {
             self.0.execute(
                 &format!("DELETE FROM {table} WHERE endpoint = ?1"),

@@ -1,104 +1,79 @@
 //! What each endpoint used over the long run, in SQLite: the `counters` table (since first
-//! use or the last reset) and the `hourly` table (90 days). `usage.rs` keeps both current
-//! as it writes calls.
+//! use or the last reset) and the `hourly` table (90 days, kept through resets).
 
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Tx, clamp};
+use super::{SATURATED, Tx, clamp};
 use crate::clock::{HOUR_MS, Millis};
-use crate::ledger::{Hourly, Lifetime, RESERVATION_OPEN_MS, Tally, Totals};
-
-const SATURATED: &str = "9223372036854775807";
+use crate::ledger::{Change, Counters, Hourly};
 
 impl Tx<'_> {
-    /// Adds to the counters of `endpoint`, and to the estimates its open reservations hold.
-    pub(super) fn add_to_counters(
-        &self,
-        endpoint: &str,
-        requests: i64,
-        tokens: i64,
-        pending: i64,
-    ) -> Result<()> {
+    pub(super) fn counters(&self, endpoint: &str) -> Result<Counters> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT requests, tokens, pending, rate_limited, failed FROM counters
+                 WHERE endpoint = ?1",
+            )?
+            .query_row([endpoint], |r| {
+                Ok(Counters {
+                    requests: r.get(0)?,
+                    tokens: r.get(1)?,
+                    pending: r.get(2)?,
+                    rate_limited: r.get(3)?,
+                    failed: r.get(4)?,
+                })
+            })
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Adds to the counters of `endpoint`, none falling below 0 or rising past SQLite's
+    /// largest integer.
+    pub(super) fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()> {
         self.0
             .prepare_cached(&format!(
-                "INSERT INTO counters (endpoint, requests, tokens, pending)
-                 VALUES (?1, ?2, ?3, max(?4, 0))
+                "INSERT INTO counters (endpoint, requests, tokens, pending, rate_limited, failed)
+                 VALUES (?1, max(?2, 0), max(?3, 0), max(?4, 0), max(?5, 0), max(?6, 0))
                  ON CONFLICT (endpoint) DO UPDATE SET
-                     requests = min(requests + ?2, {SATURATED}),
-                     tokens = min(tokens + ?3, {SATURATED}),
-                     pending = max(min(pending + ?4, {SATURATED}), 0)"
+                     requests = max(min(requests + ?2, {SATURATED}), 0),
+                     tokens = max(min(tokens + ?3, {SATURATED}), 0),
+                     pending = max(min(pending + ?4, {SATURATED}), 0),
+                     rate_limited = max(min(rate_limited + ?5, {SATURATED}), 0),
+                     failed = max(min(failed + ?6, {SATURATED}), 0)"
             ))?
-            .execute(params![endpoint, requests, tokens, pending])?;
+            .execute(params![
+                endpoint,
+                change.requests,
+                change.tokens,
+                change.pending,
+                change.rate_limited,
+                change.failed
+            ])?;
         Ok(())
     }
 
     /// Adds a change of usage to the hour of `at`.
-    pub(super) fn add_to_hour(
-        &self,
-        endpoint: &str,
-        at: Millis,
-        requests: i64,
-        tokens: i64,
-    ) -> Result<()> {
+    pub(super) fn add_to_hour(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
         self.0
             .prepare_cached(&format!(
-                "INSERT INTO hourly (endpoint, hour, requests, tokens) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO hourly (endpoint, hour, requests, tokens)
+                 VALUES (?1, ?2, max(?3, 0), max(?4, 0))
                  ON CONFLICT (endpoint, hour) DO UPDATE SET
                      requests = max(min(requests + ?3, {SATURATED}), 0),
                      tokens = max(min(tokens + ?4, {SATURATED}), 0)"
             ))?
-            .execute(params![endpoint, at.div_euclid(HOUR_MS), requests, tokens])?;
-        Ok(())
-    }
-}
-
-impl Lifetime for Tx<'_> {
-    fn totals(&self, endpoint: &str, now: Millis) -> Result<Totals> {
-        let counted: Option<(i64, i64, i64, i64, i64)> = self
-            .0
-            .prepare_cached(
-                "SELECT requests, tokens, rate_limited, failed, pending FROM counters
-                 WHERE endpoint = ?1",
-            )?
-            .query_row([endpoint], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()?;
-        let (requests, tokens, rate_limited, failed, pending) = counted.unwrap_or_default();
-        // Reservations that expired unsettled count at their estimate: every open one's
-        // estimate but those still open, the last 15 minutes' few (no scan of the day).
-        let unexpired: f64 = self
-            .0
-            .prepare_cached(
-                "SELECT total(tokens) FROM usage
-                 WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
-            )?
-            .query_row(params![endpoint, now - RESERVATION_OPEN_MS], |r| r.get(0))?;
-        let expired = clamp(pending).saturating_sub(unexpired as u64);
-        Ok(Totals {
-            requests: clamp(requests),
-            tokens: clamp(tokens).saturating_add(expired),
-            rate_limited: clamp(rate_limited),
-            failed: clamp(failed),
-        })
-    }
-
-    fn count_outcome(&self, endpoint: &str, outcome: Tally) -> Result<()> {
-        let column = match outcome {
-            Tally::RateLimited => "rate_limited",
-            Tally::Failed => "failed",
-        };
-        self.0
-            .prepare_cached(&format!(
-                "INSERT INTO counters (endpoint, {column}) VALUES (?1, 1)
-                 ON CONFLICT (endpoint) DO UPDATE SET {column} = {column} + 1"
-            ))?
-            .execute([endpoint])?;
+            .execute(params![
+                endpoint,
+                at.div_euclid(HOUR_MS),
+                change.requests,
+                change.tokens
+            ])?;
         Ok(())
     }
 
-    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {
+    pub(super) fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {
         let mut stmt = self.0.prepare_cached(
             "SELECT hour, requests, tokens FROM hourly
              WHERE endpoint = ?1 AND hour >= ?2 ORDER BY hour",
@@ -113,7 +88,7 @@ impl Lifetime for Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    fn endpoints_with_history(&self) -> Result<Vec<String>> {
+    pub(super) fn endpoints_with_history(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .0
             .prepare("SELECT DISTINCT endpoint FROM hourly ORDER BY 1")?;
@@ -121,5 +96,18 @@ impl Lifetime for Tx<'_> {
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(ids)
+    }
+
+    pub(super) fn drop_history_before(&self, first_hour: i64) -> Result<()> {
+        self.0
+            .prepare_cached("DELETE FROM hourly WHERE hour < ?1")?
+            .execute([first_hour])?;
+        Ok(())
+    }
+
+    pub(super) fn forget_counters(&self, endpoint: &str) -> Result<()> {
+        self.0
+            .execute("DELETE FROM counters WHERE endpoint = ?1", [endpoint])?;
+        Ok(())
     }
 }

@@ -6,9 +6,12 @@
 //! Two tables hold usage (`usage.rs`): `usage` has a row per pick or record, for the exact
 //! minute window and the reservations; `minute_totals` sums usage per endpoint and calendar
 //! minute with running totals, so the hour and day windows cost two index look-ups each
-//! however long the history is. `answers.rs` keeps cooldowns, reports and the turn.
+//! however long the history is. `lifetime.rs` keeps the counters and the hourly history,
+//! `answers.rs` cooldowns, reports and the turn; `book.rs` puts them behind the
+//! [`Book`](super::Book)'s primitives.
 
 mod answers;
+mod book;
 mod lifetime;
 mod schema;
 mod usage;
@@ -23,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::{Access, Ledger, Step, now_under_lock};
+use crate::clock::Millis;
 
 /// How long a process waits for another one's lock before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,8 +39,12 @@ pub struct SqliteLedger {
     path: PathBuf,
 }
 
-/// An open transaction on the ledger: the [`Book`](super::Book) a step works on.
-pub struct Tx<'c>(rusqlite::Transaction<'c>);
+/// An open transaction on the ledger, and the time of its step: the
+/// [`Book`](super::Book) a step works on.
+pub struct Tx<'c>(rusqlite::Transaction<'c>, Millis);
+
+/// The largest integer SQLite holds: sums stop there instead of overflowing.
+const SATURATED: &str = "9223372036854775807";
 
 impl SqliteLedger {
     /// Opens the ledger at `path`, creating it (and its folders) on first use, readable by
@@ -89,10 +97,11 @@ impl Ledger for SqliteLedger {
             .conn
             .transaction_with_behavior(behavior)
             .map_err(|e| explain(e.into(), &path))?;
-        let tx = Tx(tx);
+        let mut tx = Tx(tx, 0);
         // The lock is held (a write) or the snapshot fixed (a read) from here on, and only
         // now is the time read.
         let now = now_under_lock(&tx).map_err(|e| explain(e, &path))?;
+        tx.1 = now;
         step(&tx, now).map_err(|e| explain(e, &path))?;
         tx.0.commit().map_err(|e| explain(e.into(), &path))?;
         Ok(())

@@ -1,11 +1,13 @@
 //! Whether an endpoint can take a request now, and if not, what blocks it and until when:
 //! its windows (as the ledger and the provider's last report see them), a cooldown after
 //! 429s or failures, smooth pacing, and its cap on calls in flight. `pick` and `state`
-//! share it, so that what `state` says is what `pick` would do. Plain code over what the
-//! ledger reports and the `now` of the ledger's step.
+//! share it, so that what `state` says is what `pick` would do. Plain code over the accounts
+//! the ledger holds and the `now` of its step; only dating a full window asks the ledger
+//! again, for its departures, once for every standing that needs it.
 
 use anyhow::Result;
 
+use super::account::{self, Account, Accounts};
 use crate::anchor::DayAnchor;
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
@@ -66,6 +68,19 @@ pub enum Verdict {
     Never(Never),
 }
 
+/// When a block ends: at a known instant, or when enough usage leaves a window, which the
+/// ledger dates from its departures ([`date`]), but not before `not_before`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum When {
+    At(Millis),
+    Departs {
+        endpoints: Vec<String>,
+        limit: Limit,
+        excess: u64,
+        not_before: Option<Millis>,
+    },
+}
+
 /// An endpoint at one instant.
 #[derive(Debug)]
 pub struct Standing {
@@ -77,6 +92,8 @@ pub struct Standing {
     /// The row's pool: its limits and the usage of all its rows.
     pub pool: Option<PoolStanding>,
     pub verdict: Verdict,
+    /// What blocks it, in the order judged; empty when it fits or never can.
+    blocks: Vec<(Block, When)>,
 }
 
 #[derive(Debug)]
@@ -94,6 +111,29 @@ impl Standing {
             own.min(quota::headroom(&pool.limits, &pool.used, request))
         })
     }
+
+    /// Whether a block waits for [`date`] to say when it ends.
+    pub fn undated(&self) -> bool {
+        self.blocks
+            .iter()
+            .any(|(_, when)| matches!(when, When::Departs { .. }))
+    }
+
+    /// The verdict from the blocks: the one that ends last; of equal ends the later judged
+    /// (a pool's full window over its row's own).
+    fn judge(&mut self, now: Millis) {
+        let latest = self
+            .blocks
+            .iter()
+            .map(|(block, when)| match when {
+                When::At(at) => (*block, *at),
+                When::Departs { not_before, .. } => (*block, not_before.unwrap_or(now).max(now)),
+            })
+            .max_by_key(|&(_, at)| at);
+        if let Some((block, frees_at)) = latest {
+            self.verdict = Verdict::Blocked { block, frees_at };
+        }
+    }
 }
 
 /// Why `request` can never fit `endpoint`, whatever the ledger holds: a limit (its own or
@@ -110,59 +150,72 @@ pub fn never(endpoint: &Endpoint, request: Request) -> Option<Never> {
     })
 }
 
-pub fn assess(
-    book: &dyn Book,
-    endpoint: &Endpoint,
-    request: Request,
-    now: Millis,
-) -> Result<Standing> {
+/// The accounts an assessment of `endpoint` at `now` reads: its own, and its pool's rows'
+/// over the same calendar day.
+pub fn asks(endpoint: &Endpoint, now: Millis) -> Vec<(&str, Option<Millis>)> {
+    let day = day_start(endpoint, now);
+    let members = endpoint.pool.iter().flat_map(|p| p.members.iter());
+    std::iter::once(endpoint.id.as_str())
+        .chain(members.map(String::as_str))
+        .map(|id| (id, day))
+        .collect()
+}
+
+/// Whether `endpoint` can take `request` at `now`, from the accounts [`asks`] names (an
+/// account missing from `accounts` reads as empty). A blocked standing may wait for
+/// [`date`] to say when its windows free.
+pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Accounts) -> Standing {
     let anchor = day_anchor(endpoint);
-    let local = book.used(&endpoint.id, now, anchor.map(|a| a.day_start(now)))?;
-    let (limits, used, resets) = with_reports(book, endpoint, local, now)?;
-    let cooldown = book.cooldown(&endpoint.id)?;
     let day_start = anchor.map(|a| a.day_start(now));
-    let pool = match &endpoint.pool {
-        Some(pool) => Some(PoolStanding {
-            name: pool.name.clone(),
-            limits: pool.limits,
-            used: pool_used(book, &pool.members, now, day_start)?,
-        }),
-        None => None,
+    let empty = Account::default();
+    let own = accounts.get(&endpoint.id, day_start).unwrap_or(&empty);
+    let local = own.used;
+    let (limits, used, resets) = with_reports(endpoint, own);
+    let pool = endpoint.pool.as_ref().map(|pool| PoolStanding {
+        name: pool.name.clone(),
+        limits: pool.limits,
+        used: pool_used(&pool.members, accounts, day_start),
+    });
+    let mut standing = Standing {
+        limits,
+        used,
+        cooldown: own.cooldown.clone(),
+        pool,
+        verdict: Verdict::Fits { probe: false },
+        blocks: Vec::new(),
     };
     if let Some(never) = never(endpoint, request) {
-        return Ok(Standing {
-            limits,
-            used,
-            cooldown,
-            pool,
-            verdict: Verdict::Never(never),
-        });
+        standing.verdict = Verdict::Never(never);
+        return standing;
     }
 
-    let mut blocks: Vec<(Block, Millis)> = Vec::new();
+    let blocks = &mut standing.blocks;
     let mut probe = false;
-    if let Some(c) = cooldown.as_ref().filter(|c| c.strikes > 0) {
+    if let Some(c) = own.cooldown.as_ref().filter(|c| c.strikes > 0) {
         if now < c.until {
-            blocks.push((Block::Cooldown, c.until));
+            blocks.push((Block::Cooldown, When::At(c.until)));
         } else if let Some(out) = c.probe_at.filter(|&p| p + RESERVATION_OPEN_MS > now) {
             // Had the probe's caller vanished, its reservation expiring lets another go.
-            blocks.push((Block::Probe, out + RESERVATION_OPEN_MS));
+            blocks.push((Block::Probe, When::At(out + RESERVATION_OPEN_MS)));
         } else {
             probe = true;
         }
     }
     if let Some(cap) = endpoint.concurrency
-        && book.open_reservations(&endpoint.id, now)? >= cap
+        && own.open >= cap
     {
-        let frees = book.first_expiry(&endpoint.id, now)?.unwrap_or(now);
-        blocks.push((Block::Concurrency, frees));
+        let frees = own
+            .oldest_open
+            .as_ref()
+            .map_or(now, |e| e.at + RESERVATION_OPEN_MS);
+        blocks.push((Block::Concurrency, When::At(frees)));
     }
     if endpoint.pace == Pace::Smooth
         && let Some(spacing) = quota::pace_spacing(&endpoint.limits)
-        && let Some(last) = book.last_call(&endpoint.id)?
+        && let Some(last) = own.last_call
         && now < last + spacing
     {
-        blocks.push((Block::Pace, last + spacing));
+        blocks.push((Block::Pace, When::At(last + spacing)));
     }
     // A full window has room again: when a provider's report that alone blocks it resets;
     // at the end of a calendar day; else when enough local usage leaves the rolling window.
@@ -170,94 +223,106 @@ pub fn assess(
         let limit = short.limit;
         let after = local.get(limit) + request.amount(limit.unit);
         let file_short = endpoint.limits.get(limit).is_some_and(|cap| after > cap);
-        let local_frees = if !file_short && resets.get(limit).is_some() {
-            None
+        let reset = resets.get(limit);
+        let when = if !file_short && reset.is_some() {
+            When::At(reset.unwrap_or(now))
         } else if let (Some(anchor), Window::Day) = (anchor, limit.window) {
-            Some(anchor.next_reset(now))
+            When::At(anchor.next_reset(now).max(reset.unwrap_or(now)))
         } else {
-            let excess = after.saturating_sub(limits.get(limit).unwrap_or(0)).max(1);
-            Some(
-                book.frees_at(&endpoint.id, limit, excess, now)?
-                    .unwrap_or(now),
-            )
+            When::Departs {
+                endpoints: vec![endpoint.id.clone()],
+                limit,
+                excess: after.saturating_sub(limits.get(limit).unwrap_or(0)).max(1),
+                not_before: reset,
+            }
         };
-        let frees = local_frees.max(resets.get(limit)).unwrap_or(now);
-        blocks.push((Block::Limit(limit), frees));
+        blocks.push((Block::Limit(limit), when));
     }
 
     // A full pool frees as its rows' usage leaves the window, or at the end of their
     // calendar day.
-    if let (Some(members), Some(standing)) = (endpoint.pool.as_ref().map(|p| &p.members), &pool) {
-        for short in quota::shortfalls(&standing.limits, &standing.used, request) {
-            let frees = match (anchor, short.limit.window) {
-                (Some(anchor), Window::Day) => Some(anchor.next_reset(now)),
-                _ => pool_frees_at(book, members, short.limit, short.excess, now)?,
+    if let (Some(members), Some(pool)) =
+        (endpoint.pool.as_ref().map(|p| &p.members), &standing.pool)
+    {
+        for short in quota::shortfalls(&pool.limits, &pool.used, request) {
+            let when = match (anchor, short.limit.window) {
+                (Some(anchor), Window::Day) => When::At(anchor.next_reset(now)),
+                _ => When::Departs {
+                    endpoints: members.clone(),
+                    limit: short.limit,
+                    excess: short.excess,
+                    not_before: None,
+                },
             };
-            blocks.push((Block::PoolLimit(short.limit), frees.unwrap_or(now)));
+            blocks.push((Block::PoolLimit(short.limit), when));
         }
     }
+    standing.verdict = Verdict::Fits { probe };
+    standing.judge(now);
+    standing
+}
 
-    let verdict = match blocks.into_iter().max_by_key(|&(_, at)| at) {
-        Some((block, frees_at)) => Verdict::Blocked { block, frees_at },
-        None => Verdict::Fits { probe },
-    };
-    Ok(Standing {
-        limits,
-        used,
-        cooldown,
-        pool,
-        verdict,
-    })
+/// Says when each undated block of `standings` ends, from the ledger's departures: one
+/// question for all of them.
+pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Result<()> {
+    let mut wanted: Vec<(Vec<&str>, Limit, u64)> = Vec::new();
+    for standing in standings.iter() {
+        for (_, when) in &standing.blocks {
+            if let When::Departs {
+                endpoints,
+                limit,
+                excess,
+                ..
+            } = when
+            {
+                let ids = endpoints.iter().map(String::as_str).collect();
+                wanted.push((ids, *limit, *excess));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut dates = account::frees_at(book, &wanted, now)?.into_iter();
+    for standing in standings.iter_mut() {
+        for (_, when) in &mut standing.blocks {
+            if let When::Departs { not_before, .. } = when {
+                let freed = dates.next().flatten().unwrap_or(now);
+                *when = When::At(Some(freed).max(*not_before).unwrap_or(now));
+            }
+        }
+        standing.judge(now);
+    }
+    Ok(())
 }
 
 /// The usage of all the rows of a pool: windows are sums, so the pool's is the sum of its
 /// rows'.
-fn pool_used(
-    book: &dyn Book,
-    members: &[String],
-    now: Millis,
-    day_start: Option<Millis>,
-) -> Result<Used> {
+fn pool_used(members: &[String], accounts: &Accounts, day_start: Option<Millis>) -> Used {
     let mut total = Used::default();
     for member in members {
-        let used = book.used(member, now, day_start)?;
-        for limit in Limit::ALL {
-            total.set(limit, total.get(limit).saturating_add(used.get(limit)));
+        if let Some(account) = accounts.get(member, day_start) {
+            for limit in Limit::ALL {
+                total.set(
+                    limit,
+                    total.get(limit).saturating_add(account.used.get(limit)),
+                );
+            }
         }
     }
-    Ok(total)
-}
-
-/// When enough of the pool's usage has left the window for `excess` more to fit.
-fn pool_frees_at(
-    book: &dyn Book,
-    members: &[String],
-    limit: Limit,
-    excess: u64,
-    now: Millis,
-) -> Result<Option<Millis>> {
-    let mut departures = Vec::new();
-    for member in members {
-        departures.extend(book.departures(member, limit, now, excess)?);
-    }
-    departures.sort_unstable_by_key(|&(at, _)| at);
-    Ok(quota::freed_by(departures, excess))
+    total
 }
 
 /// Applies the provider's reports that have not reset: a reported limit caps the window
 /// (even one the file leaves open), and usage rises to what the provider counts — its
 /// limit less its remaining, less what was used here since — never below the local count.
 /// Returns, per limit, when a report that raised it resets.
-fn with_reports(
-    book: &dyn Book,
-    endpoint: &Endpoint,
-    local: Used,
-    now: Millis,
-) -> Result<(Limits, Used, PerLimit<Option<Millis>>)> {
+fn with_reports(endpoint: &Endpoint, own: &Account) -> (Limits, Used, PerLimit<Option<Millis>>) {
+    let local = own.used;
     let mut limits = endpoint.limits;
     let mut used = local;
     let mut resets = PerLimit::default();
-    for report in book.reports(&endpoint.id, now)? {
+    for report in &own.reports {
         let limit = report.limit;
         let remaining = report.remaining.saturating_sub(report.used_since);
         let cap = match (limits.get(limit), report.cap) {
@@ -271,7 +336,7 @@ fn with_reports(
             resets.set(limit, Some(report.resets_at));
         }
     }
-    Ok((limits, used, resets))
+    (limits, used, resets)
 }
 
 /// When the endpoint's calendar day began, for an endpoint whose day is one.

@@ -5,12 +5,13 @@
 
 use anyhow::{Context as _, Result, bail};
 
+use super::account::{self, Tally};
 use crate::clock::Millis;
 use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
 use crate::endpoints::Endpoint;
 use crate::headers::{self, Dialect, Response};
-use crate::ledger::{Book, Entry, Tally};
+use crate::ledger::{Book, Entry};
 use crate::quota::Request;
 
 /// How the caller says the call went.
@@ -51,10 +52,37 @@ pub fn record(
     endpoints: &[Endpoint],
     now: Millis,
 ) -> Result<Vec<String>> {
-    book.prune(now)?;
-    let endpoint = settle_or_add(book, call, now)?;
+    account::prune(book, now)?;
+    // Every read comes before the first write: a ledger across a network reads what the
+    // step found, not what it has written.
+    let (endpoint, leased) = which(book, call)?;
+    let before = account::account(book, &endpoint, now)?;
+    let reservation = match (leased, call.add) {
+        (Some(entry), _) => Some(entry),
+        // With only an id, the oldest reservation still open is the one settled.
+        (None, false) => before.oldest_open.clone(),
+        (None, true) => None,
+    };
+    let change = match reservation {
+        Some(entry) => {
+            let real = Request {
+                requests: call.requests.unwrap_or(entry.requests),
+                tokens: call.tokens.unwrap_or(entry.tokens),
+            };
+            account::settle(book, &entry, real, now)?
+        }
+        None => {
+            let usage = Request {
+                requests: call.requests.unwrap_or(1),
+                tokens: call.tokens.unwrap_or(0),
+            };
+            account::add(book, &endpoint, usage, now)?
+        }
+    };
+    // The provider's report counts from the usage that includes this call.
+    let running = account::after(before.running, change);
     let response = match (call.headers, endpoints.iter().find(|e| e.id == endpoint)) {
-        (Some(dump), Some(row)) => Some(read_headers(book, row, dump, now)?),
+        (Some(dump), Some(row)) => Some(read_headers(book, row, dump, running, now)?),
         (Some(_), None) => Some(Response {
             notes: vec![format!(
                 "{endpoint} is not in the endpoints file; headers ignored"
@@ -65,53 +93,36 @@ pub fn record(
     };
     if let Some(outcome) = outcome(call.said, response.as_ref(), now)? {
         match outcome {
-            Outcome::RateLimited { .. } => book.count_outcome(&endpoint, Tally::RateLimited)?,
-            Outcome::Failed => book.count_outcome(&endpoint, Tally::Failed)?,
+            Outcome::RateLimited { .. } => {
+                account::count_outcome(book, &endpoint, Tally::RateLimited)?;
+            }
+            Outcome::Failed => account::count_outcome(book, &endpoint, Tally::Failed)?,
             Outcome::Success => {}
         }
-        let next = cooldown::after(book.cooldown(&endpoint)?.as_ref(), outcome, now);
-        book.set_cooldown(&endpoint, next.as_ref())?;
+        let next = cooldown::after(before.cooldown.as_ref(), outcome, now);
+        if next != before.cooldown {
+            book.set_cooldown(&endpoint, next.as_ref())?;
+        }
     }
     Ok(response.map(|r| r.notes).unwrap_or_default())
 }
 
-/// Settles the reservation the call names, or adds the call; returns the endpoint id.
-fn settle_or_add(book: &dyn Book, call: &Record, now: Millis) -> Result<String> {
-    let reservation: Option<Entry> = match (call.lease, call.id) {
-        (Some(lease), id) => {
-            let entry = book.by_lease(lease)?.with_context(|| {
-                format!("unknown lease {lease:?}: mistyped, reset, or older than a day")
-            })?;
-            if let Some(id) = id.filter(|id| *id != entry.endpoint) {
-                bail!("lease {lease:?} belongs to {}, not {id}", entry.endpoint);
-            }
-            if !entry.open {
-                bail!("lease {lease:?} was already settled");
-            }
-            Some(entry)
-        }
-        (None, Some(id)) if !call.add => book.oldest_open(id, now)?,
-        _ => None,
+/// The endpoint the call names, and the reservation its lease names, if it has one.
+fn which(book: &dyn Book, call: &Record) -> Result<(String, Option<Entry>)> {
+    let Some(lease) = call.lease else {
+        let id = call.id.context("record needs an endpoint id or --lease")?;
+        return Ok((id.to_owned(), None));
     };
-    match reservation {
-        Some(entry) => {
-            let real = Request {
-                requests: call.requests.unwrap_or(entry.requests),
-                tokens: call.tokens.unwrap_or(entry.tokens),
-            };
-            book.settle(&entry, real, now)?;
-            Ok(entry.endpoint)
-        }
-        None => {
-            let id = call.id.context("record needs an endpoint id or --lease")?;
-            let usage = Request {
-                requests: call.requests.unwrap_or(1),
-                tokens: call.tokens.unwrap_or(0),
-            };
-            book.add(id, usage, now)?;
-            Ok(id.to_owned())
-        }
+    let entry = book.by_lease(lease)?.with_context(|| {
+        format!("unknown lease {lease:?}: mistyped, reset, or older than a day")
+    })?;
+    if let Some(id) = call.id.filter(|id| *id != entry.endpoint) {
+        bail!("lease {lease:?} belongs to {}, not {id}", entry.endpoint);
     }
+    if !entry.open {
+        bail!("lease {lease:?} was already settled");
+    }
+    Ok((entry.endpoint.clone(), Some(entry)))
 }
 
 /// How the call went: as the caller says, else as its headers show (a 429 status or a
@@ -139,7 +150,13 @@ fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Optio
 
 /// Takes the provider's word on each limit its headers report. Usage recorded from now on
 /// counts against what it said remains.
-fn read_headers(book: &dyn Book, endpoint: &Endpoint, dump: &str, now: Millis) -> Result<Response> {
+fn read_headers(
+    book: &dyn Book,
+    endpoint: &Endpoint,
+    dump: &str,
+    running: Request,
+    now: Millis,
+) -> Result<Response> {
     let named = endpoint.headers.as_deref();
     let dialect = match named {
         Some(name) => Dialect::from_name(name),
@@ -164,14 +181,7 @@ fn read_headers(book: &dyn Book, endpoint: &Endpoint, dump: &str, now: Millis) -
     };
     let response = headers::read(dump, dialect, now);
     for reading in &response.readings {
-        book.set_report(
-            &endpoint.id,
-            reading.limit,
-            reading.remaining,
-            reading.cap,
-            reading.resets_at,
-            now,
-        )?;
+        account::take_report(book, &endpoint.id, reading, running)?;
     }
     Ok(response)
 }

@@ -4,12 +4,15 @@
 
 use anyhow::{Result, bail};
 
-use crate::admit::{self, Block, Standing, Verdict};
+use super::account::{self, Accounts};
+use super::admit::{self, Block, Standing, Verdict};
 use crate::clock::Millis;
+use crate::cooldown::Cooldown;
 use crate::endpoints::Endpoint;
 use crate::glob;
 use crate::ledger::Book;
 use crate::quota::Request;
+use crate::random;
 
 /// How to choose among the fitting endpoints of the highest priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,25 +98,34 @@ pub fn choose<'e>(
     now: Millis,
 ) -> Result<Choice<'e>> {
     if reserve {
-        book.prune(now)?;
+        account::prune(book, now)?;
     }
-    // A ledger across a network reads the candidates in one round trip: all of them at
-    // once when a strategy looks at every one, else the rest once the first does not fit.
-    let mut prefetched = strategy != Strategy::Order;
-    if prefetched {
-        prefetch(book, candidates, now)?;
+    // Each question to the ledger reads a batch of accounts (one round trip on a ledger
+    // across a network): every candidate when the strategy weighs them all; in file order,
+    // the first alone, and the rest only when it does not fit.
+    let everyone: Vec<(&str, Option<Millis>)> = candidates
+        .iter()
+        .flat_map(|e| admit::asks(e, now))
+        .collect();
+    let mut accounts = Accounts::default();
+    match (strategy, candidates.first()) {
+        (Strategy::Order, Some(first)) => accounts.fill(book, &admit::asks(first, now), now)?,
+        _ => accounts.fill(book, &everyone, now)?,
     }
-    let mut blocked = Vec::new();
+    let turn = match strategy {
+        Strategy::RoundRobin => book.last_turn()?,
+        _ => None,
+    };
+    let mut blocked: Vec<(&'e Endpoint, Standing)> = Vec::new();
     // Candidates are sorted by priority, so each run of equal priority is a group; a lower
     // group is looked at only when nothing in a higher one fits.
     for group in candidates.chunk_by(|a, b| a.priority == b.priority) {
         let mut fits: Vec<(usize, Standing)> = Vec::new();
         for (position, &endpoint) in group.iter().enumerate() {
-            let standing = admit::assess(book, endpoint, request, now)?;
-            if !prefetched && !matches!(standing.verdict, Verdict::Fits { .. }) {
-                prefetched = true;
-                prefetch(book, candidates, now)?;
+            if !accounts.has(&endpoint.id, admit::day_start(endpoint, now)) {
+                accounts.fill(book, &everyone, now)?;
             }
+            let standing = admit::assess(endpoint, request, now, &accounts);
             match standing.verdict {
                 Verdict::Fits { .. } => {
                     fits.push((position, standing));
@@ -121,22 +133,27 @@ pub fn choose<'e>(
                         break;
                     }
                 }
-                Verdict::Blocked { block, frees_at } => blocked.push(Blocked {
-                    endpoint,
-                    block,
-                    frees_at,
-                }),
+                Verdict::Blocked { .. } => blocked.push((endpoint, standing)),
                 Verdict::Never(_) => {}
             }
         }
-        let Some((position, standing)) = select(book, strategy, group, fits, request)? else {
+        let ticket = random::draw();
+        let Some((position, standing)) =
+            select(strategy, group, fits, request, turn.as_deref(), ticket)
+        else {
             continue;
         };
         let endpoint = group[position];
         let lease = if reserve {
-            let lease = book.reserve(&endpoint.id, request, now)?;
-            if standing.verdict == (Verdict::Fits { probe: true }) {
-                book.mark_probe(&endpoint.id, now)?;
+            let lease = account::reserve(book, &endpoint.id, request, now)?;
+            if let (Verdict::Fits { probe: true }, Some(cooldown)) =
+                (standing.verdict, &standing.cooldown)
+            {
+                let out = Cooldown {
+                    probe_at: Some(now),
+                    ..cooldown.clone()
+                };
+                book.set_cooldown(&endpoint.id, Some(&out))?;
             }
             if strategy == Strategy::RoundRobin {
                 book.set_turn(&endpoint.id)?;
@@ -147,34 +164,35 @@ pub fn choose<'e>(
         };
         return Ok(Choice::Chosen { endpoint, lease });
     }
+    // Nothing fits: say when each frees, dated in one question.
+    let mut standings: Vec<&mut Standing> = blocked.iter_mut().map(|(_, s)| s).collect();
+    admit::date(book, &mut standings, now)?;
+    let blocked = blocked
+        .into_iter()
+        .filter_map(|(endpoint, standing)| match standing.verdict {
+            Verdict::Blocked { block, frees_at } => Some(Blocked {
+                endpoint,
+                block,
+                frees_at,
+            }),
+            _ => None,
+        })
+        .collect();
     Ok(Choice::Exhausted(blocked))
 }
 
-/// Tells the ledger which endpoints (and pool members) the step is about to read.
-pub fn prefetch(book: &dyn Book, candidates: &[&Endpoint], now: Millis) -> Result<()> {
-    let wanted: Vec<(&str, Option<Millis>)> = candidates
-        .iter()
-        .flat_map(|e| {
-            let day = admit::day_start(e, now);
-            let members = e.pool.iter().flat_map(|p| p.members.iter());
-            std::iter::once(e.id.as_str())
-                .chain(members.map(String::as_str))
-                .map(move |id| (id, day))
-        })
-        .collect();
-    book.prefetch(&wanted, now)
-}
-
-/// Which of the fitting endpoints of one priority group the strategy takes.
+/// Which of the fitting endpoints of one priority group the strategy takes: `turn` is the
+/// endpoint that took the last round-robin turn, `ticket` a random number for `weighted`.
 fn select(
-    book: &dyn Book,
     strategy: Strategy,
     group: &[&Endpoint],
     mut fits: Vec<(usize, Standing)>,
     request: Request,
-) -> Result<Option<(usize, Standing)>> {
+    turn: Option<&str>,
+    ticket: u64,
+) -> Option<(usize, Standing)> {
     if fits.is_empty() {
-        return Ok(None);
+        return None;
     }
     let index = match strategy {
         Strategy::Order => 0,
@@ -183,7 +201,8 @@ fn select(
                 .iter()
                 .map(|(p, _)| u64::from(group[*p].weight))
                 .collect();
-            let mut ticket = random_below(weights.iter().sum());
+            let total: u64 = weights.iter().sum();
+            let mut ticket = if total == 0 { 0 } else { ticket % total };
             weights
                 .iter()
                 .position(|&w| {
@@ -205,19 +224,11 @@ fn select(
         }
         Strategy::RoundRobin => {
             // The next fitting endpoint after the last one served, in file order, wrapping.
-            let last = book.last_turn()?;
-            let after = last
+            let after = turn
                 .and_then(|id| group.iter().position(|e| e.id == id))
                 .map_or(0, |p| p + 1);
             fits.iter().position(|(p, _)| *p >= after).unwrap_or(0)
         }
     };
-    Ok(Some(fits.swap_remove(index)))
-}
-
-/// A number in `0..n` (0 when n is 0), from std's per-process random hash keys.
-fn random_below(n: u64) -> u64 {
-    use std::hash::BuildHasher;
-    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-    if n == 0 { 0 } else { random % n }
+    Some(fits.swap_remove(index))
 }

@@ -1,0 +1,377 @@
+//! What the values a ledger stores mean, written once for every ledger: an endpoint's
+//! account at an instant (its windows, open reservations, reports and lifetime totals),
+//! what reserving, adding and settling write, and what pruning keeps.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+
+use crate::clock::{HOUR_MS, Millis};
+use crate::cooldown::Cooldown;
+use crate::ledger::{
+    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, RESERVATION_OPEN_MS,
+    RETENTION_MS, Said, Source, Span, Stored,
+};
+use crate::quota::{self, Limit, Request, Used, Window};
+use crate::random;
+
+/// Everything a decision reads of one endpoint at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Usage in each window, counting every entry stamped after the window's start.
+    pub used: Used,
+    /// Reservations still open (in flight), and the oldest of them.
+    pub open: u64,
+    pub oldest_open: Option<Entry>,
+    /// When the endpoint last took a call (pick or record), for pacing.
+    pub last_call: Option<Millis>,
+    pub cooldown: Option<Cooldown>,
+    /// The provider's word on each limit that has not reset.
+    pub reports: Vec<Report>,
+    pub totals: Totals,
+    /// Requests and tokens since records began, estimates included.
+    pub running: Request,
+}
+
+/// What a provider's headers said of one limit, and what was used here since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub limit: Limit,
+    pub remaining: u64,
+    pub cap: Option<u64>,
+    pub resets_at: Millis,
+    pub used_since: u64,
+}
+
+/// An endpoint's counters over the long run: requests when reserved or added, tokens when
+/// settled or added, and an open reservation's estimate once it has expired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub tokens: u64,
+    pub rate_limited: u64,
+    pub failed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    RateLimited,
+    Failed,
+}
+
+/// The windows a read at `now` counts; the day window is the calendar day that began at
+/// `day_start` when there is one, else rolling.
+pub fn span(now: Millis, day_start: Option<Millis>) -> Span {
+    Span {
+        minute_after: quota::counted_after(Window::Minute, now),
+        hour_from: quota::first_counted_minute(Window::Hour, now),
+        day_from: day_start.map_or_else(
+            || quota::first_counted_minute(Window::Day, now),
+            quota::minute_of,
+        ),
+        open_after: now - RESERVATION_OPEN_MS,
+    }
+}
+
+impl Account {
+    fn of(stored: Stored, now: Millis) -> Account {
+        let mut used = Used::default();
+        for limit in Limit::ALL {
+            let window = Window::ALL
+                .iter()
+                .position(|&w| w == limit.window)
+                .unwrap_or(0);
+            used.set(limit, stored.windows[window].amount(limit.unit));
+        }
+        let running = stored.running;
+        let reports = stored
+            .reports
+            .iter()
+            .filter(|said| said.resets_at > now)
+            .map(|said| Report {
+                limit: said.limit,
+                remaining: said.remaining,
+                cap: said.cap,
+                resets_at: said.resets_at,
+                used_since: running
+                    .amount(said.limit.unit)
+                    .saturating_sub(said.base.amount(said.limit.unit)),
+            })
+            .collect();
+        let c = stored.counters;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        // Reservations that expired unsettled count at their estimate: every pending
+        // estimate but those of the reservations still open.
+        let expired = count(c.pending).saturating_sub(stored.open_tokens);
+        Account {
+            used,
+            open: stored.open,
+            oldest_open: stored.oldest_open,
+            last_call: stored.last_call,
+            cooldown: stored.cooldown,
+            reports,
+            totals: Totals {
+                requests: count(c.requests),
+                tokens: count(c.tokens).saturating_add(expired),
+                rate_limited: count(c.rate_limited),
+                failed: count(c.failed),
+            },
+            running,
+        }
+    }
+}
+
+/// The accounts of `asks` (an endpoint and its calendar day's start) at `now`, in one
+/// question to the ledger.
+pub fn read(book: &dyn Book, asks: &[(&str, Option<Millis>)], now: Millis) -> Result<Vec<Account>> {
+    let spans: Vec<(&str, Span)> = asks
+        .iter()
+        .map(|&(id, day_start)| (id, span(now, day_start)))
+        .collect();
+    let stored = book.standings(&spans)?;
+    anyhow::ensure!(
+        stored.len() == asks.len(),
+        "the ledger answered {} of {} endpoints",
+        stored.len(),
+        asks.len()
+    );
+    Ok(stored.into_iter().map(|s| Account::of(s, now)).collect())
+}
+
+/// The account of one endpoint at `now`, its day window rolling.
+pub fn account(book: &dyn Book, endpoint: &str, now: Millis) -> Result<Account> {
+    Ok(read(book, &[(endpoint, None)], now)?.remove(0))
+}
+
+/// Accounts read in a step, by endpoint and calendar day: a pool's members are read with
+/// the day of the row that is being judged.
+#[derive(Default)]
+pub struct Accounts(HashMap<(String, Option<Millis>), Account>);
+
+impl Accounts {
+    pub fn get(&self, endpoint: &str, day_start: Option<Millis>) -> Option<&Account> {
+        self.0.get(&(endpoint.to_owned(), day_start))
+    }
+
+    pub fn has(&self, endpoint: &str, day_start: Option<Millis>) -> bool {
+        self.get(endpoint, day_start).is_some()
+    }
+
+    pub fn insert(&mut self, endpoint: &str, day_start: Option<Millis>, account: Account) {
+        self.0.insert((endpoint.to_owned(), day_start), account);
+    }
+
+    /// Reads every ask not read yet, in one question to the ledger.
+    pub fn fill(
+        &mut self,
+        book: &dyn Book,
+        asks: &[(&str, Option<Millis>)],
+        now: Millis,
+    ) -> Result<()> {
+        let mut missing: Vec<(&str, Option<Millis>)> = Vec::new();
+        for &(id, day) in asks {
+            if !self.has(id, day) && !missing.contains(&(id, day)) {
+                missing.push((id, day));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for ((id, day), account) in missing.iter().zip(read(book, &missing, now)?) {
+            self.insert(id, *day, account);
+        }
+        Ok(())
+    }
+}
+
+/// When enough of `limit`'s usage has left the windows of `endpoints` (a row, or the rows
+/// of a pool, merged) for `excess` more to fit; one question to the ledger for all of
+/// `wanted`. `None` for one that nothing leaving can free.
+pub fn frees_at(
+    book: &dyn Book,
+    wanted: &[(Vec<&str>, Limit, u64)],
+    now: Millis,
+) -> Result<Vec<Option<Millis>>> {
+    let mut asks = Vec::new();
+    for (endpoints, limit, excess) in wanted {
+        let source = match limit.window {
+            Window::Minute => Source::Calls {
+                after: quota::counted_after(Window::Minute, now),
+            },
+            window => Source::Buckets {
+                from: quota::first_counted_minute(window, now),
+            },
+        };
+        asks.extend(endpoints.iter().map(|&endpoint| Departing {
+            endpoint,
+            source,
+            unit: limit.unit,
+            enough: *excess,
+        }));
+    }
+    let mut answers = book.departures(&asks)?.into_iter();
+    let mut dates = Vec::with_capacity(wanted.len());
+    for (endpoints, limit, excess) in wanted {
+        let mut departures: Vec<(Millis, u64)> = Vec::new();
+        for _ in endpoints {
+            let leaving = answers.next().unwrap_or_default();
+            departures.extend(leaving.into_iter().map(|(at, n)| match limit.window {
+                Window::Minute => (quota::row_leaves_at(at, Window::Minute), n),
+                window => (quota::bucket_leaves_at(at, window), n),
+            }));
+        }
+        departures.sort_unstable_by_key(|&(at, _)| at);
+        dates.push(quota::freed_by(departures, *excess));
+    }
+    Ok(dates)
+}
+
+/// Reserves `request` for `endpoint` at `now`, as an open reservation; returns its lease.
+pub fn reserve(book: &dyn Book, endpoint: &str, request: Request, now: Millis) -> Result<String> {
+    let lease = random::id();
+    book.insert_call(endpoint, now, request, Some(&lease))?;
+    book.add_usage(endpoint, now, change(request))?;
+    // Counters take a reservation's requests at once and its tokens when it is settled;
+    // until then its estimate is pending.
+    book.add_counters(
+        endpoint,
+        Counters {
+            requests: signed(request.requests),
+            pending: signed(request.tokens),
+            ..Counters::default()
+        },
+    )?;
+    Ok(lease)
+}
+
+/// Adds usage made at `now` without a reservation; returns the change to the running
+/// totals.
+pub fn add(book: &dyn Book, endpoint: &str, usage: Request, now: Millis) -> Result<Change> {
+    book.insert_call(endpoint, now, usage, None)?;
+    book.add_usage(endpoint, now, change(usage))?;
+    book.add_counters(
+        endpoint,
+        Counters {
+            requests: signed(usage.requests),
+            tokens: signed(usage.tokens),
+            ..Counters::default()
+        },
+    )?;
+    Ok(change(usage))
+}
+
+/// Closes a reservation at `now`, replacing its estimate by what was really used; returns
+/// the change to the running totals.
+pub fn settle(book: &dyn Book, entry: &Entry, real: Request, now: Millis) -> Result<Change> {
+    book.close_call(entry, real)?;
+    let correction = Change {
+        requests: signed(real.requests) - signed(entry.requests),
+        tokens: signed(real.tokens) - signed(entry.tokens),
+    };
+    book.add_usage(&entry.endpoint, entry.at, correction)?;
+    // A reservation that expired already counts at its estimate: settling it below that
+    // must not lower the counter.
+    let expired = now >= entry.at + RESERVATION_OPEN_MS;
+    let counted = if expired {
+        real.tokens.max(entry.tokens)
+    } else {
+        real.tokens
+    };
+    book.add_counters(
+        &entry.endpoint,
+        Counters {
+            requests: correction.requests.max(0),
+            tokens: signed(counted),
+            pending: -signed(entry.tokens),
+            ..Counters::default()
+        },
+    )?;
+    Ok(correction)
+}
+
+/// Counts a refused (429) or failed call.
+pub fn count_outcome(book: &dyn Book, endpoint: &str, outcome: Tally) -> Result<()> {
+    let change = match outcome {
+        Tally::RateLimited => Counters {
+            rate_limited: 1,
+            ..Counters::default()
+        },
+        Tally::Failed => Counters {
+            failed: 1,
+            ..Counters::default()
+        },
+    };
+    book.add_counters(endpoint, change)
+}
+
+/// Takes the provider's word on one limit at the running totals `running`.
+pub fn take_report(
+    book: &dyn Book,
+    endpoint: &str,
+    reading: &crate::headers::Reading,
+    running: Request,
+) -> Result<()> {
+    book.set_report(
+        endpoint,
+        &Said {
+            limit: reading.limit,
+            remaining: reading.remaining,
+            cap: reading.cap,
+            resets_at: reading.resets_at,
+            base: running,
+        },
+    )
+}
+
+/// Running totals after `change`.
+pub fn after(running: Request, change: Change) -> Request {
+    let apply = |n: u64, d: i64| {
+        if d >= 0 {
+            n.saturating_add(d as u64)
+        } else {
+            n.saturating_sub(d.unsigned_abs())
+        }
+    };
+    Request {
+        requests: apply(running.requests, change.requests),
+        tokens: apply(running.tokens, change.tokens),
+    }
+}
+
+/// Forgets what no window can count any more, so the ledger does not grow with time; a
+/// reservation that expired unsettled keeps counting at its estimate.
+pub fn prune(book: &dyn Book, now: Millis) -> Result<()> {
+    let horizon = now - RETENTION_MS;
+    if !book.prune_due(horizon)? {
+        return Ok(());
+    }
+    for (endpoint, estimate) in book.open_estimates_until(horizon)? {
+        let estimate = signed(estimate);
+        book.add_counters(
+            &endpoint,
+            Counters {
+                tokens: estimate,
+                pending: -estimate,
+                ..Counters::default()
+            },
+        )?;
+    }
+    book.drop_before(&Horizons {
+        calls_until: horizon,
+        first_minute: quota::minute_of(horizon + 1),
+        first_hour: (now - HISTORY_MS).div_euclid(HOUR_MS),
+        reports_until: now,
+    })
+}
+
+fn change(usage: Request) -> Change {
+    Change {
+        requests: signed(usage.requests),
+        tokens: signed(usage.tokens),
+    }
+}
+
+/// Counts are whole numbers up to i64::MAX (what SQLite stores); above, they saturate.
+pub fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

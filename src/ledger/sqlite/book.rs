@@ -1,0 +1,122 @@
+//! The SQLite ledger's storage primitives: each a statement or two over the tables that
+//! `usage.rs`, `lifetime.rs` and `answers.rs` keep.
+
+use anyhow::Result;
+
+use super::Tx;
+use crate::clock::Millis;
+use crate::cooldown::Cooldown;
+use crate::ledger::{
+    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Said, Span, Stored,
+};
+use crate::quota::{self, Request};
+
+impl Book for Tx<'_> {
+    fn newest(&self) -> Result<Option<Millis>> {
+        self.newest_call()
+    }
+
+    fn standings(&self, asks: &[(&str, Span)]) -> Result<Vec<Stored>> {
+        asks.iter()
+            .map(|&(endpoint, span)| {
+                let running = self.running(endpoint)?;
+                let (open, open_tokens, oldest_open, last_call) =
+                    self.open(endpoint, span.open_after)?;
+                Ok(Stored {
+                    windows: self.windows(endpoint, &span, running)?,
+                    open,
+                    open_tokens,
+                    oldest_open,
+                    last_call,
+                    running,
+                    counters: self.counters(endpoint)?,
+                    cooldown: self.cooldown(endpoint)?,
+                    reports: self.reports(endpoint)?,
+                })
+            })
+            .collect()
+    }
+
+    fn departures(&self, asks: &[Departing<'_>]) -> Result<Vec<Vec<(i64, u64)>>> {
+        asks.iter().map(|ask| self.leaving(ask)).collect()
+    }
+
+    fn by_lease(&self, lease: &str) -> Result<Option<Entry>> {
+        Tx::by_lease(self, lease)
+    }
+
+    fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {
+        Tx::history(self, endpoint, since_hour)
+    }
+
+    fn endpoints(&self) -> Result<Vec<String>> {
+        let mut ids = self.endpoints_used()?;
+        ids.extend(self.endpoints_answered()?);
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    fn endpoints_with_history(&self) -> Result<Vec<String>> {
+        Tx::endpoints_with_history(self)
+    }
+
+    fn last_turn(&self) -> Result<Option<String>> {
+        Tx::last_turn(self)
+    }
+
+    fn prune_due(&self, horizon: Millis) -> Result<bool> {
+        Tx::prune_due(self, horizon)
+    }
+
+    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>> {
+        Tx::open_estimates_until(self, until)
+    }
+
+    fn insert_call(
+        &self,
+        endpoint: &str,
+        at: Millis,
+        usage: Request,
+        lease: Option<&str>,
+    ) -> Result<()> {
+        Tx::insert_call(self, endpoint, at, usage, lease)
+    }
+
+    fn close_call(&self, entry: &Entry, real: Request) -> Result<()> {
+        Tx::close_call(self, entry, real)
+    }
+
+    fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
+        self.add_to_minute(endpoint, quota::minute_of(at), change)?;
+        self.add_to_hour(endpoint, at, change)
+    }
+
+    fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()> {
+        Tx::add_counters(self, endpoint, change)
+    }
+
+    fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
+        Tx::set_cooldown(self, endpoint, cooldown)
+    }
+
+    fn set_report(&self, endpoint: &str, said: &Said) -> Result<()> {
+        Tx::set_report(self, endpoint, said, self.1)
+    }
+
+    fn set_turn(&self, endpoint: &str) -> Result<()> {
+        Tx::set_turn(self, endpoint)
+    }
+
+    fn drop_before(&self, horizons: &Horizons) -> Result<()> {
+        self.drop_usage_before(horizons)?;
+        self.drop_history_before(horizons.first_hour)?;
+        self.drop_reports_until(horizons.reports_until)
+    }
+
+    fn forget(&self, endpoint: &str) -> Result<u64> {
+        self.forget_answers(endpoint)?;
+        self.forget_counters(endpoint)?;
+        self.forget_usage(endpoint)
+    }
+}
