@@ -2,8 +2,6 @@
 //! shell around [`run`]; the modules are public so that benchmarks can drive the ledger.
 
 pub mod anchor;
-pub mod attempt;
-pub mod chart;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -19,6 +17,5 @@ pub mod ledger;
 pub mod output;
 pub mod quota;
 pub mod random;
-pub mod tokens;
 
 pub use commands::run;

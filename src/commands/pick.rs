@@ -9,17 +9,13 @@ use serde::Serialize;
 
 use super::{Context, EXHAUSTED};
 use crate::cli::{PickArgs, PickFormat};
-use crate::clock::{self, Millis, SECOND_MS};
+use crate::clock::Millis;
 use crate::endpoints::Endpoint;
-use crate::engine::choose::{self, Blocked, Choice, Strategy, describe};
+use crate::engine::choose::{self, Blocked, Choice, describe};
+use crate::engine::wait::{self, How, Wait};
 use crate::estimate;
-use crate::ledger::{Book, Ledger};
 use crate::output::{self, shell_quote};
 use crate::quota::Request;
-
-/// While waiting, look again at least this often: a settle or a reset by another process
-/// can free a slot sooner than the ledger foresaw.
-const LONGEST_NAP: Millis = SECOND_MS;
 
 pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
@@ -34,7 +30,7 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
         strategy: args.request.strategy,
         reserve: !args.dry_run,
     };
-    match pick(ledger.as_mut(), &candidates, how, &wait)? {
+    match wait::pick(ledger.as_mut(), &candidates, how, &wait)? {
         (Choice::Chosen { endpoint, lease }, _) => {
             output::data(&render(endpoint, lease.as_deref(), request, args.format)?)?;
             Ok(ExitCode::SUCCESS)
@@ -42,91 +38,6 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
         (Choice::Exhausted(blocked), now) => {
             report_exhausted(&blocked, &never, request, now, args.format)?;
             Ok(ExitCode::from(EXHAUSTED))
-        }
-    }
-}
-
-/// `--wait`: not at all, for at most a span, or (`Some(None)`) as long as it takes. The
-/// span is measured on the ledger's clock from the first attempt, so that a machine whose
-/// clock disagrees with a shared ledger's still waits as long as it was told.
-pub struct Wait {
-    limit: Option<Option<Millis>>,
-    deadline: std::cell::Cell<Option<Millis>>,
-}
-
-impl Wait {
-    pub fn new(limit: Option<Option<Millis>>) -> Result<Wait> {
-        Ok(Wait {
-            limit,
-            deadline: std::cell::Cell::new(None),
-        })
-    }
-
-    /// The deadline, once the first attempt has told the ledger's time: `None` for no
-    /// waiting, `Some(None)` for no deadline.
-    fn deadline(&self, now: Millis) -> Option<Option<Millis>> {
-        let span = self.limit?;
-        Some(span.map(|span| {
-            let deadline = self.deadline.get().unwrap_or(now + span);
-            self.deadline.set(Some(deadline));
-            deadline
-        }))
-    }
-}
-
-/// What to pick for, and whether to reserve it.
-#[derive(Clone, Copy)]
-pub struct How {
-    pub request: Request,
-    pub strategy: Strategy,
-    pub reserve: bool,
-}
-
-/// Chooses (and reserves) among `candidates` in one step of the ledger; when nothing fits
-/// and `wait` allows, sleeps until the ledger says a slot frees, and tries again. Returns
-/// the choice and the time of the step that made it.
-pub fn pick<'e>(
-    ledger: &mut dyn Ledger,
-    candidates: &[&'e Endpoint],
-    how: How,
-    wait: &Wait,
-) -> Result<(Choice<'e>, Millis)> {
-    loop {
-        // The time of each attempt is the ledger's, read under its lock.
-        let step = |book: &dyn Book, now: Millis| {
-            let choice = choose::choose(
-                book,
-                candidates,
-                how.request,
-                how.strategy,
-                how.reserve,
-                now,
-            )?;
-            Ok((choice, now))
-        };
-        let (choice, now) = if how.reserve {
-            ledger.write(step)?
-        } else {
-            ledger.read(step)?
-        };
-        let Choice::Exhausted(blocked) = &choice else {
-            return Ok((choice, now));
-        };
-        let earliest = blocked.iter().map(|b| b.frees_at).min().unwrap_or(now);
-        match wait.deadline(now) {
-            Some(deadline) if deadline.is_none_or(|d| now < d) => {
-                // A slot the ledger cannot date (or dates in the past) is looked for again
-                // after a nap rather than in a tight loop.
-                let wake = if earliest > now {
-                    earliest
-                } else {
-                    now + LONGEST_NAP
-                };
-                let wake = wake.min(now + LONGEST_NAP);
-                let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
-                clock::sleep_for(wake - now)?;
-            }
-            _ => return Ok((choice, now)),
         }
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, RESERVATION_OPEN_MS,
+    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Lifetime, RESERVATION_OPEN_MS,
     RETENTION_MS, Said, Source, Span, Stored,
 };
 use crate::quota::{self, Limit, Request, Used, Window};
@@ -28,8 +28,8 @@ pub struct Account {
     pub cooldown: Option<Cooldown>,
     /// The provider's word on each limit that has not reset.
     pub reports: Vec<Report>,
-    pub totals: Totals,
-    /// Requests and tokens since records began, estimates included.
+    /// Requests and tokens counted since first use (or the last reset), open estimates
+    /// included: what a provider's report counts usage from.
     pub running: Request,
 }
 
@@ -83,7 +83,7 @@ impl Account {
                 .unwrap_or(0);
             used.set(limit, stored.windows[window].amount(limit.unit));
         }
-        let running = stored.running;
+        let running = running(stored.counters);
         let reports = stored
             .reports
             .iter()
@@ -98,24 +98,14 @@ impl Account {
                     .saturating_sub(said.base.amount(said.limit.unit)),
             })
             .collect();
-        let c = stored.counters;
-        let count = |n: i64| u64::try_from(n).unwrap_or(0);
-        // Reservations that expired unsettled count at their estimate: every pending
-        // estimate but those of the reservations still open.
-        let expired = count(c.pending).saturating_sub(stored.open_tokens);
         Account {
             used,
             open: stored.open,
             oldest_open: stored.oldest_open,
-            last_call: stored.last_call,
+            // A ledger prunes when it suits its storage; what pruning may take counts nowhere.
+            last_call: stored.last_call.filter(|&at| at > now - RETENTION_MS),
             cooldown: stored.cooldown,
             reports,
-            totals: Totals {
-                requests: count(c.requests),
-                tokens: count(c.tokens).saturating_add(expired),
-                rate_limited: count(c.rate_limited),
-                failed: count(c.failed),
-            },
             running,
         }
     }
@@ -136,6 +126,35 @@ pub fn read(book: &dyn Book, asks: &[(&str, Option<Millis>)], now: Millis) -> Re
         asks.len()
     );
     Ok(stored.into_iter().map(|s| Account::of(s, now)).collect())
+}
+
+/// The lifetime totals of `endpoints` at `now`, in one question to the ledger.
+pub fn totals(book: &dyn Book, endpoints: &[&str], now: Millis) -> Result<Vec<Totals>> {
+    let asks: Vec<(&str, Millis)> = endpoints
+        .iter()
+        .map(|&id| (id, now - RESERVATION_OPEN_MS))
+        .collect();
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(book
+        .lifetimes(&asks)?
+        .into_iter()
+        .map(
+            |Lifetime {
+                 counters: c,
+                 open_tokens,
+             }| {
+                // Reservations that expired unsettled count at their estimate: every pending
+                // estimate but those of the reservations still open.
+                let expired = count(c.pending).saturating_sub(open_tokens);
+                Totals {
+                    requests: count(c.requests),
+                    tokens: count(c.tokens).saturating_add(expired),
+                    rate_limited: count(c.rate_limited),
+                    failed: count(c.failed),
+                }
+            },
+        )
+        .collect())
 }
 
 /// The account of one endpoint at `now`, its day window rolling.
@@ -244,25 +263,22 @@ pub fn reserve(book: &dyn Book, endpoint: &str, request: Request, now: Millis) -
     Ok(lease)
 }
 
-/// Adds usage made at `now` without a reservation; returns the change to the running
-/// totals.
-pub fn add(book: &dyn Book, endpoint: &str, usage: Request, now: Millis) -> Result<Change> {
+/// Adds usage made at `now` without a reservation; returns the change to the counters.
+pub fn add(book: &dyn Book, endpoint: &str, usage: Request, now: Millis) -> Result<Counters> {
     book.insert_call(endpoint, now, usage, None)?;
     book.add_usage(endpoint, now, change(usage))?;
-    book.add_counters(
-        endpoint,
-        Counters {
-            requests: signed(usage.requests),
-            tokens: signed(usage.tokens),
-            ..Counters::default()
-        },
-    )?;
-    Ok(change(usage))
+    let counted = Counters {
+        requests: signed(usage.requests),
+        tokens: signed(usage.tokens),
+        ..Counters::default()
+    };
+    book.add_counters(endpoint, counted)?;
+    Ok(counted)
 }
 
 /// Closes a reservation at `now`, replacing its estimate by what was really used; returns
-/// the change to the running totals.
-pub fn settle(book: &dyn Book, entry: &Entry, real: Request, now: Millis) -> Result<Change> {
+/// the change to the counters.
+pub fn settle(book: &dyn Book, entry: &Entry, real: Request, now: Millis) -> Result<Counters> {
     book.close_call(entry, real)?;
     let correction = Change {
         requests: signed(real.requests) - signed(entry.requests),
@@ -277,16 +293,14 @@ pub fn settle(book: &dyn Book, entry: &Entry, real: Request, now: Millis) -> Res
     } else {
         real.tokens
     };
-    book.add_counters(
-        &entry.endpoint,
-        Counters {
-            requests: correction.requests.max(0),
-            tokens: signed(counted),
-            pending: -signed(entry.tokens),
-            ..Counters::default()
-        },
-    )?;
-    Ok(correction)
+    let counted = Counters {
+        requests: correction.requests.max(0),
+        tokens: signed(counted),
+        pending: -signed(entry.tokens),
+        ..Counters::default()
+    };
+    book.add_counters(&entry.endpoint, counted)?;
+    Ok(counted)
 }
 
 /// Counts a refused (429) or failed call.
@@ -323,8 +337,16 @@ pub fn take_report(
     )
 }
 
-/// Running totals after `change`.
-pub fn after(running: Request, change: Change) -> Request {
+/// The running totals that counters make: requests, and tokens counted or pending.
+fn running(c: Counters) -> Request {
+    Request {
+        requests: u64::try_from(c.requests).unwrap_or(0),
+        tokens: u64::try_from(c.tokens.saturating_add(c.pending)).unwrap_or(0),
+    }
+}
+
+/// Running totals after a change of the counters.
+pub fn after(before: Request, change: Counters) -> Request {
     let apply = |n: u64, d: i64| {
         if d >= 0 {
             n.saturating_add(d as u64)
@@ -333,8 +355,8 @@ pub fn after(running: Request, change: Change) -> Request {
         }
     };
     Request {
-        requests: apply(running.requests, change.requests),
-        tokens: apply(running.tokens, change.tokens),
+        requests: apply(before.requests, change.requests),
+        tokens: apply(before.tokens, change.tokens.saturating_add(change.pending)),
     }
 }
 

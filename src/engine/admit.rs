@@ -155,8 +155,9 @@ pub fn never(endpoint: &Endpoint, request: Request) -> Option<Never> {
 pub fn asks(endpoint: &Endpoint, now: Millis) -> Vec<(&str, Option<Millis>)> {
     let day = day_start(endpoint, now);
     let members = endpoint.pool.iter().flat_map(|p| p.members.iter());
+    let others = members.filter(|m| **m != endpoint.id);
     std::iter::once(endpoint.id.as_str())
-        .chain(members.map(String::as_str))
+        .chain(others.map(String::as_str))
         .map(|id| (id, day))
         .collect()
 }
@@ -349,5 +350,262 @@ fn day_anchor(endpoint: &Endpoint) -> Option<&DayAnchor> {
     match &endpoint.day_reset {
         DayReset::At(anchor) => Some(anchor),
         DayReset::Rolling => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{MINUTE_MS, SECOND_MS};
+    use crate::engine::account::Report;
+    use crate::ledger::Entry;
+
+    const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn rows(csv: &str) -> Vec<Endpoint> {
+        crate::endpoints::parse(csv, "endpoints.csv").expect("a good file")
+    }
+
+    fn used(pairs: &[(&str, u64)]) -> Used {
+        let mut used = Used::default();
+        for &(name, n) in pairs {
+            used.set(Limit::from_name(name).expect("a limit"), n);
+        }
+        used
+    }
+
+    /// Accounts of `(id, account)` over rolling days.
+    fn accounts(list: Vec<(&str, Account)>) -> Accounts {
+        let mut accounts = Accounts::default();
+        for (id, account) in list {
+            accounts.insert(id, None, account);
+        }
+        accounts
+    }
+
+    fn limit(name: &str) -> Limit {
+        Limit::from_name(name).expect("a limit")
+    }
+
+    #[test]
+    fn filling_a_window_exactly_fits_and_one_more_waits_for_the_ledger_to_date_it() {
+        let rows = rows("provider,model,rpm,tpm\np,m,2,100\n");
+        let one = Account {
+            used: used(&[("rpm", 1), ("tpm", 60)]),
+            ..Account::default()
+        };
+        let fits = assess(
+            &rows[0],
+            Request::new(40),
+            T0,
+            &accounts(vec![("p/m", one.clone())]),
+        );
+        assert_eq!(fits.verdict, Verdict::Fits { probe: false });
+        assert!(!fits.undated());
+        let full = assess(
+            &rows[0],
+            Request::new(41),
+            T0,
+            &accounts(vec![("p/m", one)]),
+        );
+        assert!(
+            full.undated(),
+            "a rolling window is dated from its departures"
+        );
+        assert_eq!(
+            full.verdict,
+            Verdict::Blocked {
+                block: Block::Limit(limit("tpm")),
+                frees_at: T0
+            }
+        );
+    }
+
+    #[test]
+    fn a_cooldown_blocks_until_it_ends_then_lets_one_probe_through() {
+        let rows = rows("provider,model\np,m\n");
+        let cooling = |probe_at| Account {
+            cooldown: Some(Cooldown {
+                until: T0 + 5 * SECOND_MS,
+                reason: "rate-limited".into(),
+                strikes: 1,
+                failures: 0,
+                probe_at,
+            }),
+            ..Account::default()
+        };
+        let during = assess(
+            &rows[0],
+            Request::new(0),
+            T0,
+            &accounts(vec![("p/m", cooling(None))]),
+        );
+        assert_eq!(
+            during.verdict,
+            Verdict::Blocked {
+                block: Block::Cooldown,
+                frees_at: T0 + 5 * SECOND_MS
+            }
+        );
+        let after = T0 + 5 * SECOND_MS;
+        let probe = assess(
+            &rows[0],
+            Request::new(0),
+            after,
+            &accounts(vec![("p/m", cooling(None))]),
+        );
+        assert_eq!(probe.verdict, Verdict::Fits { probe: true });
+        let out = accounts(vec![("p/m", cooling(Some(after)))]);
+        assert_eq!(
+            assess(&rows[0], Request::new(0), after + 1, &out).verdict,
+            Verdict::Blocked {
+                block: Block::Probe,
+                frees_at: after + RESERVATION_OPEN_MS
+            }
+        );
+    }
+
+    #[test]
+    fn concurrency_and_pacing_block_until_the_oldest_expires_and_the_spacing_passes() {
+        let rows = rows("provider,model,rpm,concurrency,pace\np,m,60,2,smooth\n");
+        let oldest = Entry {
+            lease: "a".into(),
+            endpoint: "p/m".into(),
+            at: T0 - MINUTE_MS,
+            requests: 1,
+            tokens: 0,
+            open: true,
+        };
+        let busy = Account {
+            open: 2,
+            oldest_open: Some(oldest),
+            last_call: Some(T0 - 10),
+            ..Account::default()
+        };
+        let standing = assess(
+            &rows[0],
+            Request::new(0),
+            T0,
+            &accounts(vec![("p/m", busy)]),
+        );
+        // Both block; the verdict is the one that ends last.
+        assert_eq!(
+            standing.verdict,
+            Verdict::Blocked {
+                block: Block::Concurrency,
+                frees_at: T0 - MINUTE_MS + RESERVATION_OPEN_MS
+            }
+        );
+        let paced = Account {
+            last_call: Some(T0 - 10),
+            ..Account::default()
+        };
+        assert_eq!(
+            assess(
+                &rows[0],
+                Request::new(0),
+                T0,
+                &accounts(vec![("p/m", paced)])
+            )
+            .verdict,
+            Verdict::Blocked {
+                block: Block::Pace,
+                frees_at: T0 - 10 + SECOND_MS
+            }
+        );
+    }
+
+    #[test]
+    fn a_report_caps_a_window_the_file_leaves_open_until_it_resets() {
+        let rows = rows("provider,model\np,m\n");
+        let reported = Account {
+            used: used(&[("rpd", 3)]),
+            reports: vec![Report {
+                limit: limit("rpd"),
+                remaining: 1,
+                cap: Some(10),
+                resets_at: T0 + MINUTE_MS,
+                used_since: 1,
+            }],
+            ..Account::default()
+        };
+        let standing = assess(
+            &rows[0],
+            Request::new(0),
+            T0,
+            &accounts(vec![("p/m", reported)]),
+        );
+        assert_eq!(standing.limits.get(limit("rpd")), Some(10));
+        assert_eq!(standing.used.get(limit("rpd")), 10, "the provider's count");
+        assert_eq!(
+            standing.verdict,
+            Verdict::Blocked {
+                block: Block::Limit(limit("rpd")),
+                frees_at: T0 + MINUTE_MS
+            }
+        );
+        assert!(!standing.undated(), "the report's reset dates it");
+    }
+
+    #[test]
+    fn a_pool_sums_its_rows_and_a_tie_is_the_pools() {
+        let rows = rows("provider,model,rpm,pool,pool_rpm\np,a,5,shared,3\np,b,,shared,\n");
+        let list = accounts(vec![
+            (
+                "p/a",
+                Account {
+                    used: used(&[("rpm", 1)]),
+                    ..Account::default()
+                },
+            ),
+            (
+                "p/b",
+                Account {
+                    used: used(&[("rpm", 2)]),
+                    ..Account::default()
+                },
+            ),
+        ]);
+        assert_eq!(asks(&rows[0], T0), [("p/a", None), ("p/b", None)]);
+        let standing = assess(&rows[0], Request::new(0), T0, &list);
+        assert_eq!(
+            standing.pool.as_ref().map(|p| p.used.get(limit("rpm"))),
+            Some(3)
+        );
+        assert_eq!(
+            standing.verdict,
+            Verdict::Blocked {
+                block: Block::PoolLimit(limit("rpm")),
+                frees_at: T0
+            }
+        );
+    }
+
+    #[test]
+    fn a_calendar_day_frees_at_its_reset_and_a_request_too_large_never_fits() {
+        let rows = rows("provider,model,rpd,tpm,day_reset\np,m,2,100,00:00 UTC\n");
+        let day = day_start(&rows[0], T0 + MINUTE_MS);
+        assert_eq!(day, Some(T0));
+        let mut list = Accounts::default();
+        list.insert(
+            "p/m",
+            day,
+            Account {
+                used: used(&[("rpd", 2)]),
+                ..Account::default()
+            },
+        );
+        let standing = assess(&rows[0], Request::new(0), T0 + MINUTE_MS, &list);
+        assert_eq!(
+            standing.verdict,
+            Verdict::Blocked {
+                block: Block::Limit(limit("rpd")),
+                frees_at: T0 + 24 * 60 * MINUTE_MS
+            }
+        );
+        assert!(matches!(
+            assess(&rows[0], Request::new(101), T0, &list).verdict,
+            Verdict::Never(Never::TooLarge { cap: 100, .. })
+        ));
     }
 }

@@ -232,3 +232,149 @@ fn select(
     };
     Some(fits.swap_remove(index))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::account::Account;
+    use crate::ledger::memory::MemoryLedger;
+    use crate::ledger::{Ledger, RESERVATION_OPEN_MS};
+    use crate::quota::{Limit, Used};
+
+    const T0: Millis = 1_767_225_600_000;
+
+    fn rows(csv: &str) -> Vec<Endpoint> {
+        crate::endpoints::parse(csv, "endpoints.csv").expect("a good file")
+    }
+
+    /// Every row fits, with `rpm` used as given, in file order.
+    fn fitting(rows: &[Endpoint], rpm_used: &[u64]) -> Vec<(usize, Standing)> {
+        let mut accounts = Accounts::default();
+        for (row, &n) in rows.iter().zip(rpm_used) {
+            let mut used = Used::default();
+            used.set(Limit::from_name("rpm").expect("rpm"), n);
+            accounts.insert(
+                &row.id,
+                None,
+                Account {
+                    used,
+                    ..Account::default()
+                },
+            );
+        }
+        rows.iter()
+            .enumerate()
+            .map(|(i, row)| (i, admit::assess(row, Request::new(0), T0, &accounts)))
+            .collect()
+    }
+
+    fn picked(strategy: Strategy, rows: &[Endpoint], turn: Option<&str>, ticket: u64) -> usize {
+        let group: Vec<&Endpoint> = rows.iter().collect();
+        let fits = fitting(rows, &[5, 1, 3]);
+        select(strategy, &group, fits, Request::new(0), turn, ticket)
+            .expect("one fits")
+            .0
+    }
+
+    #[test]
+    fn each_strategy_picks_among_the_fitting_of_a_group() {
+        let rows = rows("provider,model,rpm,weight\np,a,10,1\np,b,10,3\np,c,10,1\n");
+        assert_eq!(picked(Strategy::Order, &rows, None, 0), 0);
+        // The most of its tightest limit left.
+        assert_eq!(picked(Strategy::Spread, &rows, None, 0), 1);
+        // After the last turn, wrapping.
+        assert_eq!(picked(Strategy::RoundRobin, &rows, None, 0), 0);
+        assert_eq!(picked(Strategy::RoundRobin, &rows, Some("p/a"), 0), 1);
+        assert_eq!(picked(Strategy::RoundRobin, &rows, Some("p/c"), 0), 0);
+        assert_eq!(picked(Strategy::RoundRobin, &rows, Some("gone"), 0), 0);
+        // Tickets fall into the weights 1, 3, 1 in turn.
+        let weighted: Vec<usize> = (0..6)
+            .map(|ticket| picked(Strategy::Weighted, &rows, None, ticket))
+            .collect();
+        assert_eq!(weighted, [0, 1, 1, 1, 2, 0]);
+        let group: Vec<&Endpoint> = rows.iter().collect();
+        assert!(
+            select(
+                Strategy::Order,
+                &group,
+                Vec::new(),
+                Request::new(0),
+                None,
+                0
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_pick_reserves_the_first_that_fits_by_priority_and_dates_what_is_full() {
+        let rows = rows("provider,model,rpm,priority\np,low,5,low\np,full,1,high\np,next,1,high\n");
+        let (candidates, never) = candidates(&rows, &[], &[], Request::new(0)).expect("some");
+        assert!(never.is_empty());
+        let ids: Vec<&str> = candidates.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["p/full", "p/next", "p/low"]);
+        let mut memory = MemoryLedger::default();
+        memory.clock.set(T0);
+        let ledger: &mut dyn Ledger = &mut memory;
+        let mut pick = |reserve| {
+            ledger
+                .write(|book, now| {
+                    Ok(
+                        match choose(
+                            book,
+                            &candidates,
+                            Request::new(0),
+                            Strategy::Order,
+                            reserve,
+                            now,
+                        )? {
+                            Choice::Chosen { endpoint, lease } => {
+                                Ok((endpoint.id.clone(), lease.is_some()))
+                            }
+                            Choice::Exhausted(blocked) => Err(blocked
+                                .iter()
+                                .map(|b| (b.endpoint.id.clone(), b.block.name(), b.frees_at - now))
+                                .collect::<Vec<_>>()),
+                        },
+                    )
+                })
+                .expect("a step")
+        };
+        assert_eq!(pick(false), Ok(("p/full".to_owned(), false)), "a dry run");
+        assert_eq!(pick(true), Ok(("p/full".to_owned(), true)));
+        assert_eq!(pick(true), Ok(("p/next".to_owned(), true)));
+        for _ in 0..5 {
+            assert_eq!(pick(true), Ok(("p/low".to_owned(), true)));
+        }
+        let minute = 60_000;
+        assert_eq!(
+            pick(true),
+            Err(vec![
+                ("p/full".to_owned(), "rpm", minute),
+                ("p/next".to_owned(), "rpm", minute),
+                ("p/low".to_owned(), "rpm", minute),
+            ])
+        );
+        assert!(RESERVATION_OPEN_MS > minute);
+    }
+
+    #[test]
+    fn candidates_say_why_some_never_fit() {
+        let rows = rows("provider,model,tpm\np,small,10\np,big,1000\np,off,0\n");
+        let (candidates, never) = candidates(&rows, &[], &[], Request::new(100)).expect("one");
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(never.len(), 2, "{never:?}");
+        let err = candidates_error(&rows, &["p/small"]);
+        assert!(err.contains("no endpoint can ever take"), "{err}");
+        let err = candidates_error(&rows, &["nothing*"]);
+        assert!(err.contains("no endpoint matches"), "{err}");
+    }
+
+    fn candidates_error(rows: &[Endpoint], only: &[&str]) -> String {
+        let only: Vec<String> = only.iter().map(|s| (*s).to_owned()).collect();
+        match candidates(rows, &only, &[], Request::new(100)) {
+            Ok(_) => String::new(),
+            Err(err) => err.to_string(),
+        }
+    }
+}

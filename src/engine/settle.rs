@@ -185,3 +185,154 @@ fn read_headers(
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SECOND_MS;
+    use crate::engine::account;
+    use crate::ledger::Ledger;
+    use crate::ledger::memory::MemoryLedger;
+
+    const T0: Millis = 1_767_225_600_000;
+
+    fn call<'a>() -> Record<'a> {
+        Record {
+            lease: None,
+            id: Some("groq/m"),
+            add: false,
+            requests: None,
+            tokens: None,
+            said: Said::Nothing,
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn how_a_call_went_is_what_the_caller_says_else_what_the_headers_show() {
+        let refused = Response {
+            status: Some(429),
+            retry_after: Some(T0 + 7 * SECOND_MS),
+            ..Response::default()
+        };
+        let cases = [
+            (Said::Nothing, None, Some(Outcome::Success)),
+            (Said::Interrupted, Some(&refused), None),
+            (Said::Failed, None, Some(Outcome::Failed)),
+            (
+                Said::Nothing,
+                Some(&refused),
+                Some(Outcome::RateLimited {
+                    retry_after: Some(7 * SECOND_MS),
+                }),
+            ),
+            (
+                Said::RateLimited {
+                    retry_after: Some("30"),
+                },
+                Some(&refused),
+                Some(Outcome::RateLimited {
+                    retry_after: Some(30 * SECOND_MS),
+                }),
+            ),
+        ];
+        for (said, response, expected) in cases {
+            assert_eq!(
+                outcome(said, response, T0).expect("read"),
+                expected,
+                "{said:?}"
+            );
+        }
+        let bad = Said::RateLimited {
+            retry_after: Some("soon"),
+        };
+        assert!(outcome(bad, None, T0).is_err());
+    }
+
+    #[test]
+    fn a_record_settles_the_oldest_open_reservation_else_adds_a_call() {
+        let rows = crate::endpoints::parse("provider,model\ngroq,m\n", "e.csv").expect("rows");
+        let mut memory = MemoryLedger::default();
+        memory.clock.set(T0);
+        let ledger: &mut dyn Ledger = &mut memory;
+        let lease = ledger
+            .write(|book, now| account::reserve(book, "groq/m", Request::new(100), now))
+            .expect("reserve");
+        let settled = Record {
+            tokens: Some(40),
+            ..call()
+        };
+        ledger
+            .write(|book, now| record(book, &settled, &rows, now))
+            .expect("settle");
+        let (totals, open) = ledger
+            .read(|book, now| {
+                let a = account::account(book, "groq/m", now)?;
+                Ok((account::totals(book, &["groq/m"], now)?[0], a.open))
+            })
+            .expect("read");
+        assert_eq!((totals.requests, totals.tokens, open), (1, 40, 0));
+        // Nothing open: the same record adds a call.
+        ledger
+            .write(|book, now| record(book, &settled, &rows, now))
+            .expect("add");
+        let used = ledger
+            .read(|book, now| Ok(account::totals(book, &["groq/m"], now)?[0]))
+            .expect("read");
+        assert_eq!((used.requests, used.tokens), (2, 80));
+        // A lease settles once.
+        let again = Record {
+            lease: Some(&lease),
+            id: None,
+            ..call()
+        };
+        let err = ledger
+            .write(|book, now| record(book, &again, &rows, now))
+            .expect_err("settled twice");
+        assert!(err.to_string().contains("already settled"), "{err}");
+        let wrong = Record {
+            lease: Some(&lease),
+            id: Some("other/m"),
+            ..call()
+        };
+        let err = ledger
+            .write(|book, now| record(book, &wrong, &rows, now))
+            .expect_err("another endpoint's lease");
+        assert!(err.to_string().contains("belongs to groq/m"), "{err}");
+    }
+
+    #[test]
+    fn a_report_counts_from_the_usage_that_includes_the_call_it_came_with() {
+        let rows = crate::endpoints::parse("provider,model\ngroq,m\n", "e.csv").expect("rows");
+        let mut memory = MemoryLedger::default();
+        memory.clock.set(T0);
+        let ledger: &mut dyn Ledger = &mut memory;
+        let dump = "HTTP/1.1 200 OK\r\nx-ratelimit-limit-requests: 100\r\n\
+                    x-ratelimit-remaining-requests: 10\r\nx-ratelimit-reset-requests: 1h\r\n\r\n";
+        let with_headers = Record {
+            add: true,
+            headers: Some(dump),
+            ..call()
+        };
+        let notes = ledger
+            .write(|book, now| record(book, &with_headers, &rows, now))
+            .expect("record");
+        assert!(notes.is_empty(), "{notes:?}");
+        let reports = ledger
+            .read(|book, now| Ok(account::account(book, "groq/m", now)?.reports))
+            .expect("read");
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(
+            (reports[0].remaining, reports[0].used_since),
+            (10, 0),
+            "the call the headers came with is already in the provider's count"
+        );
+        ledger
+            .write(|book, now| account::add(book, "groq/m", Request::new(0), now).map(|_| ()))
+            .expect("one more");
+        let reports = ledger
+            .read(|book, now| Ok(account::account(book, "groq/m", now)?.reports))
+            .expect("read");
+        assert_eq!(reports[0].used_since, 1);
+    }
+}

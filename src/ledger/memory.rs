@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 
 use super::{
-    Access, Book, Change, Counters, Departing, Entry, Horizons, Hourly, Ledger, Said, Source, Span,
-    Step, Stored, time_of_step,
+    Access, Book, Change, Counters, Departing, Entry, Horizons, Hourly, Ledger, Lifetime, Said,
+    Source, Span, Step, Stored, time_of_step,
 };
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
@@ -30,7 +30,6 @@ struct State {
     minutes: BTreeMap<(String, i64), (i64, i64)>,
     /// (endpoint, hour) -> usage in that hour, kept through resets.
     hours: BTreeMap<(String, i64), (i64, i64)>,
-    running: HashMap<String, (i64, i64)>,
     counters: HashMap<String, Counters>,
     cooldowns: HashMap<String, Cooldown>,
     reports: HashMap<(String, &'static str), Said>,
@@ -97,18 +96,12 @@ impl State {
             .of(endpoint)
             .filter(|e| e.open && e.at > span.open_after)
             .collect();
-        let running = self.running.get(endpoint).copied().unwrap_or_default();
         Stored {
             windows: [minute, summed(span.hour_from), summed(span.day_from)],
             open: open.len() as u64,
-            open_tokens: open.iter().map(|e| e.tokens).fold(0, u64::saturating_add),
             // min_by_key keeps the first of equals: the one written first.
             oldest_open: open.iter().min_by_key(|e| e.at).map(|e| (*e).clone()),
             last_call: self.of(endpoint).map(|e| e.at).max(),
-            running: Request {
-                requests: count(running.0),
-                tokens: count(running.1),
-            },
             counters: self.counters.get(endpoint).copied().unwrap_or_default(),
             cooldown: self.cooldowns.get(endpoint).cloned(),
             reports: self
@@ -131,6 +124,21 @@ impl Book for MemoryBook {
         Ok(asks
             .iter()
             .map(|(id, span)| state.stored(id, span))
+            .collect())
+    }
+
+    fn lifetimes(&self, asks: &[(&str, Millis)]) -> Result<Vec<Lifetime>> {
+        let state = self.0.borrow();
+        Ok(asks
+            .iter()
+            .map(|&(endpoint, open_after)| Lifetime {
+                counters: state.counters.get(endpoint).copied().unwrap_or_default(),
+                open_tokens: state
+                    .of(endpoint)
+                    .filter(|e| e.open && e.at > open_after)
+                    .map(|e| e.tokens)
+                    .fold(0, u64::saturating_add),
+            })
             .collect())
     }
 
@@ -195,6 +203,7 @@ impl Book for MemoryBook {
         let state = self.0.borrow();
         let mut ids: Vec<String> = state.calls.iter().map(|e| e.endpoint.clone()).collect();
         ids.extend(state.minutes.keys().map(|(id, _)| id.clone()));
+        ids.extend(state.counters.keys().cloned());
         ids.extend(state.cooldowns.keys().cloned());
         ids.extend(state.reports.keys().map(|(id, _)| id.clone()));
         ids.sort();
@@ -279,7 +288,6 @@ impl Book for MemoryBook {
         };
         apply(state.minutes.entry(key(quota::minute_of(at))).or_default());
         apply(state.hours.entry(key(at.div_euclid(HOUR_MS))).or_default());
-        apply(state.running.entry(endpoint.to_owned()).or_default());
         Ok(())
     }
 
@@ -334,7 +342,6 @@ impl Book for MemoryBook {
         let before = state.calls.len();
         state.calls.retain(|e| e.endpoint != endpoint);
         state.minutes.retain(|(id, _), _| id != endpoint);
-        state.running.remove(endpoint);
         state.counters.remove(endpoint);
         state.cooldowns.remove(endpoint);
         state.reports.retain(|(id, _), _| id != endpoint);

@@ -21,7 +21,7 @@ pub mod memory;
 pub mod redis;
 pub mod sqlite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 
@@ -111,17 +111,23 @@ pub struct Span {
 pub struct Stored {
     /// Requests and tokens in the minute, hour and day windows of the span.
     pub windows: [Request; 3],
-    /// The reservations still open, their estimated tokens, and the oldest of them.
+    /// The reservations still open, and the oldest of them.
     pub open: u64,
-    pub open_tokens: u64,
     pub oldest_open: Option<Entry>,
     pub last_call: Option<Millis>,
-    /// Requests and tokens since records began, estimates included: reports count from it.
-    pub running: Request,
+    /// The counters (since first use or the last reset; pruning never lowers them).
     pub counters: Counters,
     pub cooldown: Option<Cooldown>,
     /// Every report kept, reset or not.
     pub reports: Vec<Said>,
+}
+
+/// An endpoint's counters as stored, and the estimated tokens of its reservations still
+/// open: what its lifetime totals are made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub counters: Counters,
+    pub open_tokens: u64,
 }
 
 /// Where the usage that leaves a window is read from: the calls stamped after an instant,
@@ -173,6 +179,9 @@ pub trait Book {
     fn newest(&self) -> Result<Option<Millis>>;
     /// What each endpoint asked for holds, in the order asked.
     fn standings(&self, asks: &[(&str, Span)]) -> Result<Vec<Stored>>;
+    /// The counters of each endpoint, with the estimates of its reservations stamped after
+    /// the instant given (those still open), in the order asked.
+    fn lifetimes(&self, asks: &[(&str, Millis)]) -> Result<Vec<Lifetime>>;
     /// The departures each question asks for, in the order asked.
     fn departures(&self, asks: &[Departing<'_>]) -> Result<Vec<Vec<(i64, u64)>>>;
     /// The reservation a lease names, settled or not, while it is in the ledger.

@@ -18,10 +18,10 @@ use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
 
 const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-type Named = (&'static str, Box<dyn Ledger>);
+pub(crate) type Named = (&'static str, Box<dyn Ledger>);
 
 /// A fresh ledger of each kind; the folder holds the SQLite file.
-fn ledgers() -> (tempfile::TempDir, Vec<Named>) {
+pub(crate) fn ledgers() -> (tempfile::TempDir, Vec<Named>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqliteLedger::open(&dir.path().join("usage.sqlite3")).expect("open");
     let mut ledgers: Vec<Named> = vec![
@@ -308,7 +308,7 @@ proptest! {
                         seen.extend(departures.into_iter().map(|(at, n)| Some(at + n as Millis)));
                     }
                     seen.push(Some(account::account(book, "e", now)?.open as Millis));
-                    let totals = account::account(book, "e", now)?.totals;
+                    let totals = account::totals(book, &["e"], now)?[0];
                     seen.push(Some(totals.requests as Millis));
                     seen.push(Some(totals.tokens as Millis));
                     for hour in book.history("e", 0)? {
@@ -375,10 +375,10 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
             account::add(book, "e", Request::new(5), T0).map(|_| ())
         });
         write(&mut ledger, |book, _| {
-            let totals = account::account(book, "e", T0)?.totals;
+            let totals = account::totals(book, &["e"], T0)?[0];
             assert_eq!((totals.requests, totals.tokens), (2, 5), "{name}: open");
             assert_eq!(
-                account::account(book, "e", expired)?.totals.tokens,
+                account::totals(book, &["e"], expired)?[0].tokens,
                 105,
                 "{name}: expired"
             );
@@ -399,7 +399,7 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
         });
         write(&mut ledger, |book, _| {
             assert_eq!(
-                account::account(book, "e", expired)?.totals.tokens,
+                account::totals(book, &["e"], expired)?[0].tokens,
                 105,
                 "{name}: settled"
             );
@@ -416,7 +416,7 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
         let later = T0 + RETENTION_MS + 3 * HOUR_MS;
         write(&mut ledger, |book, _| account::prune(book, later));
         write(&mut ledger, |book, _| {
-            let totals = account::account(book, "e", later)?.totals;
+            let totals = account::totals(book, &["e"], later)?[0];
             let expected = Totals {
                 requests: 3,
                 tokens: 1_105,
@@ -440,7 +440,7 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
         write(&mut ledger, |book, _| book.forget("e").map(|_| ()));
         write(&mut ledger, |book, _| {
             assert_eq!(
-                account::account(book, "e", later)?.totals,
+                account::totals(book, &["e"], later)?[0],
                 Totals::default(),
                 "{name}: reset"
             );

@@ -3,7 +3,7 @@
 
 use std::process::{Child, Stdio};
 
-use crate::{Env, bin};
+use crate::{Env, at_once, bin};
 
 const PROCESSES: usize = 8;
 const RUNS_EACH: usize = 20;
@@ -14,30 +14,19 @@ fn run_all_at_once(env: &Env, args: &str) -> Vec<(String, String)> {
     let script = format!(
         r#"i=0; while [ $i -lt {RUNS_EACH} ]; do "$LLM_ROTATE_BIN" --endpoints "$EP" {args}; echo "rc=$?"; i=$((i+1)); done"#
     );
-    // Every child is started before any is waited on.
-    let children: Vec<Child> = (0..PROCESSES)
-        .map(|_| {
-            env.std_command("sh")
-                .arg("-c")
-                .arg(&script)
-                .env("LLM_ROTATE_BIN", bin())
-                .env("EP", env.endpoints_file())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start a shell")
-        })
-        .collect();
-    children
+    let shells = (0..PROCESSES).map(|_| {
+        let mut cmd = env.std_command("sh");
+        cmd.arg("-c")
+            .arg(&script)
+            .env("LLM_ROTATE_BIN", bin())
+            .env("EP", env.endpoints_file());
+        cmd
+    });
+    at_once(shells)
         .into_iter()
-        .map(|child| {
-            let out = child.wait_with_output().expect("wait for a shell");
-            assert!(out.status.success(), "the shell loop failed: {out:?}");
-            (
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
+        .map(|out| {
+            out.code(0);
+            (out.stdout, out.stderr)
         })
         .collect()
 }
@@ -101,20 +90,9 @@ fn processes_that_meet_on_a_fresh_database_all_succeed() {
     // each on a new database, since the window for the race is short.
     for round in 0..30 {
         let env = Env::with_endpoints("provider,model\np,m\n");
-        let children: Vec<Child> = (0..PROCESSES)
-            .map(|_| {
-                let mut cmd = env.std_command(bin());
-                cmd.arg("--endpoints")
-                    .arg(env.endpoints_file())
-                    .args(["record", "p/m", "--add", "--tokens", "5"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                cmd.spawn().expect("start llm-rotate")
-            })
-            .collect();
-        for child in children {
-            let out = crate::Out::from(child.wait_with_output().expect("wait for llm-rotate"));
+        let records =
+            (0..PROCESSES).map(|_| env.program(&["record", "p/m", "--add", "--tokens", "5"]));
+        for out in at_once(records) {
             assert_eq!(out.status, Some(0), "round {round}:\n{out}");
         }
         assert_eq!(env.used("p/m", "rpm"), PROCESSES as u64, "round {round}");

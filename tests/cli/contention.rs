@@ -5,11 +5,9 @@
 //! entries stamped after its `now`, would admit more than the limit. The real-clock test
 //! at the end needs no pinned time at all.
 
-use std::process::{Child, Stdio};
-
 use rusqlite::Connection;
 
-use crate::{Env, Out, T0, bin};
+use crate::{Env, Out, T0, at_once, bin, start_all};
 
 /// The SQLite ledger's write lock, held by the test until dropped. The Redis ledger has no
 /// lock to hold: its processes race, and the ones that lose run their step again.
@@ -42,28 +40,14 @@ pub type Job<'a> = (i64, Vec<&'a str>);
 /// them all go at once; returns what each printed, in job order.
 pub fn queue_then_release(env: &Env, jobs: &[Job]) -> Vec<Out> {
     let lock = Lock::take(env);
-    let children: Vec<Child> = jobs
-        .iter()
-        .map(|(at, args)| {
-            let mut cmd = env.std_command(bin());
-            cmd.env(
-                "LLM_ROTATE_NOW",
-                format!("{}.{:03}", T0 + at / 1000, at % 1000),
-            )
-            .arg("--endpoints")
-            .arg(env.endpoints_file())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-            cmd.spawn().expect("start llm-rotate")
-        })
-        .collect();
+    let started = start_all(jobs.iter().map(|(at, args)| {
+        let mut cmd = env.program(args);
+        let now = format!("{}.{:03}", T0 + at / 1000, at % 1000);
+        cmd.env("LLM_ROTATE_NOW", now);
+        cmd
+    }));
     drop(lock);
-    children
-        .into_iter()
-        .map(|child| Out::from(child.wait_with_output().expect("wait for llm-rotate")))
-        .collect()
+    started.outputs()
 }
 
 /// How many processes exited 0 and how many 75; any other exit fails the test.
@@ -238,23 +222,16 @@ fn on_the_real_clock_no_rolling_minute_holds_more_than_the_limit() {
     let script = format!(
         r#"i=0; while [ $i -lt {PICKS_EACH} ]; do "$LLM_ROTATE_BIN" --endpoints "$EP" pick --tokens 100 >/dev/null; echo "rc=$?"; i=$((i+1)); done"#
     );
-    let children: Vec<Child> = (0..SHELLS)
-        .map(|_| {
-            env.std_command("sh")
-                .env_remove("LLM_ROTATE_NOW")
-                .arg("-c")
-                .arg(&script)
-                .env("LLM_ROTATE_BIN", bin())
-                .env("EP", env.endpoints_file())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start a shell")
-        })
-        .collect();
-    for child in children {
-        let out = Out::from(child.wait_with_output().expect("wait for a shell"));
+    let shells = (0..SHELLS).map(|_| {
+        let mut cmd = env.std_command("sh");
+        cmd.env_remove("LLM_ROTATE_NOW")
+            .arg("-c")
+            .arg(&script)
+            .env("LLM_ROTATE_BIN", bin())
+            .env("EP", env.endpoints_file());
+        cmd
+    });
+    for out in at_once(shells) {
         for line in out.stdout.lines() {
             assert!(line == "rc=0" || line == "rc=75", "{out}");
         }

@@ -265,24 +265,14 @@ fn many_execs_at_once_never_exceed_the_limit() {
     let env = Env::with_endpoints("provider,model,rpm\np,a,5\np,b,5\n");
     env.state();
     let script = stub(&env, "s.sh", r#"echo "$LLM_ROTATE_ID""#);
-    let children: Vec<Child> = (0..16)
-        .map(|i| {
-            env.std_command(bin())
-                .env("LLM_ROTATE_NOW", format!("{}.{:03}", crate::T0, i))
-                .arg("--endpoints")
-                .arg(env.endpoints_file())
-                .args(["exec", "--"])
-                .arg(&script)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start exec")
-        })
-        .collect();
+    let execs = (0..16).map(|i| {
+        let mut cmd = env.program(&["exec", "--"]);
+        cmd.arg(&script)
+            .env("LLM_ROTATE_NOW", format!("{}.{:03}", crate::T0, i));
+        cmd
+    });
     let mut ran = 0;
-    for child in children {
-        let out = Out::from(child.wait_with_output().expect("wait"));
+    for out in crate::harness::at_once(execs) {
         match out.status {
             Some(0) => ran += 1,
             Some(75) => {

@@ -188,27 +188,20 @@ impl Env {
         )
     }
 
+    /// `llm-rotate ARGS` with the test's environment and endpoints file, not started.
+    pub fn program(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = self.std_command(bin());
+        if let Some(file) = &self.endpoints {
+            cmd.arg("--endpoints").arg(file);
+        }
+        cmd.args(args);
+        cmd
+    }
+
     /// Starts `n` processes of `llm-rotate ARGS`, every one before waiting for any, all at
     /// the same pinned time; returns what each printed, in the order they were started.
     pub fn run_at_once(&self, n: usize, args: &[&str]) -> Vec<Out> {
-        let children: Vec<Child> = (0..n)
-            .map(|_| {
-                let mut cmd = self.std_command(bin());
-                if let Some(file) = &self.endpoints {
-                    cmd.arg("--endpoints").arg(file);
-                }
-                cmd.args(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start llm-rotate")
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|child| Out::from(child.wait_with_output().expect("wait for llm-rotate")))
-            .collect()
+        at_once((0..n).map(|_| self.program(args)))
     }
 
     /// Runs `script` in `sh -c` with the test's environment, `$LLM_ROTATE` naming the program
@@ -380,6 +373,61 @@ impl Out {
         assert_eq!(self.stdout, "", "stdout should be empty:\n{self}");
         self
     }
+}
+
+/// Processes started together and not yet waited on.
+pub struct Started(Vec<Child>);
+
+/// Starts every command before waiting for any, so that they really contend (stdin closed,
+/// stdout and stderr kept).
+pub fn start_all(commands: impl IntoIterator<Item = std::process::Command>) -> Started {
+    Started(
+        commands
+            .into_iter()
+            .map(|mut cmd| {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start a process")
+            })
+            .collect(),
+    )
+}
+
+impl Started {
+    /// Waits for each; what each printed, in the order started.
+    pub fn outputs(self) -> Vec<Out> {
+        self.0
+            .into_iter()
+            .map(|child| Out::from(child.wait_with_output().expect("wait for a process")))
+            .collect()
+    }
+}
+
+/// Runs the commands at once ([`start_all`]) and returns what each printed.
+pub fn at_once(commands: impl IntoIterator<Item = std::process::Command>) -> Vec<Out> {
+    start_all(commands).outputs()
+}
+
+/// Whether `program` is installed. Without it the test is skipped with a note, so that
+/// `cargo test` works with the Rust toolchain alone; with LLM_ROTATE_REQUIRE_TOOLS set (as
+/// `.ci/run` sets it), a missing program fails the test instead.
+pub fn installed(program: &str, debian_package: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found || std::env::var_os("LLM_ROTATE_REQUIRE_TOOLS").is_none(),
+        "{program} is not installed (Debian: apt-get install {debian_package})"
+    );
+    if !found {
+        eprintln!("note: {program} is not installed; skipped");
+    }
+    found
 }
 
 #[track_caller]

@@ -3,15 +3,20 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 
 use crate::{Env, Out, T0, bin, harness};
 
-/// The test server's port, when the Redis runs have one.
+/// The test server's port; `None` (the test is skipped) only when redis-server is missing
+/// and not required.
 fn port(env: &Env) -> Option<u16> {
+    if !harness::installed("redis-server", "redis-server") {
+        return None;
+    }
     let url = env.ledger();
-    let rest = url.strip_prefix("redis://127.0.0.1:")?;
-    rest.split('/').next()?.parse().ok()
+    let rest = url.strip_prefix("redis://127.0.0.1:");
+    let port = rest.and_then(|r| r.split('/').next()?.parse().ok());
+    assert!(port.is_some(), "the Redis tests run on SQLite: {url}");
+    port
 }
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
@@ -146,13 +151,7 @@ fn machines_whose_clocks_disagree_share_the_windows_on_the_servers_clock() {
     if port(&env).is_none() {
         return;
     }
-    let faketime = Command::new("faketime").arg("--version").output();
-    if faketime.is_err() {
-        assert!(
-            std::env::var_os("LLM_ROTATE_REQUIRE_REDIS").is_none(),
-            "faketime is not installed (Debian: apt-get install faketime)"
-        );
-        eprintln!("note: faketime is not installed; skipped");
+    if !harness::installed("faketime", "faketime") {
         return;
     }
     // Three machines, ten minutes apart, on the real clock (no LLM_ROTATE_NOW), each

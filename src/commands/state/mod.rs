@@ -14,7 +14,7 @@ use super::Context;
 use crate::cli::{StateArgs, StateFormat};
 use crate::clock::Millis;
 use crate::endpoints::Endpoint;
-use crate::engine::account::{Accounts, Totals};
+use crate::engine::account::{self, Accounts, Totals};
 use crate::engine::admit::{self, Standing, Verdict};
 use crate::engine::choose::filter;
 use crate::output;
@@ -77,10 +77,13 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
             .map(|e| admit::assess(e, Request::new(0), now, &accounts))
             .collect();
         admit::date(book, &mut standings.iter_mut().collect::<Vec<_>>(), now)?;
+        let ids: Vec<&str> = shown.iter().map(|e| e.id.as_str()).collect();
+        let totals = account::totals(book, &ids, now)?;
         let rows = shown
             .iter()
             .zip(standings)
-            .map(|(&endpoint, standing)| {
+            .zip(totals)
+            .map(|((&endpoint, standing), totals)| {
                 let own = accounts
                     .get(&endpoint.id, admit::day_start(endpoint, now))
                     .cloned()
@@ -89,7 +92,7 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
                     endpoint,
                     standing,
                     open_reservations: own.open,
-                    totals: own.totals,
+                    totals,
                 }
             })
             .collect::<Vec<_>>();

@@ -6,26 +6,22 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use redis::{Connection, Pipeline, Value};
 
+use super::journal::{ANSWERS_TTL_S, HISTORY_TTL_S, Journal};
 use super::keys::{Cool, Global, Keys, Life, Of};
+use super::reply::{call_value, count, counters, parse_call, parse_standing, stored};
 use super::scripts::{self, Lua};
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Hourly, RETENTION_MS, Said,
+    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, RETENTION_MS, Said,
     Source, Span, Stored,
 };
-use crate::quota::{self, Limit, Request, Unit};
+use crate::quota::{self, Request, Unit};
 use crate::random;
 
-/// Calls, reservations and minute buckets outlive the longest window by this margin.
-const CALLS_TTL_S: i64 = (RETENTION_MS / 1000) + 3_600;
-const HISTORY_TTL_S: i64 = HISTORY_MS / 1000 + 86_400;
-/// Lifetime counters of an endpoint unused for this long are forgotten.
-const LIFE_TTL_S: i64 = 400 * 86_400;
-const ANSWERS_TTL_S: i64 = 7 * 86_400;
 /// Pruning runs at most once an hour: what it removes is an hour's worth.
 const PRUNE_EVERY_MS: Millis = HOUR_MS;
 
@@ -97,173 +93,6 @@ impl<'c> RedisBook<'c> {
     }
 }
 
-/// The step's queued writes, by what they do.
-struct Journal<'a> {
-    pipe: &'a mut Pipeline,
-    keys: &'a Keys,
-}
-
-impl Journal<'_> {
-    fn hincr(&mut self, key: String, field: impl redis::ToRedisArgs, by: i64) {
-        if by != 0 {
-            self.pipe
-                .cmd("HINCRBY")
-                .arg(key)
-                .arg(field)
-                .arg(by)
-                .ignore();
-        }
-    }
-
-    fn life(&mut self, endpoint: &str, field: Life, by: i64) {
-        self.hincr(self.keys.of(Of::Life, endpoint), field.field(), by);
-    }
-
-    fn expire(&mut self, key: String, seconds: i64) {
-        self.pipe.cmd("EXPIRE").arg(key).arg(seconds).ignore();
-    }
-
-    /// Lists `endpoint` in a set of the namespace.
-    fn list(&mut self, set: Global, endpoint: &str) {
-        let set = self.keys.global(set);
-        self.pipe.cmd("SADD").arg(set).arg(endpoint).ignore();
-    }
-
-    /// Keeps the endpoint's usage and counters while it is used, and lists it.
-    fn touch(&mut self, endpoint: &str) {
-        for kind in [Of::Calls, Of::Call, Of::Buckets, Of::Open] {
-            self.expire(self.keys.of(kind, endpoint), CALLS_TTL_S);
-        }
-        self.expire(self.keys.of(Of::Life, endpoint), LIFE_TTL_S);
-        self.list(Global::Endpoints, endpoint);
-    }
-}
-
-/// A call as stored: `at requests tokens open`.
-fn call_value(at: Millis, usage: Request, open: bool) -> String {
-    format!(
-        "{at} {} {} {}",
-        usage.requests,
-        usage.tokens,
-        u8::from(open)
-    )
-}
-
-fn parse_call(id: &str, endpoint: &str, value: &str) -> Option<Entry> {
-    let mut parts = value.split(' ');
-    let at = parts.next()?.parse().ok()?;
-    let requests = parts.next()?.parse().ok()?;
-    let tokens = parts.next()?.parse().ok()?;
-    let open = parts.next()? == "1";
-    Some(Entry {
-        lease: id.to_owned(),
-        endpoint: endpoint.to_owned(),
-        at,
-        requests,
-        tokens,
-        open,
-    })
-}
-
-/// A number as a script or a hash writes it (`"12"`, `"1.2e+19"`), as a count.
-fn count(text: &str) -> u64 {
-    text.parse::<f64>().map_or(0, |f| f.max(0.0) as u64)
-}
-
-/// Counts above 10^15 a call are refused: the server's counters are 64-bit integers that
-/// must not overflow in the middle of a transaction.
-fn stored(usage: Request) -> Result<()> {
-    const MOST: u64 = 1_000_000_000_000_000;
-    let n = usage.requests.max(usage.tokens);
-    anyhow::ensure!(
-        n <= MOST,
-        "{n} is more than the Redis ledger counts in one call ({MOST})"
-    );
-    Ok(())
-}
-
-fn pairs(value: Value) -> Result<HashMap<String, String>> {
-    let items: Vec<String> = redis::from_redis_value(value)?;
-    Ok(items
-        .chunks(2)
-        .filter(|c| c.len() == 2)
-        .map(|c| (c[0].clone(), c[1].clone()))
-        .collect())
-}
-
-/// One endpoint's part of the standings script's reply.
-fn parse_standing(endpoint: &str, reply: Value) -> Result<Stored> {
-    let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
-    let [sums, oldest, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
-        .map_err(|_| anyhow::anyhow!("an unexpected reply to the standings script"))?;
-    let sums: Vec<String> = redis::from_redis_value(sums)?;
-    let n = |i: usize| sums.get(i).map_or(0, |s| count(s));
-    let pair = |i: usize| Request {
-        requests: n(i),
-        tokens: n(i + 1),
-    };
-    let oldest: Vec<String> = redis::from_redis_value(oldest)?;
-    let last: Vec<String> = redis::from_redis_value(last)?;
-    let life = pairs(life)?;
-    let life = |field: Life| life.get(field.field()).map_or(0, |v| count(v) as i64);
-    let cool = pairs(cool)?;
-    let cooldown = cool
-        .get(Cool::Until.field())
-        .and_then(|v| v.parse().ok())
-        .map(|until| {
-            let number = |field: Cool| cool.get(field.field()).and_then(|v| v.parse().ok());
-            Cooldown {
-                until,
-                reason: cool.get(Cool::Reason.field()).cloned().unwrap_or_default(),
-                strikes: number(Cool::Strikes).unwrap_or(0) as u32,
-                failures: number(Cool::Failures).unwrap_or(0) as u32,
-                probe_at: number(Cool::Probe),
-            }
-        });
-    let reports = pairs(rep)?
-        .into_iter()
-        .filter_map(|(name, value)| {
-            let limit = Limit::from_name(&name)?;
-            let parts: Vec<&str> = value.split(' ').collect();
-            let [remaining, cap, resets_at, base_r, base_t] = parts[..] else {
-                return None;
-            };
-            Some(Said {
-                limit,
-                remaining: count(remaining),
-                cap: cap.parse().ok(),
-                resets_at: resets_at.parse().ok()?,
-                base: Request {
-                    requests: count(base_r),
-                    tokens: count(base_t),
-                },
-            })
-        })
-        .collect();
-    Ok(Stored {
-        windows: [pair(0), pair(2), pair(4)],
-        open: n(6),
-        open_tokens: n(7),
-        oldest_open: oldest
-            .chunks(2)
-            .find_map(|c| parse_call(&c[0], endpoint, c.get(1)?)),
-        last_call: last.get(1).map(|s| count(s) as Millis),
-        running: Request {
-            requests: u64::try_from(life(Life::RunningRequests)).unwrap_or(0),
-            tokens: u64::try_from(life(Life::RunningTokens)).unwrap_or(0),
-        },
-        counters: Counters {
-            requests: life(Life::Requests),
-            tokens: life(Life::Tokens),
-            pending: life(Life::Pending),
-            rate_limited: life(Life::RateLimited),
-            failed: life(Life::Failed),
-        },
-        cooldown,
-        reports,
-    })
-}
-
 impl Book for RedisBook<'_> {
     fn newest(&self) -> Result<Option<Millis>> {
         Ok(self.newest.get())
@@ -292,6 +121,25 @@ impl Book for RedisBook<'_> {
             .iter()
             .zip(replies)
             .map(|(id, reply)| parse_standing(id, reply))
+            .collect()
+    }
+
+    fn lifetimes(&self, asks: &[(&str, Millis)]) -> Result<Vec<Lifetime>> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let endpoints: Vec<&str> = asks.iter().map(|&(id, _)| id).collect();
+        let args: Vec<String> = asks.iter().map(|(_, after)| after.to_string()).collect();
+        let reply = self.run_script(&scripts::LIFETIMES, &endpoints, &args)?;
+        let replies: Vec<(Value, String)> = redis::from_redis_value(reply)?;
+        replies
+            .into_iter()
+            .map(|(life, tokens)| {
+                Ok(Lifetime {
+                    counters: counters(life)?,
+                    open_tokens: count(&tokens),
+                })
+            })
             .collect()
     }
 
@@ -514,8 +362,6 @@ impl Book for RedisBook<'_> {
                 j.pipe.cmd("HINCRBY").arg(&key).arg(hour).arg(by).ignore();
                 j.expire(key, HISTORY_TTL_S);
             }
-            j.life(endpoint, Life::RunningRequests, change.requests);
-            j.life(endpoint, Life::RunningTokens, change.tokens);
             j.list(Global::History, endpoint);
             j.touch(endpoint);
         });

@@ -96,9 +96,6 @@ pub enum Life {
     Pending,
     RateLimited,
     Failed,
-    /// Running totals since records began, estimates included: reports count from them.
-    RunningRequests,
-    RunningTokens,
 }
 
 impl Life {
@@ -109,8 +106,6 @@ impl Life {
             Life::Pending => "pend",
             Life::RateLimited => "rl",
             Life::Failed => "fl",
-            Life::RunningRequests => "cr",
-            Life::RunningTokens => "ct",
         }
     }
 }

@@ -13,7 +13,9 @@
 //! writes are seen by the steps after it. The commands never read what they just wrote.
 
 mod book;
+mod journal;
 mod keys;
+mod reply;
 mod scripts;
 #[cfg(test)]
 pub mod test_server;

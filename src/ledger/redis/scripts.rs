@@ -70,8 +70,8 @@ end
 
 /// Everything a decision reads of each endpoint: the minute's calls summed, the hour and day
 /// summed from the buckets' running totals (two look-ups each, however busy the day), the
-/// open reservations (count, estimated tokens, the oldest), the last call, and the
-/// endpoint's counters, cooldown and reports.
+/// open reservations (how many, and the oldest), the last call, and the endpoint's counters,
+/// cooldown and reports.
 ///
 /// ARGV, four per endpoint: the minute window's start (exclusive), the first minute of the
 /// hour and of the day window, the open reservations' start (exclusive).
@@ -103,21 +103,39 @@ for i = 1, #KEYS / PER do
   local rm, tm = summed(key(i, 'call'), redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], '+inf'))
   local rh, th = since(tonumber(ARGV[a + 2]))
   local rd, td = since(tonumber(ARGV[a + 3]))
-  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[a + 4], '+inf')
-  local _, to = summed(key(i, 'call'), open)
+  local open = redis.call('ZCOUNT', key(i, 'open'), '(' .. ARGV[a + 4], '+inf')
+  local first = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[a + 4], '+inf', 'LIMIT', 0, 1)
   local oldest = {}
-  if #open > 0 then
-    local v = redis.call('HGET', key(i, 'call'), open[1])
-    if v then oldest = {open[1], v} end
+  if #first > 0 then
+    local v = redis.call('HGET', key(i, 'call'), first[1])
+    if v then oldest = {first[1], v} end
   end
   out[i] = {
-    {number(rm), number(tm), number(rh), number(th), number(rd), number(td), tostring(#open), number(to)},
+    {number(rm), number(tm), number(rh), number(th), number(rd), number(td), tostring(open)},
     oldest,
     redis.call('ZREVRANGE', key(i, 'calls'), 0, 0, 'WITHSCORES'),
     redis.call('HGETALL', key(i, 'life')),
     redis.call('HGETALL', key(i, 'cool')),
     redis.call('HGETALL', key(i, 'rep')),
   }
+end
+return out
+"#,
+    )
+});
+
+/// Each endpoint's counters, and the estimated tokens of its reservations still open.
+///
+/// ARGV, one per endpoint: the open reservations' start (exclusive).
+pub static LIFETIMES: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[Of::Call, Of::Open, Of::Life],
+        r#"
+local out = {}
+for i = 1, #KEYS / PER do
+  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[i], '+inf')
+  local _, tokens = summed(key(i, 'call'), open)
+  out[i] = {redis.call('HGETALL', key(i, 'life')), number(tokens)}
 end
 return out
 "#,

@@ -5,7 +5,7 @@
 //!
 //! Without redis-server on PATH the Redis tests are skipped with a note, so that `cargo
 //! test` works on a machine with only the Rust toolchain; `.ci/run` installs it and sets
-//! LLM_ROTATE_REQUIRE_REDIS=1, which turns a missing server into a failure.
+//! LLM_ROTATE_REQUIRE_TOOLS=1, which turns a missing server into a failure.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -50,7 +50,7 @@ fn start() -> Option<Server> {
         .is_ok_and(|s| s.success());
     if !installed {
         assert!(
-            std::env::var_os("LLM_ROTATE_REQUIRE_REDIS").is_none(),
+            std::env::var_os("LLM_ROTATE_REQUIRE_TOOLS").is_none(),
             "redis-server is not installed (Debian: apt-get install redis-server)"
         );
         eprintln!("note: redis-server is not installed; the Redis ledger tests are skipped");

@@ -7,7 +7,7 @@ use super::Tx;
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Said, Span, Stored,
+    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, Said, Span, Stored,
 };
 use crate::quota::{self, Request};
 
@@ -20,18 +20,26 @@ impl Book for Tx<'_> {
         asks.iter()
             .map(|&(endpoint, span)| {
                 let running = self.running(endpoint)?;
-                let (open, open_tokens, oldest_open, last_call) =
-                    self.open(endpoint, span.open_after)?;
+                let (open, oldest_open, last_call) = self.open(endpoint, span.open_after)?;
                 Ok(Stored {
                     windows: self.windows(endpoint, &span, running)?,
                     open,
-                    open_tokens,
                     oldest_open,
                     last_call,
-                    running,
                     counters: self.counters(endpoint)?,
                     cooldown: self.cooldown(endpoint)?,
                     reports: self.reports(endpoint)?,
+                })
+            })
+            .collect()
+    }
+
+    fn lifetimes(&self, asks: &[(&str, Millis)]) -> Result<Vec<Lifetime>> {
+        asks.iter()
+            .map(|&(endpoint, open_after)| {
+                Ok(Lifetime {
+                    counters: self.counters(endpoint)?,
+                    open_tokens: self.open_tokens(endpoint, open_after)?,
                 })
             })
             .collect()

@@ -143,3 +143,95 @@ pub fn enter_wal(conn: &Connection, patience: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::account;
+    use crate::ledger::{Ledger, sqlite::SqliteLedger};
+
+    const T0: i64 = 1_767_225_600_000;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema ORDER BY name")
+            .expect("schema");
+        stmt.query_map([], |r| r.get(0))
+            .expect("names")
+            .collect::<rusqlite::Result<_>>()
+            .expect("names")
+    }
+
+    #[test]
+    fn migrating_twice_changes_nothing_the_second_time() {
+        let mut conn = Connection::open_in_memory().expect("memory");
+        assert!(migrate(&mut conn).expect("first"), "a new ledger");
+        let first = tables(&conn);
+        assert!(is_current(&conn).expect("header"));
+        assert!(
+            !migrate(&mut conn).expect("second"),
+            "not new the second time"
+        );
+        assert_eq!(tables(&conn), first);
+        assert_eq!(
+            header(&conn).expect("header"),
+            (MIGRATIONS.len() as i64, APPLICATION_ID)
+        );
+    }
+
+    #[test]
+    fn a_version_2_ledger_with_rows_upgrades_in_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("usage.sqlite3");
+        {
+            let conn = Connection::open(&path).expect("create");
+            for step in &MIGRATIONS[..2] {
+                conn.execute_batch(step).expect("an old step");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .expect("id");
+            // Two settled calls an hour apart and one reservation still open, with their
+            // minute buckets, as version 2 wrote them.
+            conn.execute_batch(&format!(
+                "INSERT INTO usage (endpoint, at_ms, requests, tokens, lease, open) VALUES
+                     ('p/m', {T0}, 1, 100, NULL, 0),
+                     ('p/m', {t1}, 1, 50, 'aaaaaaaaaaaaaaaa', 0),
+                     ('p/m', {t1}, 1, 70, 'bbbbbbbbbbbbbbbb', 1);
+                 INSERT INTO minute_totals VALUES
+                     ('p/m', {m0}, 1, 100, 1, 100),
+                     ('p/m', {m1}, 2, 120, 3, 220);",
+                t1 = T0 + 3_600_000,
+                m0 = T0 / 60_000,
+                m1 = (T0 + 3_600_000) / 60_000,
+            ))
+            .expect("old rows");
+        }
+        let mut sqlite = SqliteLedger::open(&path).expect("upgrade");
+        let now = T0 + 3_600_000 + 1;
+        let ledger: &mut dyn Ledger = &mut sqlite;
+        let (open, expired, history) = ledger
+            .read(|book, _| {
+                let open = account::account(book, "p/m", now)?;
+                let totals = account::totals(book, &["p/m"], now)?[0];
+                let expired = account::totals(book, &["p/m"], now + 20 * 60_000)?[0];
+                Ok(((open, totals), expired, book.history("p/m", 0)?))
+            })
+            .expect("read");
+        let (open, totals) = open;
+        assert_eq!((totals.requests, totals.tokens), (3, 150));
+        assert_eq!(open.open, 1);
+        assert_eq!(open.used.get(crate::quota::Limit::ALL[4]), 3, "rpd");
+        assert_eq!(expired.tokens, 220, "an expired estimate counts");
+        let hours: Vec<(i64, u64, u64)> = history
+            .iter()
+            .map(|h| (h.hour - T0 / 3_600_000, h.requests, h.tokens))
+            .collect();
+        assert_eq!(hours, [(0, 1, 100), (1, 2, 120)]);
+        // Opening it again migrates nothing more.
+        drop(sqlite);
+        let again = SqliteLedger::open(&path).expect("reopen");
+        assert!(is_current(again.connection()).expect("header"));
+    }
+}

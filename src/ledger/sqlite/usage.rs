@@ -22,8 +22,8 @@ impl Tx<'_> {
             .query_row([], |r| r.get(0))?)
     }
 
-    /// Running totals at the newest minute bucket of `endpoint`: its usage since records
-    /// began.
+    /// Running totals at the newest minute bucket of `endpoint`: what the hour and day
+    /// windows subtract from.
     pub(super) fn running(&self, endpoint: &str) -> Result<Request> {
         let latest: Option<(i64, i64)> = self
             .0
@@ -86,20 +86,19 @@ impl Tx<'_> {
         Ok([minute, since(span.hour_from)?, since(span.day_from)?])
     }
 
-    /// The reservations of `endpoint` still open after `after`: how many, their estimated
-    /// tokens, the oldest, and when the endpoint last took a call.
+    /// The reservations of `endpoint` still open after `after`: how many and the oldest;
+    /// and when the endpoint last took a call. Index look-ups alone.
     pub(super) fn open(
         &self,
         endpoint: &str,
         after: Millis,
-    ) -> Result<(u64, u64, Option<Entry>, Option<Millis>)> {
-        let (count, tokens): (i64, f64) = self
+    ) -> Result<(u64, Option<Entry>, Option<Millis>)> {
+        let count: i64 = self
             .0
             .prepare_cached(
-                "SELECT count(*), total(tokens) FROM usage
-                 WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
+                "SELECT count(*) FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
             )?
-            .query_row(params![endpoint, after], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .query_row(params![endpoint, after], |r| r.get(0))?;
         let oldest = if count == 0 {
             None
         } else {
@@ -116,7 +115,18 @@ impl Tx<'_> {
             .0
             .prepare_cached("SELECT max(at_ms) FROM usage WHERE endpoint = ?1")?
             .query_row([endpoint], |r| r.get(0))?;
-        Ok((clamp(count), tokens as u64, oldest, last))
+        Ok((clamp(count), oldest, last))
+    }
+
+    /// The estimated tokens of the reservations of `endpoint` still open after `after`.
+    pub(super) fn open_tokens(&self, endpoint: &str, after: Millis) -> Result<u64> {
+        let tokens: f64 = self
+            .0
+            .prepare_cached(
+                "SELECT total(tokens) FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
+            )?
+            .query_row(params![endpoint, after], |r| r.get(0))?;
+        Ok(tokens as u64)
     }
 
     /// What leaves the window `ask` names, earliest first, until `enough` has left.
@@ -283,7 +293,8 @@ impl Tx<'_> {
 
     pub(super) fn endpoints_used(&self) -> Result<Vec<String>> {
         let mut stmt = self.0.prepare(
-            "SELECT endpoint FROM usage UNION SELECT endpoint FROM minute_totals ORDER BY 1",
+            "SELECT endpoint FROM usage UNION SELECT endpoint FROM minute_totals
+             UNION SELECT endpoint FROM counters ORDER BY 1",
         )?;
         let ids = stmt
             .query_map([], |r| r.get(0))?

@@ -1,19 +1,21 @@
 //! `history`: requests and tokens per endpoint per UTC hour or day, from the 90 days of
 //! hourly totals the ledger keeps, as bars in the terminal, JSON, CSV or an SVG chart.
 
+mod chart;
+
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::Context;
-use crate::chart::{Chart, Series};
 use crate::cli::{HistoryArgs, HistoryFormat, Period};
 use crate::clock::{HOUR_MS, Millis};
 use crate::glob;
 use crate::ledger::Hourly;
 use crate::output;
 use crate::quota::{Limit, Unit, Window};
+use chart::{Chart, Series};
 
 /// One endpoint's periods, oldest first, every period of the range present.
 #[derive(Serialize)]

@@ -2,22 +2,25 @@
 //! reservation with what the attempt shows (its header dump, or its exit status, and the
 //! tokens it reports), and after a 429, a 408 or a 5xx try the next endpoint that fits.
 
+mod attempt;
+mod tokens;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::pick::{self, How, Wait, report_exhausted};
+use super::pick::report_exhausted;
 use super::{Context, EXHAUSTED};
-use crate::attempt::{self, Finished, Input, Signals};
 use crate::cli::{ExecArgs, PickFormat};
 use crate::endpoints::Endpoint;
 use crate::engine::choose::{self, Choice};
 use crate::engine::settle::{self, Record, Said};
+use crate::engine::wait::{self, How, Wait};
 use crate::estimate;
 use crate::headers;
 use crate::output;
 use crate::quota::Request;
-use crate::tokens;
+use attempt::{Finished, Input, Signals};
 
 /// How one attempt went, as the fail-over sees it.
 struct Verdict {
@@ -104,7 +107,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         let chosen = if left.is_empty() {
             None
         } else {
-            match pick::pick(ledger.as_mut(), &left, how, &wait)? {
+            match wait::pick(ledger.as_mut(), &left, how, &wait)? {
                 (Choice::Chosen { endpoint, lease }, _) => Some((endpoint, lease)),
                 (Choice::Exhausted(blocked), now) if last.is_none() => {
                     report_exhausted(&blocked, &never, request, now, PickFormat::Text)?;
