@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use anyhow::Result;
 use redis::{Connection, Pipeline, Value};
 
-use super::journal::{ANSWERS_TTL_S, HISTORY_TTL_S, Journal};
-use super::keys::{Cool, Global, Keys, Life, Of};
+use super::journal::Journal;
+use super::keys::{Global, Keys, Of};
 use super::reply::{call_value, count, counters, parse_call, parse_standing, stored};
 use super::scripts::{self, Lua};
 use crate::clock::{HOUR_MS, Millis};
@@ -295,24 +295,11 @@ impl Book for RedisBook<'_> {
         // A call made without a reservation gets an id of its own, marked so that it is
         // never taken for a lease.
         let id = lease.map_or_else(|| format!("+{}", random::id()), str::to_owned);
-        let value = call_value(at, usage, lease.is_some());
         self.write(|j| {
-            let calls = j.keys.of(Of::Calls, endpoint);
-            j.pipe.cmd("ZADD").arg(calls).arg(at).arg(&id).ignore();
-            let call = j.keys.of(Of::Call, endpoint);
-            j.pipe.cmd("HSET").arg(call).arg(&id).arg(value).ignore();
+            j.put_call(endpoint, &id, at, call_value(at, usage, lease.is_some()));
             if let Some(lease) = lease {
-                let leases = j.keys.global(Global::Leases);
-                j.pipe
-                    .cmd("HSET")
-                    .arg(leases)
-                    .arg(lease)
-                    .arg(endpoint)
-                    .ignore();
-                let open = j.keys.of(Of::Open, endpoint);
-                j.pipe.cmd("ZADD").arg(open).arg(at).arg(lease).ignore();
+                j.open_lease(endpoint, lease, at);
             }
-            j.touch(endpoint);
         });
         self.newest
             .set(Some(self.newest.get().map_or(at, |n| n.max(at))));
@@ -321,95 +308,24 @@ impl Book for RedisBook<'_> {
 
     fn close_call(&self, entry: &Entry, real: Request) -> Result<()> {
         stored(real)?;
-        let endpoint = &entry.endpoint;
-        self.write(|j| {
-            let call = j.keys.of(Of::Call, endpoint);
-            let value = call_value(entry.at, real, false);
-            j.pipe
-                .cmd("HSET")
-                .arg(call)
-                .arg(&entry.lease)
-                .arg(value)
-                .ignore();
-            let open = j.keys.of(Of::Open, endpoint);
-            j.pipe.cmd("ZREM").arg(open).arg(&entry.lease).ignore();
-            j.touch(endpoint);
-        });
+        let value = call_value(entry.at, real, false);
+        self.write(|j| j.close_lease(&entry.endpoint, &entry.lease, value));
         Ok(())
     }
 
     fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
-        let hour = at.div_euclid(HOUR_MS);
-        self.write(|j| {
-            // The minute bucket and the running totals after it, for the windows (forgotten
-            // by a reset); the hours of the history (kept 90 days, reset or not).
-            let lua = &*scripts::ADD_TO_MINUTE;
-            j.pipe
-                .cmd("EVAL")
-                .arg(&lua.source)
-                .arg(lua.layout.len())
-                .arg(j.keys.for_script(lua.layout, &[endpoint]))
-                .arg(quota::minute_of(at))
-                .arg(change.requests)
-                .arg(change.tokens)
-                .ignore();
-            // Even a call of nothing has an hour, as in the other ledgers.
-            for (kind, by) in [
-                (Of::HourRequests, change.requests),
-                (Of::HourTokens, change.tokens),
-            ] {
-                let key = j.keys.of(kind, endpoint);
-                j.pipe.cmd("HINCRBY").arg(&key).arg(hour).arg(by).ignore();
-                j.expire(key, HISTORY_TTL_S);
-            }
-            j.list(Global::History, endpoint);
-            j.touch(endpoint);
-        });
+        let (minute, hour) = (quota::minute_of(at), at.div_euclid(HOUR_MS));
+        self.write(|j| j.add_usage(endpoint, minute, hour, change));
         Ok(())
     }
 
     fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()> {
-        self.write(|j| {
-            j.life(endpoint, Life::Requests, change.requests);
-            j.life(endpoint, Life::Tokens, change.tokens);
-            j.life(endpoint, Life::Pending, change.pending);
-            j.life(endpoint, Life::RateLimited, change.rate_limited);
-            j.life(endpoint, Life::Failed, change.failed);
-            j.touch(endpoint);
-        });
+        self.write(|j| j.add_counters(endpoint, change));
         Ok(())
     }
 
     fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
-        self.write(|j| {
-            let key = j.keys.of(Of::Cool, endpoint);
-            j.pipe.cmd("DEL").arg(&key).ignore();
-            let Some(c) = cooldown else {
-                return;
-            };
-            j.pipe
-                .cmd("HSET")
-                .arg(&key)
-                .arg(Cool::Until.field())
-                .arg(c.until)
-                .arg(Cool::Reason.field())
-                .arg(&c.reason)
-                .arg(Cool::Strikes.field())
-                .arg(c.strikes)
-                .arg(Cool::Failures.field())
-                .arg(c.failures)
-                .ignore();
-            if let Some(probe) = c.probe_at {
-                j.pipe
-                    .cmd("HSET")
-                    .arg(&key)
-                    .arg(Cool::Probe.field())
-                    .arg(probe)
-                    .ignore();
-            }
-            j.expire(key, ANSWERS_TTL_S);
-            j.list(Global::Endpoints, endpoint);
-        });
+        self.write(|j| j.set_cooldown(endpoint, cooldown));
         Ok(())
     }
 
@@ -419,25 +335,12 @@ impl Book for RedisBook<'_> {
             "{} {cap} {} {} {}",
             said.remaining, said.resets_at, said.base.requests, said.base.tokens
         );
-        self.write(|j| {
-            let key = j.keys.of(Of::Reports, endpoint);
-            j.pipe
-                .cmd("HSET")
-                .arg(&key)
-                .arg(said.limit.name())
-                .arg(value)
-                .ignore();
-            j.expire(key, ANSWERS_TTL_S);
-            j.list(Global::Endpoints, endpoint);
-        });
+        self.write(|j| j.set_report(endpoint, said.limit.name(), value));
         Ok(())
     }
 
     fn set_turn(&self, endpoint: &str) -> Result<()> {
-        self.write(|j| {
-            let turn = j.keys.global(Global::Turn);
-            j.pipe.cmd("SET").arg(turn).arg(endpoint).ignore();
-        });
+        self.write(|j| j.set_turn(endpoint));
         Ok(())
     }
 
@@ -458,9 +361,7 @@ impl Book for RedisBook<'_> {
                     .filter(|id| !id.starts_with('+'))
                     .cloned()
                     .collect();
-                if !leases.is_empty() {
-                    deletions.push((self.global(Global::Leases), leases));
-                }
+                deletions.push((self.global(Global::Leases), leases));
                 deletions.push((self.of(Of::Call, endpoint), old));
             }
             for kind in [Of::HourRequests, Of::HourTokens] {
@@ -470,36 +371,20 @@ impl Book for RedisBook<'_> {
                     .into_iter()
                     .filter(|f| f.parse::<i64>().is_ok_and(|h| h < horizons.first_hour))
                     .collect();
-                if !stale.is_empty() {
-                    deletions.push((self.of(kind, endpoint), stale));
-                }
+                deletions.push((self.of(kind, endpoint), stale));
             }
         }
         self.write(|j| {
             for endpoint in &endpoints {
-                for (kind, until) in [
-                    (Of::Calls, horizons.calls_until.to_string()),
-                    (Of::Open, horizons.calls_until.to_string()),
-                    (Of::Buckets, format!("({}", horizons.first_minute)),
-                ] {
-                    let key = j.keys.of(kind, endpoint);
-                    j.pipe
-                        .cmd("ZREMRANGEBYSCORE")
-                        .arg(key)
-                        .arg("-inf")
-                        .arg(until)
-                        .ignore();
-                }
+                let calls = horizons.calls_until.to_string();
+                j.drop_scored(Of::Calls, endpoint, calls.clone());
+                j.drop_scored(Of::Open, endpoint, calls);
+                j.drop_scored(Of::Buckets, endpoint, format!("({}", horizons.first_minute));
             }
-            for (key, fields) in &deletions {
-                j.pipe.cmd("HDEL").arg(key).arg(fields).ignore();
+            for (key, fields) in deletions {
+                j.drop_fields(key, &fields);
             }
-            let pruned = j.keys.global(Global::Pruned);
-            j.pipe
-                .cmd("SET")
-                .arg(pruned)
-                .arg(horizons.reports_until)
-                .ignore();
+            j.mark_pruned(horizons.reports_until);
         });
         Ok(())
     }
@@ -511,26 +396,13 @@ impl Book for RedisBook<'_> {
                 .arg(0)
                 .arg(-1),
         )?;
-        let turn = self.last_turn()?;
+        let had_the_turn = self.last_turn()?.as_deref() == Some(endpoint);
         let leases: Vec<String> = ids
             .iter()
             .filter(|id| !id.starts_with('+'))
             .cloned()
             .collect();
-        self.write(|j| {
-            for kind in Of::FORGOTTEN {
-                j.pipe.cmd("DEL").arg(j.keys.of(kind, endpoint)).ignore();
-            }
-            let listed = j.keys.global(Global::Endpoints);
-            j.pipe.cmd("SREM").arg(listed).arg(endpoint).ignore();
-            if !leases.is_empty() {
-                let key = j.keys.global(Global::Leases);
-                j.pipe.cmd("HDEL").arg(key).arg(&leases).ignore();
-            }
-            if turn.as_deref() == Some(endpoint) {
-                j.pipe.cmd("DEL").arg(j.keys.global(Global::Turn)).ignore();
-            }
-        });
+        self.write(|j| j.forget(endpoint, &leases, had_the_turn));
         Ok(ids.len() as u64)
     }
 }

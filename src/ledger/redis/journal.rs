@@ -1,56 +1,177 @@
 //! The writes of a Redis step, queued for its MULTI/EXEC behind helpers named for what
-//! they do.
+//! they do; no other module spells a write command.
 
-use redis::Pipeline;
+use redis::{Pipeline, ToRedisArgs};
 
-use super::keys::{Global, Keys, Life, Of};
-use crate::ledger::{HISTORY_MS, RETENTION_MS};
+use super::keys::{Cool, Global, Keys, Life, Of};
+use super::scripts;
+use crate::clock::Millis;
+use crate::cooldown::Cooldown;
+use crate::ledger::{Change, Counters, HISTORY_MS, RETENTION_MS};
 
 /// Calls, reservations and minute buckets outlive the longest window by this margin.
 const CALLS_TTL_S: i64 = (RETENTION_MS / 1000) + 3_600;
-pub const HISTORY_TTL_S: i64 = HISTORY_MS / 1000 + 86_400;
+const HISTORY_TTL_S: i64 = HISTORY_MS / 1000 + 86_400;
 /// Lifetime counters of an endpoint unused for this long are forgotten.
 const LIFE_TTL_S: i64 = 400 * 86_400;
-pub const ANSWERS_TTL_S: i64 = 7 * 86_400;
+const ANSWERS_TTL_S: i64 = 7 * 86_400;
 
-/// The step's queued writes, by what they do.
+/// The step's queued writes.
 pub struct Journal<'a> {
     pub pipe: &'a mut Pipeline,
     pub keys: &'a Keys,
 }
 
 impl Journal<'_> {
-    pub fn hincr(&mut self, key: String, field: impl redis::ToRedisArgs, by: i64) {
-        if by != 0 {
-            self.pipe
-                .cmd("HINCRBY")
-                .arg(key)
-                .arg(field)
-                .arg(by)
-                .ignore();
-        }
+    fn send(&mut self, command: &str, key: String, args: impl ToRedisArgs) {
+        self.pipe.cmd(command).arg(key).arg(args).ignore();
     }
 
-    pub fn life(&mut self, endpoint: &str, field: Life, by: i64) {
-        self.hincr(self.keys.of(Of::Life, endpoint), field.field(), by);
-    }
-
-    pub fn expire(&mut self, key: String, seconds: i64) {
-        self.pipe.cmd("EXPIRE").arg(key).arg(seconds).ignore();
+    fn expire(&mut self, key: String, seconds: i64) {
+        self.send("EXPIRE", key, seconds);
     }
 
     /// Lists `endpoint` in a set of the namespace.
-    pub fn list(&mut self, set: Global, endpoint: &str) {
-        let set = self.keys.global(set);
-        self.pipe.cmd("SADD").arg(set).arg(endpoint).ignore();
+    fn list(&mut self, set: Global, endpoint: &str) {
+        self.send("SADD", self.keys.global(set), endpoint);
     }
 
     /// Keeps the endpoint's usage and counters while it is used, and lists it.
-    pub fn touch(&mut self, endpoint: &str) {
+    fn touch(&mut self, endpoint: &str) {
         for kind in [Of::Calls, Of::Call, Of::Buckets, Of::Open] {
             self.expire(self.keys.of(kind, endpoint), CALLS_TTL_S);
         }
         self.expire(self.keys.of(Of::Life, endpoint), LIFE_TTL_S);
         self.list(Global::Endpoints, endpoint);
+    }
+
+    /// Writes a call (`value` as [`super::reply::call_value`] makes it) under `id`.
+    pub fn put_call(&mut self, endpoint: &str, id: &str, at: Millis, value: String) {
+        self.send("ZADD", self.keys.of(Of::Calls, endpoint), (at, id));
+        self.send("HSET", self.keys.of(Of::Call, endpoint), (id, value));
+        self.touch(endpoint);
+    }
+
+    /// Notes a reservation open under `lease`.
+    pub fn open_lease(&mut self, endpoint: &str, lease: &str, at: Millis) {
+        self.send("HSET", self.keys.global(Global::Leases), (lease, endpoint));
+        self.send("ZADD", self.keys.of(Of::Open, endpoint), (at, lease));
+    }
+
+    /// Closes a reservation: its call takes `value`, and it is open no more.
+    pub fn close_lease(&mut self, endpoint: &str, lease: &str, value: String) {
+        self.send("HSET", self.keys.of(Of::Call, endpoint), (lease, value));
+        self.send("ZREM", self.keys.of(Of::Open, endpoint), lease);
+        self.touch(endpoint);
+    }
+
+    /// Adds a change of usage to the minute bucket (and the running totals after it) and to
+    /// the hour of the history; even a call of nothing has an hour, as in the other ledgers.
+    pub fn add_usage(&mut self, endpoint: &str, minute: i64, hour: i64, change: Change) {
+        let lua = &*scripts::ADD_TO_MINUTE;
+        self.pipe
+            .cmd("EVAL")
+            .arg(&lua.source)
+            .arg(lua.layout.len())
+            .arg(self.keys.for_script(lua.layout, &[endpoint]))
+            .arg((minute, change.requests, change.tokens))
+            .ignore();
+        for (kind, by) in [
+            (Of::HourRequests, change.requests),
+            (Of::HourTokens, change.tokens),
+        ] {
+            self.send("HINCRBY", self.keys.of(kind, endpoint), (hour, by));
+            self.expire(self.keys.of(kind, endpoint), HISTORY_TTL_S);
+        }
+        self.list(Global::History, endpoint);
+        self.touch(endpoint);
+    }
+
+    pub fn add_counters(&mut self, endpoint: &str, change: Counters) {
+        for (field, by) in [
+            (Life::Requests, change.requests),
+            (Life::Tokens, change.tokens),
+            (Life::Pending, change.pending),
+            (Life::RateLimited, change.rate_limited),
+            (Life::Failed, change.failed),
+        ] {
+            if by != 0 {
+                self.send(
+                    "HINCRBY",
+                    self.keys.of(Of::Life, endpoint),
+                    (field.field(), by),
+                );
+            }
+        }
+        self.touch(endpoint);
+    }
+
+    pub fn set_cooldown(&mut self, endpoint: &str, cooldown: Option<&Cooldown>) {
+        let key = self.keys.of(Of::Cool, endpoint);
+        self.pipe.cmd("DEL").arg(&key).ignore();
+        let Some(c) = cooldown else {
+            return;
+        };
+        let mut fields = vec![
+            (Cool::Until.field(), c.until.to_string()),
+            (Cool::Reason.field(), c.reason.clone()),
+            (Cool::Strikes.field(), c.strikes.to_string()),
+            (Cool::Failures.field(), c.failures.to_string()),
+        ];
+        if let Some(probe) = c.probe_at {
+            fields.push((Cool::Probe.field(), probe.to_string()));
+        }
+        self.send("HSET", key.clone(), fields);
+        self.expire(key, ANSWERS_TTL_S);
+        self.list(Global::Endpoints, endpoint);
+    }
+
+    pub fn set_report(&mut self, endpoint: &str, limit: &str, value: String) {
+        let key = self.keys.of(Of::Reports, endpoint);
+        self.send("HSET", key.clone(), (limit, value));
+        self.expire(key, ANSWERS_TTL_S);
+        self.list(Global::Endpoints, endpoint);
+    }
+
+    pub fn set_turn(&mut self, endpoint: &str) {
+        self.send("SET", self.keys.global(Global::Turn), endpoint);
+    }
+
+    /// Drops what scores at or below `until` (a call's instant, or `(minute` for buckets
+    /// before it) from a sorted set of `endpoint`.
+    pub fn drop_scored(&mut self, kind: Of, endpoint: &str, until: String) {
+        self.send(
+            "ZREMRANGEBYSCORE",
+            self.keys.of(kind, endpoint),
+            ("-inf", until),
+        );
+    }
+
+    pub fn drop_fields(&mut self, key: String, fields: &[String]) {
+        if !fields.is_empty() {
+            self.send("HDEL", key, fields);
+        }
+    }
+
+    pub fn mark_pruned(&mut self, at: Millis) {
+        self.send("SET", self.keys.global(Global::Pruned), at);
+    }
+
+    /// Forgets all of `endpoint` but its history; `leases` are its reservations' leases.
+    pub fn forget(&mut self, endpoint: &str, leases: &[String], had_the_turn: bool) {
+        for kind in Of::FORGOTTEN {
+            self.pipe
+                .cmd("DEL")
+                .arg(self.keys.of(kind, endpoint))
+                .ignore();
+        }
+        self.send("SREM", self.keys.global(Global::Endpoints), endpoint);
+        self.drop_fields(self.keys.global(Global::Leases), leases);
+        if had_the_turn {
+            self.pipe
+                .cmd("DEL")
+                .arg(self.keys.global(Global::Turn))
+                .ignore();
+        }
     }
 }

@@ -64,6 +64,8 @@ impl SqliteLedger {
 
     fn prepare(&mut self) -> Result<()> {
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Every statement a step runs stays prepared for the next one.
+        self.conn.set_prepared_statement_cache_capacity(64);
         // WAL commits reach the OS before a command returns, so they survive the crash of
         // any process; NORMAL skips the per-commit fsync that only a power cut would need,
         // and never risks corruption. The last process out folds the log back into the
