@@ -263,6 +263,25 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
     standing
 }
 
+/// Every endpoint's standing for `request` at `now`, dated, and the accounts it was judged
+/// from: one question for the accounts and one for the departures of the full windows.
+pub fn assess_all(
+    book: &dyn Book,
+    endpoints: &[&Endpoint],
+    request: Request,
+    now: Millis,
+) -> Result<(Vec<Standing>, Accounts)> {
+    let mut accounts = Accounts::default();
+    let asks: Vec<_> = endpoints.iter().flat_map(|e| asks(e, now)).collect();
+    accounts.fill(book, &asks, now)?;
+    let mut standings: Vec<Standing> = endpoints
+        .iter()
+        .map(|e| assess(e, request, now, &accounts))
+        .collect();
+    date(book, &mut standings.iter_mut().collect::<Vec<_>>(), now)?;
+    Ok((standings, accounts))
+}
+
 /// Says when each undated block of `standings` ends, from the ledger's departures: one
 /// question for all of them.
 pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Result<()> {

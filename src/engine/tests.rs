@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 
-use super::account::{self, Accounts};
+use super::account;
 use super::admit::{self, Verdict};
 use super::choose::{self, Strategy as Picking};
 use super::settle::{self, Record, Said};
@@ -180,14 +180,8 @@ fn timeline(ops: &[(Millis, Op)]) -> Vec<Millis> {
 
 /// Each row's verdict at `now`, dated.
 fn verdicts(book: &dyn Book, rows: &[Endpoint], now: Millis) -> anyhow::Result<Vec<Verdict>> {
-    let mut accounts = Accounts::default();
-    let asks: Vec<_> = rows.iter().flat_map(|e| admit::asks(e, now)).collect();
-    accounts.fill(book, &asks, now)?;
-    let mut standings: Vec<_> = rows
-        .iter()
-        .map(|e| admit::assess(e, Request::new(0), now, &accounts))
-        .collect();
-    admit::date(book, &mut standings.iter_mut().collect::<Vec<_>>(), now)?;
+    let rows: Vec<&Endpoint> = rows.iter().collect();
+    let (standings, _) = admit::assess_all(book, &rows, Request::new(0), now)?;
     Ok(standings.into_iter().map(|s| s.verdict).collect())
 }
 

@@ -14,7 +14,7 @@ use super::Context;
 use crate::cli::{StateArgs, StateFormat};
 use crate::clock::Millis;
 use crate::endpoints::Endpoint;
-use crate::engine::account::{self, Accounts, Totals};
+use crate::engine::account::{self, Totals};
 use crate::engine::admit::{self, Standing, Verdict};
 use crate::engine::choose::filter;
 use crate::output;
@@ -68,15 +68,7 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     }
     let mut ledger = ctx.ledger()?;
     let (rows, now) = ledger.read(|book, now| {
-        // Every account in one question, and every full window dated in one more.
-        let mut accounts = Accounts::default();
-        let asks: Vec<_> = shown.iter().flat_map(|e| admit::asks(e, now)).collect();
-        accounts.fill(book, &asks, now)?;
-        let mut standings: Vec<Standing> = shown
-            .iter()
-            .map(|e| admit::assess(e, Request::new(0), now, &accounts))
-            .collect();
-        admit::date(book, &mut standings.iter_mut().collect::<Vec<_>>(), now)?;
+        let (standings, accounts) = admit::assess_all(book, &shown, Request::new(0), now)?;
         let ids: Vec<&str> = shown.iter().map(|e| e.id.as_str()).collect();
         let totals = account::totals(book, &ids, now)?;
         let rows = shown

@@ -10,6 +10,25 @@ use crate::ledger::Said;
 use crate::quota::{Limit, Request};
 
 impl Tx<'_> {
+    pub(super) fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT until_ms, reason, strikes, failures, probe_at FROM cooldowns
+                 WHERE endpoint = ?1",
+            )?
+            .query_row([endpoint], |r| {
+                Ok(Cooldown {
+                    until: r.get(0)?,
+                    reason: r.get(1)?,
+                    strikes: r.get(2)?,
+                    failures: r.get(3)?,
+                    probe_at: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
     pub(super) fn set_cooldown(&self, endpoint: &str, cooldown: Option<&Cooldown>) -> Result<()> {
         match cooldown {
             None => {

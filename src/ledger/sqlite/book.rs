@@ -18,7 +18,19 @@ impl Book for Tx<'_> {
 
     fn standings(&self, asks: &[(&str, Span)]) -> Result<Vec<Stored>> {
         asks.iter()
-            .map(|(endpoint, span)| self.stored(endpoint, span))
+            .map(|&(endpoint, span)| {
+                let running = self.running(endpoint)?;
+                let (open, oldest_open, last_call) = self.open(endpoint, span.open_after)?;
+                Ok(Stored {
+                    windows: self.windows(endpoint, &span, running)?,
+                    open,
+                    oldest_open,
+                    last_call,
+                    counters: self.counters(endpoint)?,
+                    cooldown: self.cooldown(endpoint)?,
+                    reports: self.reports(endpoint)?,
+                })
+            })
             .collect()
     }
 

@@ -8,8 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SATURATED, Tx, clamp, to_sql};
 use crate::clock::{MINUTE_MS, Millis};
-use crate::cooldown::Cooldown;
-use crate::ledger::{Change, Counters, Departing, Entry, Horizons, Source, Span, Stored};
+use crate::ledger::{Change, Departing, Entry, Horizons, Source, Span};
 use crate::quota::{Request, Unit};
 
 /// How much expired usage waits before it is pruned in one go.
@@ -23,110 +22,100 @@ impl Tx<'_> {
             .query_row([], |r| r.get(0))?)
     }
 
-    /// What `endpoint` holds for the windows of `span`, in one statement: the minute's
-    /// calls summed, the hour and day from the running totals (the newest bucket's less
-    /// those before each window's first bucket), the open reservations, the last call, the
-    /// counters and the cooldown. The oldest open reservation and the reports are read
-    /// only when there are any.
-    pub(super) fn stored(&self, endpoint: &str, span: &Span) -> Result<Stored> {
-        let row = self
+    /// Running totals at the newest minute bucket of `endpoint`: what the hour and day
+    /// windows subtract from.
+    pub(super) fn running(&self, endpoint: &str) -> Result<Request> {
+        let latest: Option<(i64, i64)> = self
             .0
             .prepare_cached(
-                "WITH
-                 minute AS (SELECT total(requests) AS r, total(tokens) AS t FROM usage
-                            WHERE endpoint = ?1 AND at_ms > ?2),
-                 latest AS (SELECT cum_requests AS r, cum_tokens AS t FROM minute_totals
-                            WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1),
-                 hour AS (SELECT cum_requests - requests AS r, cum_tokens - tokens AS t
-                          FROM minute_totals WHERE endpoint = ?1 AND minute >= ?3
-                          ORDER BY minute LIMIT 1),
-                 day AS (SELECT cum_requests - requests AS r, cum_tokens - tokens AS t
-                         FROM minute_totals WHERE endpoint = ?1 AND minute >= ?4
-                         ORDER BY minute LIMIT 1),
-                 open AS (SELECT count(*) AS n FROM usage
-                          WHERE endpoint = ?1 AND open = 1 AND at_ms > ?5),
-                 last AS (SELECT max(at_ms) AS at FROM usage WHERE endpoint = ?1)
-                 SELECT minute.r, minute.t, latest.r, latest.t, hour.r, hour.t, day.r, day.t,
-                        open.n, last.at,
-                        c.requests, c.tokens, c.pending, c.rate_limited, c.failed,
-                        cd.until_ms, cd.reason, cd.strikes, cd.failures, cd.probe_at,
-                        (SELECT count(*) FROM reports WHERE endpoint = ?1)
-                 FROM minute, open, last
-                 LEFT JOIN latest ON 1 LEFT JOIN hour ON 1 LEFT JOIN day ON 1
-                 LEFT JOIN counters c ON c.endpoint = ?1
-                 LEFT JOIN cooldowns cd ON cd.endpoint = ?1",
+                "SELECT cum_requests, cum_tokens FROM minute_totals
+                 WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1",
             )?
-            .query_row(
-                params![
-                    endpoint,
-                    span.minute_after,
-                    span.hour_from,
-                    span.day_from,
-                    span.open_after
-                ],
-                |r| {
-                    let latest: (Option<i64>, Option<i64>) = (r.get(2)?, r.get(3)?);
-                    // With no bucket at or after a window's first minute, it holds nothing.
-                    let since = |before: (Option<i64>, Option<i64>)| match (latest, before) {
-                        ((Some(lr), Some(lt)), (Some(br), Some(bt))) => Request {
-                            requests: clamp(lr.saturating_sub(br)),
-                            tokens: clamp(lt.saturating_sub(bt)),
-                        },
-                        _ => Request::default(),
-                    };
-                    let cooldown = match r.get::<_, Option<Millis>>(15)? {
-                        Some(until) => Some(Cooldown {
-                            until,
-                            reason: r.get(16)?,
-                            strikes: r.get(17)?,
-                            failures: r.get(18)?,
-                            probe_at: r.get(19)?,
-                        }),
-                        None => None,
-                    };
-                    let stored = Stored {
-                        windows: [
-                            // total() is a float and never overflows; the sums saturate
-                            // when cast back.
-                            Request {
-                                requests: r.get::<_, f64>(0)? as u64,
-                                tokens: r.get::<_, f64>(1)? as u64,
-                            },
-                            since((r.get(4)?, r.get(5)?)),
-                            since((r.get(6)?, r.get(7)?)),
-                        ],
-                        open: clamp(r.get(8)?),
-                        oldest_open: None,
-                        last_call: r.get(9)?,
-                        counters: Counters {
-                            requests: r.get::<_, Option<i64>>(10)?.unwrap_or(0),
-                            tokens: r.get::<_, Option<i64>>(11)?.unwrap_or(0),
-                            pending: r.get::<_, Option<i64>>(12)?.unwrap_or(0),
-                            rate_limited: r.get::<_, Option<i64>>(13)?.unwrap_or(0),
-                            failed: r.get::<_, Option<i64>>(14)?.unwrap_or(0),
-                        },
-                        cooldown,
-                        reports: Vec::new(),
-                    };
-                    Ok((stored, r.get::<_, i64>(20)? > 0))
+            .query_row([endpoint], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (requests, tokens) = latest.unwrap_or_default();
+        Ok(Request {
+            requests: clamp(requests),
+            tokens: clamp(tokens),
+        })
+    }
+
+    /// Running totals just before the first bucket at or after `first`; `None` when there
+    /// is no such bucket.
+    fn total_before(&self, endpoint: &str, first: i64) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT cum_requests - requests, cum_tokens - tokens FROM minute_totals
+                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1",
+            )?
+            .query_row(params![endpoint, first], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Requests and tokens in the minute, hour and day windows of `span`.
+    pub(super) fn windows(
+        &self,
+        endpoint: &str,
+        span: &Span,
+        running: Request,
+    ) -> Result<[Request; 3]> {
+        // total() is a float and never overflows; the sums saturate when cast back.
+        let (requests, tokens): (f64, f64) = self
+            .0
+            .prepare_cached(
+                "SELECT total(requests), total(tokens) FROM usage
+                 WHERE endpoint = ?1 AND at_ms > ?2",
+            )?
+            .query_row(params![endpoint, span.minute_after], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let minute = Request {
+            requests: requests as u64,
+            tokens: tokens as u64,
+        };
+        let since = |first: i64| -> Result<Request> {
+            Ok(match self.total_before(endpoint, first)? {
+                Some((r, t)) => Request {
+                    requests: running.requests.saturating_sub(clamp(r)),
+                    tokens: running.tokens.saturating_sub(clamp(t)),
                 },
-            )?;
-        let (mut stored, reported) = row;
-        if stored.open > 0 {
-            stored.oldest_open = self
-                .0
+                None => Request::default(),
+            })
+        };
+        Ok([minute, since(span.hour_from)?, since(span.day_from)?])
+    }
+
+    /// The reservations of `endpoint` still open after `after`: how many and the oldest;
+    /// and when the endpoint last took a call. Index look-ups alone.
+    pub(super) fn open(
+        &self,
+        endpoint: &str,
+        after: Millis,
+    ) -> Result<(u64, Option<Entry>, Option<Millis>)> {
+        let count: i64 = self
+            .0
+            .prepare_cached(
+                "SELECT count(*) FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
+            )?
+            .query_row(params![endpoint, after], |r| r.get(0))?;
+        let oldest = if count == 0 {
+            None
+        } else {
+            self.0
                 .prepare_cached(
                     "SELECT lease, endpoint, at_ms, requests, tokens, open FROM usage
                      WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2
                      ORDER BY at_ms, id LIMIT 1",
                 )?
-                .query_row(params![endpoint, span.open_after], entry)
-                .optional()?;
-        }
-        if reported {
-            stored.reports = self.reports(endpoint)?;
-        }
-        Ok(stored)
+                .query_row(params![endpoint, after], entry)
+                .optional()?
+        };
+        let last: Option<Millis> = self
+            .0
+            .prepare_cached("SELECT max(at_ms) FROM usage WHERE endpoint = ?1")?
+            .query_row([endpoint], |r| r.get(0))?;
+        Ok((clamp(count), oldest, last))
     }
 
     /// The estimated tokens of the reservations of `endpoint` still open after `after`.
