@@ -9,8 +9,8 @@ use anyhow::Result;
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Lifetime, RESERVATION_OPEN_MS,
-    RETENTION_MS, Said, Source, Span, Stored,
+    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Lifetime, Parts,
+    RESERVATION_OPEN_MS, RETENTION_MS, Said, Source, Span, Stored,
 };
 use crate::quota::{self, Limit, Request, Used, Window};
 use crate::random;
@@ -59,10 +59,31 @@ pub enum Tally {
     Failed,
 }
 
+/// One endpoint whose account a step reads: the start of its calendar day (else its day
+/// is rolling), and the parts of its account the step needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ask<'a> {
+    pub endpoint: &'a str,
+    pub day_start: Option<Millis>,
+    pub parts: Parts,
+}
+
+impl<'a> Ask<'a> {
+    /// Everything of `endpoint`, its day rolling.
+    pub fn all(endpoint: &'a str) -> Ask<'a> {
+        Ask {
+            endpoint,
+            day_start: None,
+            parts: Parts::ALL,
+        }
+    }
+}
+
 /// The windows a read at `now` counts; the day window is the calendar day that began at
 /// `day_start` when there is one, else rolling.
-pub fn span(now: Millis, day_start: Option<Millis>) -> Span {
+pub fn span(now: Millis, day_start: Option<Millis>, parts: Parts) -> Span {
     Span {
+        parts,
         minute_after: quota::counted_after(Window::Minute, now),
         hour_from: quota::first_counted_minute(Window::Hour, now),
         day_from: day_start.map_or_else(
@@ -74,7 +95,17 @@ pub fn span(now: Millis, day_start: Option<Millis>) -> Span {
 }
 
 impl Account {
-    fn of(stored: Stored, now: Millis) -> Account {
+    fn of(mut stored: Stored, now: Millis, parts: Parts) -> Account {
+        // What was not asked for reads the same from every ledger: as nothing.
+        if !parts.in_flight {
+            (stored.open, stored.oldest_open) = (0, None);
+        }
+        if !parts.last_call {
+            stored.last_call = None;
+        }
+        if !parts.counters && stored.reports.iter().all(|said| said.resets_at <= now) {
+            stored.counters = Counters::default();
+        }
         let mut used = Used::default();
         for limit in Limit::ALL {
             let window = Window::ALL
@@ -111,12 +142,11 @@ impl Account {
     }
 }
 
-/// The accounts of `asks` (an endpoint and its calendar day's start) at `now`, in one
-/// question to the ledger.
-pub fn read(book: &dyn Book, asks: &[(&str, Option<Millis>)], now: Millis) -> Result<Vec<Account>> {
+/// The accounts of `asks` at `now`, in one question to the ledger.
+pub fn read(book: &dyn Book, asks: &[Ask<'_>], now: Millis) -> Result<Vec<Account>> {
     let spans: Vec<(&str, Span)> = asks
         .iter()
-        .map(|&(id, day_start)| (id, span(now, day_start)))
+        .map(|a| (a.endpoint, span(now, a.day_start, a.parts)))
         .collect();
     let stored = book.standings(&spans)?;
     anyhow::ensure!(
@@ -125,7 +155,11 @@ pub fn read(book: &dyn Book, asks: &[(&str, Option<Millis>)], now: Millis) -> Re
         stored.len(),
         asks.len()
     );
-    Ok(stored.into_iter().map(|s| Account::of(s, now)).collect())
+    Ok(stored
+        .into_iter()
+        .zip(asks)
+        .map(|(s, a)| Account::of(s, now, a.parts))
+        .collect())
 }
 
 /// The lifetime totals of `endpoints` at `now`, in one question to the ledger.
@@ -157,47 +191,54 @@ pub fn totals(book: &dyn Book, endpoints: &[&str], now: Millis) -> Result<Vec<To
         .collect())
 }
 
-/// The account of one endpoint at `now`, its day window rolling.
+/// All of the account of one endpoint at `now`, its day window rolling.
 pub fn account(book: &dyn Book, endpoint: &str, now: Millis) -> Result<Account> {
-    Ok(read(book, &[(endpoint, None)], now)?.remove(0))
+    Ok(read(book, &[Ask::all(endpoint)], now)?.remove(0))
 }
 
-/// Accounts read in a step, by endpoint and calendar day: a pool's members are read with
-/// the day of the row that is being judged.
+/// Accounts read in a step, by endpoint and calendar day (a pool's members are read with
+/// the day of the row that is being judged), with the parts each was read with.
 #[derive(Default)]
-pub struct Accounts(HashMap<(String, Option<Millis>), Account>);
+pub struct Accounts(HashMap<(String, Option<Millis>), (Parts, Account)>);
 
 impl Accounts {
     pub fn get(&self, endpoint: &str, day_start: Option<Millis>) -> Option<&Account> {
-        self.0.get(&(endpoint.to_owned(), day_start))
+        self.0
+            .get(&(endpoint.to_owned(), day_start))
+            .map(|(_, account)| account)
     }
 
-    pub fn has(&self, endpoint: &str, day_start: Option<Millis>) -> bool {
-        self.get(endpoint, day_start).is_some()
+    /// Whether `ask` was read, with every part it needs.
+    pub fn has(&self, ask: &Ask<'_>) -> bool {
+        self.0
+            .get(&(ask.endpoint.to_owned(), ask.day_start))
+            .is_some_and(|(parts, _)| parts.covers(ask.parts))
     }
 
-    pub fn insert(&mut self, endpoint: &str, day_start: Option<Millis>, account: Account) {
-        self.0.insert((endpoint.to_owned(), day_start), account);
+    pub fn insert(&mut self, ask: &Ask<'_>, account: Account) {
+        self.0.insert(
+            (ask.endpoint.to_owned(), ask.day_start),
+            (ask.parts, account),
+        );
     }
 
-    /// Reads every ask not read yet, in one question to the ledger.
-    pub fn fill(
-        &mut self,
-        book: &dyn Book,
-        asks: &[(&str, Option<Millis>)],
-        now: Millis,
-    ) -> Result<()> {
-        let mut missing: Vec<(&str, Option<Millis>)> = Vec::new();
-        for &(id, day) in asks {
-            if !self.has(id, day) && !missing.contains(&(id, day)) {
-                missing.push((id, day));
+    /// Reads every ask not read yet (or read without a part it needs), in one question to
+    /// the ledger.
+    pub fn fill(&mut self, book: &dyn Book, asks: &[Ask<'_>], now: Millis) -> Result<()> {
+        let mut missing: Vec<Ask<'_>> = Vec::new();
+        for ask in asks.iter().filter(|a| !self.has(a)) {
+            let same =
+                |m: &&mut Ask<'_>| m.endpoint == ask.endpoint && m.day_start == ask.day_start;
+            match missing.iter_mut().find(same) {
+                Some(m) => m.parts = m.parts.with(ask.parts),
+                None => missing.push(*ask),
             }
         }
         if missing.is_empty() {
             return Ok(());
         }
-        for ((id, day), account) in missing.iter().zip(read(book, &missing, now)?) {
-            self.insert(id, *day, account);
+        for (ask, account) in missing.iter().zip(read(book, &missing, now)?) {
+            self.insert(ask, account);
         }
         Ok(())
     }

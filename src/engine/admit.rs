@@ -7,12 +7,12 @@
 
 use anyhow::Result;
 
-use super::account::{self, Account, Accounts};
+use super::account::{self, Account, Accounts, Ask};
 use crate::anchor::DayAnchor;
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::endpoints::{DayReset, Endpoint, Pace};
-use crate::ledger::{Book, RESERVATION_OPEN_MS};
+use crate::ledger::{Book, Parts, RESERVATION_OPEN_MS};
 use crate::quota::{self, Limit, Limits, Never, PerLimit, Request, Used, Window};
 
 /// What keeps an endpoint from taking a request now.
@@ -68,17 +68,70 @@ pub enum Verdict {
     Never(Never),
 }
 
-/// When a block ends: at a known instant, or when enough usage leaves a window, which the
-/// ledger dates from its departures ([`date`]), but not before `not_before`.
+/// When a block ends: at a known instant; when enough usage leaves a window, which the
+/// ledger dates from its departures ([`date`]); or the later or the earlier of two.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum When {
     At(Millis),
+    /// When `excess` of `limit` has left the windows of `endpoints` (a row, or a pool's).
     Departs {
         endpoints: Vec<String>,
         limit: Limit,
         excess: u64,
-        not_before: Option<Millis>,
     },
+    Both(Box<When>, Box<When>),
+    Either(Box<When>, Box<When>),
+}
+
+impl When {
+    /// The departures it waits for, in the order [`When::resolve`] takes their dates.
+    fn departures<'w>(&'w self, out: &mut Vec<(Vec<&'w str>, Limit, u64)>) {
+        match self {
+            When::At(_) => {}
+            When::Departs {
+                endpoints,
+                limit,
+                excess,
+            } => out.push((
+                endpoints.iter().map(String::as_str).collect(),
+                *limit,
+                *excess,
+            )),
+            When::Both(a, b) | When::Either(a, b) => {
+                a.departures(out);
+                b.departures(out);
+            }
+        }
+    }
+
+    /// The instant it comes, `None` for never, the departures dated by `dates` (in the
+    /// order of [`When::departures`]), or taken as now when there are none.
+    fn resolve(
+        &self,
+        dates: &mut dyn Iterator<Item = Option<Millis>>,
+        now: Millis,
+    ) -> Option<Millis> {
+        match self {
+            When::At(at) => Some(*at),
+            When::Departs { .. } => dates.next().unwrap_or(Some(now)),
+            When::Both(a, b) => {
+                let (a, b) = (a.resolve(dates, now), b.resolve(dates, now));
+                a.zip(b).map(|(a, b)| a.max(b))
+            }
+            When::Either(a, b) => {
+                let (a, b) = (a.resolve(dates, now), b.resolve(dates, now));
+                a.min(b).or(a).or(b)
+            }
+        }
+    }
+
+    fn both(a: When, b: When) -> When {
+        When::Both(Box::new(a), Box::new(b))
+    }
+
+    fn either(a: When, b: When) -> When {
+        When::Either(Box::new(a), Box::new(b))
+    }
 }
 
 /// An endpoint at one instant.
@@ -114,20 +167,23 @@ impl Standing {
 
     /// Whether a block waits for [`date`] to say when it ends.
     pub fn undated(&self) -> bool {
-        self.blocks
-            .iter()
-            .any(|(_, when)| matches!(when, When::Departs { .. }))
+        let mut departures = Vec::new();
+        for (_, when) in &self.blocks {
+            when.departures(&mut departures);
+        }
+        !departures.is_empty()
     }
 
     /// The verdict from the blocks: the one that ends last; of equal ends the later judged
-    /// (a pool's full window over its row's own).
+    /// (a pool's full window over its row's own). Until [`date`] has run, a departure
+    /// counts as now.
     fn judge(&mut self, now: Millis) {
         let latest = self
             .blocks
             .iter()
-            .map(|(block, when)| match when {
-                When::At(at) => (*block, *at),
-                When::Departs { not_before, .. } => (*block, not_before.unwrap_or(now).max(now)),
+            .map(|(block, when)| {
+                let at = when.resolve(&mut std::iter::empty(), now).unwrap_or(now);
+                (*block, at.max(now))
             })
             .max_by_key(|&(_, at)| at);
         if let Some((block, frees_at)) = latest {
@@ -150,16 +206,29 @@ pub fn never(endpoint: &Endpoint, request: Request) -> Option<Never> {
     })
 }
 
-/// The accounts an assessment of `endpoint` at `now` reads: its own, and its pool's rows'
-/// over the same calendar day.
-pub fn asks(endpoint: &Endpoint, now: Millis) -> Vec<(&str, Option<Millis>)> {
-    let day = day_start(endpoint, now);
+/// The accounts an assessment of `endpoint` at `now` reads: its own (with its reservations
+/// in flight when it caps them, its last call when it is paced, and `extra`), and its
+/// pool's rows' windows over the same calendar day.
+pub fn asks(endpoint: &Endpoint, now: Millis, extra: Parts) -> Vec<Ask<'_>> {
+    let day_start = day_start(endpoint, now);
+    let own = Parts {
+        in_flight: endpoint.concurrency.is_some(),
+        last_call: endpoint.pace == Pace::Smooth,
+        counters: false,
+    };
     let members = endpoint.pool.iter().flat_map(|p| p.members.iter());
-    let others = members.filter(|m| **m != endpoint.id);
-    std::iter::once(endpoint.id.as_str())
-        .chain(others.map(String::as_str))
-        .map(|id| (id, day))
-        .collect()
+    let others = members.filter(|m| **m != endpoint.id).map(|id| Ask {
+        endpoint: id,
+        day_start,
+        parts: Parts::default(),
+    });
+    std::iter::once(Ask {
+        endpoint: &endpoint.id,
+        day_start,
+        parts: own.with(extra),
+    })
+    .chain(others)
+    .collect()
 }
 
 /// Whether `endpoint` can take `request` at `now`, from the accounts [`asks`] names (an
@@ -171,7 +240,7 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
     let empty = Account::default();
     let own = accounts.get(&endpoint.id, day_start).unwrap_or(&empty);
     let local = own.used;
-    let (limits, used, resets) = with_reports(endpoint, own);
+    let (limits, used, reports) = with_reports(endpoint, own);
     let pool = endpoint.pool.as_ref().map(|pool| PoolStanding {
         name: pool.name.clone(),
         limits: pool.limits,
@@ -218,23 +287,32 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
     {
         blocks.push((Block::Pace, When::At(last + spacing)));
     }
-    // A full window has room again: when a provider's report that alone blocks it resets;
-    // at the end of a calendar day; else when enough local usage leaves the rolling window.
+    // A full window has room again once local usage fits its limit: at once, at the end of
+    // a calendar day, or as enough leaves the rolling window. Under a provider's report it
+    // fits the report's limit that way, unless the provider counts more than was used here
+    // (then only the report's reset helps); and after the reset, the file's limit.
     for short in quota::shortfalls(&limits, &used, request) {
         let limit = short.limit;
         let after = local.get(limit) + request.amount(limit.unit);
-        let file_short = endpoint.limits.get(limit).is_some_and(|cap| after > cap);
-        let reset = resets.get(limit);
-        let when = if !file_short && reset.is_some() {
-            When::At(reset.unwrap_or(now))
-        } else if let (Some(anchor), Window::Day) = (anchor, limit.window) {
-            When::At(anchor.next_reset(now).max(reset.unwrap_or(now)))
-        } else {
-            When::Departs {
-                endpoints: vec![endpoint.id.clone()],
-                limit,
-                excess: after.saturating_sub(limits.get(limit).unwrap_or(0)).max(1),
-                not_before: reset,
+        let under = |cap: Option<u64>| match cap {
+            Some(cap) if after > cap => match (anchor, limit.window) {
+                (Some(anchor), Window::Day) => When::At(anchor.next_reset(now)),
+                _ => When::Departs {
+                    endpoints: vec![endpoint.id.clone()],
+                    limit,
+                    excess: after - cap,
+                },
+            },
+            _ => When::At(now),
+        };
+        let when = match reports.get(limit) {
+            None => under(endpoint.limits.get(limit)),
+            Some((reset, raised)) => {
+                let after_reset = When::both(When::At(reset), under(endpoint.limits.get(limit)));
+                match raised {
+                    true => after_reset,
+                    false => When::either(under(limits.get(limit)), after_reset),
+                }
             }
         };
         blocks.push((Block::Limit(limit), when));
@@ -252,7 +330,6 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
                     endpoints: members.clone(),
                     limit: short.limit,
                     excess: short.excess,
-                    not_before: None,
                 },
             };
             blocks.push((Block::PoolLimit(short.limit), when));
@@ -263,16 +340,18 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
     standing
 }
 
-/// Every endpoint's standing for `request` at `now`, dated, and the accounts it was judged
-/// from: one question for the accounts and one for the departures of the full windows.
+/// Every endpoint's standing for `request` at `now`, dated, and the accounts (with `extra`
+/// parts) it was judged from: one question for the accounts and one for the departures of
+/// the full windows.
 pub fn assess_all(
     book: &dyn Book,
     endpoints: &[&Endpoint],
     request: Request,
     now: Millis,
+    extra: Parts,
 ) -> Result<(Vec<Standing>, Accounts)> {
     let mut accounts = Accounts::default();
-    let asks: Vec<_> = endpoints.iter().flat_map(|e| asks(e, now)).collect();
+    let asks: Vec<_> = endpoints.iter().flat_map(|e| asks(e, now, extra)).collect();
     accounts.fill(book, &asks, now)?;
     let mut standings: Vec<Standing> = endpoints
         .iter()
@@ -288,16 +367,7 @@ pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Re
     let mut wanted: Vec<(Vec<&str>, Limit, u64)> = Vec::new();
     for standing in standings.iter() {
         for (_, when) in &standing.blocks {
-            if let When::Departs {
-                endpoints,
-                limit,
-                excess,
-                ..
-            } = when
-            {
-                let ids = endpoints.iter().map(String::as_str).collect();
-                wanted.push((ids, *limit, *excess));
-            }
+            when.departures(&mut wanted);
         }
     }
     if wanted.is_empty() {
@@ -306,10 +376,8 @@ pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Re
     let mut dates = account::frees_at(book, &wanted, now)?.into_iter();
     for standing in standings.iter_mut() {
         for (_, when) in &mut standing.blocks {
-            if let When::Departs { not_before, .. } = when {
-                let freed = dates.next().flatten().unwrap_or(now);
-                *when = When::At(Some(freed).max(*not_before).unwrap_or(now));
-            }
+            // What nothing leaving can free is looked at again soon, as now.
+            *when = When::At(when.resolve(&mut dates, now).unwrap_or(now));
         }
         standing.judge(now);
     }
@@ -336,12 +404,15 @@ fn pool_used(members: &[String], accounts: &Accounts, day_start: Option<Millis>)
 /// Applies the provider's reports that have not reset: a reported limit caps the window
 /// (even one the file leaves open), and usage rises to what the provider counts — its
 /// limit less its remaining, less what was used here since — never below the local count.
-/// Returns, per limit, when a report that raised it resets.
-fn with_reports(endpoint: &Endpoint, own: &Account) -> (Limits, Used, PerLimit<Option<Millis>>) {
+/// Returns, per limit with a report, when it resets and whether it raised the usage.
+fn with_reports(
+    endpoint: &Endpoint,
+    own: &Account,
+) -> (Limits, Used, PerLimit<Option<(Millis, bool)>>) {
     let local = own.used;
     let mut limits = endpoint.limits;
     let mut used = local;
-    let mut resets = PerLimit::default();
+    let mut reports = PerLimit::default();
     for report in &own.reports {
         let limit = report.limit;
         let remaining = report.remaining.saturating_sub(report.used_since);
@@ -351,12 +422,13 @@ fn with_reports(endpoint: &Endpoint, own: &Account) -> (Limits, Used, PerLimit<O
         };
         limits.set(limit, Some(cap));
         let counted = cap.saturating_sub(remaining);
-        if counted >= local.get(limit) {
+        let raised = counted >= local.get(limit);
+        if raised {
             used.set(limit, counted);
-            resets.set(limit, Some(report.resets_at));
         }
+        reports.set(limit, Some((report.resets_at, raised)));
     }
-    (limits, used, resets)
+    (limits, used, reports)
 }
 
 /// When the endpoint's calendar day began, for an endpoint whose day is one.
@@ -397,7 +469,7 @@ mod tests {
     fn accounts(list: Vec<(&str, Account)>) -> Accounts {
         let mut accounts = Accounts::default();
         for (id, account) in list {
-            accounts.insert(id, None, account);
+            accounts.insert(&Ask::all(id), account);
         }
         accounts
     }
@@ -585,7 +657,11 @@ mod tests {
                 },
             ),
         ]);
-        assert_eq!(asks(&rows[0], T0), [("p/a", None), ("p/b", None)]);
+        let ids: Vec<&str> = asks(&rows[0], T0, Parts::default())
+            .iter()
+            .map(|a| a.endpoint)
+            .collect();
+        assert_eq!(ids, ["p/a", "p/b"]);
         let standing = assess(&rows[0], Request::new(0), T0, &list);
         assert_eq!(
             standing.pool.as_ref().map(|p| p.used.get(limit("rpm"))),
@@ -606,9 +682,12 @@ mod tests {
         let day = day_start(&rows[0], T0 + MINUTE_MS);
         assert_eq!(day, Some(T0));
         let mut list = Accounts::default();
+        let ask = Ask {
+            day_start: day,
+            ..Ask::all("p/m")
+        };
         list.insert(
-            "p/m",
-            day,
+            &ask,
             Account {
                 used: used(&[("rpd", 2)]),
                 ..Account::default()

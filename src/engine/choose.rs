@@ -4,13 +4,13 @@
 
 use anyhow::{Result, bail};
 
-use super::account::{self, Accounts};
+use super::account::{self, Accounts, Ask};
 use super::admit::{self, Block, Standing, Verdict};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::endpoints::Endpoint;
 use crate::glob;
-use crate::ledger::Book;
+use crate::ledger::{Book, Parts};
 use crate::quota::Request;
 use crate::random;
 
@@ -103,13 +103,11 @@ pub fn choose<'e>(
     // Each question to the ledger reads a batch of accounts (one round trip on a ledger
     // across a network): every candidate when the strategy weighs them all; in file order,
     // the first alone, and the rest only when it does not fit.
-    let everyone: Vec<(&str, Option<Millis>)> = candidates
-        .iter()
-        .flat_map(|e| admit::asks(e, now))
-        .collect();
+    let asks = |e: &'e Endpoint| admit::asks(e, now, Parts::default());
+    let everyone: Vec<Ask<'_>> = candidates.iter().flat_map(|e| asks(e)).collect();
     let mut accounts = Accounts::default();
     match (strategy, candidates.first()) {
-        (Strategy::Order, Some(first)) => accounts.fill(book, &admit::asks(first, now), now)?,
+        (Strategy::Order, Some(first)) => accounts.fill(book, &asks(first), now)?,
         _ => accounts.fill(book, &everyone, now)?,
     }
     let turn = match strategy {
@@ -122,7 +120,7 @@ pub fn choose<'e>(
     for group in candidates.chunk_by(|a, b| a.priority == b.priority) {
         let mut fits: Vec<(usize, Standing)> = Vec::new();
         for (position, &endpoint) in group.iter().enumerate() {
-            if !accounts.has(&endpoint.id, admit::day_start(endpoint, now)) {
+            if !asks(endpoint).iter().all(|a| accounts.has(a)) {
                 accounts.fill(book, &everyone, now)?;
             }
             let standing = admit::assess(endpoint, request, now, &accounts);
@@ -254,8 +252,7 @@ mod tests {
             let mut used = Used::default();
             used.set(Limit::from_name("rpm").expect("rpm"), n);
             accounts.insert(
-                &row.id,
-                None,
+                &Ask::all(&row.id),
                 Account {
                     used,
                     ..Account::default()

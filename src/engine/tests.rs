@@ -5,14 +5,14 @@
 
 use proptest::prelude::*;
 
-use super::account;
+use super::account::{self, Ask};
 use super::admit::{self, Verdict};
 use super::choose::{self, Strategy as Picking};
 use super::settle::{self, Record, Said};
 use crate::clock::{MINUTE_MS, Millis, SECOND_MS};
 use crate::endpoints::{self, Endpoint};
 use crate::ledger::tests::ledgers;
-use crate::ledger::{Book, Ledger};
+use crate::ledger::{Book, Ledger, Parts};
 use crate::quota::Request;
 
 const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -181,7 +181,7 @@ fn timeline(ops: &[(Millis, Op)]) -> Vec<Millis> {
 /// Each row's verdict at `now`, dated.
 fn verdicts(book: &dyn Book, rows: &[Endpoint], now: Millis) -> anyhow::Result<Vec<Verdict>> {
     let rows: Vec<&Endpoint> = rows.iter().collect();
-    let (standings, _) = admit::assess_all(book, &rows, Request::new(0), now)?;
+    let (standings, _) = admit::assess_all(book, &rows, Request::new(0), now, Parts::ALL)?;
     Ok(standings.into_iter().map(|s| s.verdict).collect())
 }
 
@@ -250,8 +250,10 @@ proptest! {
             }
             let now = times.last().copied().unwrap_or(T0);
             let read = ledger.read(|book, _| {
-                let asks: Vec<(&str, Option<Millis>)> =
-                    rows.iter().flat_map(|e| admit::asks(e, now)).collect();
+                let asks: Vec<Ask<'_>> = rows
+                    .iter()
+                    .flat_map(|e| admit::asks(e, now, Parts::ALL))
+                    .collect();
                 let mut accounts = account::read(book, &asks, now)?;
                 for a in &mut accounts {
                     if let Some(e) = &mut a.oldest_open {

@@ -95,13 +95,47 @@ pub struct Said {
 
 /// Which usage a read counts: the exact minute window (calls stamped after
 /// `minute_after`), the minute buckets of the hour and day windows from their first, and
-/// the reservations still open (stamped after `open_after`).
+/// the reservations still open (stamped after `open_after`); and which parts of the
+/// account the reader needs beyond its windows, cooldown and reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub minute_after: Millis,
     pub hour_from: i64,
     pub day_from: i64,
     pub open_after: Millis,
+    pub parts: Parts,
+}
+
+/// The parts of an account a reader may do without: a ledger may leave those not asked
+/// for at their defaults (the rules blank them for every ledger alike).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// The reservations in flight: how many, and the oldest.
+    pub in_flight: bool,
+    pub last_call: bool,
+    /// The counters, which the reports also need when there are any.
+    pub counters: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts {
+        in_flight: true,
+        last_call: true,
+        counters: true,
+    };
+
+    /// Every part either asks for.
+    pub fn with(self, other: Parts) -> Parts {
+        Parts {
+            in_flight: self.in_flight || other.in_flight,
+            last_call: self.last_call || other.last_call,
+            counters: self.counters || other.counters,
+        }
+    }
+
+    pub fn covers(self, other: Parts) -> bool {
+        self.with(other) == self
+    }
 }
 
 /// Everything a ledger stores of one endpoint that a decision reads, as one value: the
@@ -115,7 +149,8 @@ pub struct Stored {
     pub open: u64,
     pub oldest_open: Option<Entry>,
     pub last_call: Option<Millis>,
-    /// The counters (since first use or the last reset; pruning never lowers them).
+    /// The counters (since first use or the last reset; pruning never lowers them), when
+    /// asked for or when there are reports.
     pub counters: Counters,
     pub cooldown: Option<Cooldown>,
     /// Every report kept, reset or not.

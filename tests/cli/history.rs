@@ -185,3 +185,27 @@ fn an_endpoint_gone_from_the_file_keeps_its_history() {
     let text = out.code(0).stdout.clone();
     assert!(text.contains("p/a,2026-01-01T05:00:00Z,3,3"), "{text}");
 }
+
+#[test]
+fn history_outlives_a_reset_on_every_ledger() {
+    // A record of calls that were made: a reset forgets usage and counters, not the hours,
+    // also of an endpoint the file no longer lists (listed from the ledger alone).
+    let env = scenario();
+    let file = env.endpoints_file().to_owned();
+    std::fs::write(&file, format!("{TWO}old,gone,,\n")).expect("a row more");
+    env.ok(["record", "old/gone", "--add", "--tokens", "7"]);
+    std::fs::write(&file, TWO).expect("the row gone");
+    env.ok(["reset", "old/gone", "p/a"]);
+    let text = env.ok(["history", "--since", "9h", "--format", "csv"]);
+    for expected in [
+        "p/a,2026-01-01T05:00:00Z,3,3",
+        "old/gone,2026-01-01T08:00:00Z,1,7",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+    assert_eq!(
+        env.state_of("p/a")["used"]["rpd"],
+        0,
+        "the reset forgot the usage"
+    );
+}

@@ -17,6 +17,7 @@ use crate::endpoints::Endpoint;
 use crate::engine::account::{self, Totals};
 use crate::engine::admit::{self, Standing, Verdict};
 use crate::engine::choose::filter;
+use crate::ledger::Parts;
 use crate::output;
 use crate::quota::Request;
 
@@ -68,7 +69,13 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     }
     let mut ledger = ctx.ledger()?;
     let (rows, now) = ledger.read(|book, now| {
-        let (standings, accounts) = admit::assess_all(book, &shown, Request::new(0), now)?;
+        // The table shows every row's reservations in flight.
+        let in_flight = Parts {
+            in_flight: true,
+            ..Parts::default()
+        };
+        let (standings, accounts) =
+            admit::assess_all(book, &shown, Request::new(0), now, in_flight)?;
         let ids: Vec<&str> = shown.iter().map(|e| e.id.as_str()).collect();
         let totals = account::totals(book, &ids, now)?;
         let rows = shown

@@ -234,6 +234,9 @@ impl Book for RedisBook<'_> {
                 .arg(self.global(Global::Endpoints)),
         )?;
         ids.sort();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("EXISTS").arg(self.of(Of::HourRequests, id));

@@ -19,16 +19,28 @@ impl Book for Tx<'_> {
     fn standings(&self, asks: &[(&str, Span)]) -> Result<Vec<Stored>> {
         asks.iter()
             .map(|&(endpoint, span)| {
+                // Each part is a probe or two of an index; those not asked for are left out.
                 let running = self.running(endpoint)?;
-                let (open, oldest_open, last_call) = self.open(endpoint, span.open_after)?;
+                let (open, oldest_open) = match span.parts.in_flight {
+                    true => self.in_flight(endpoint, span.open_after)?,
+                    false => (0, None),
+                };
+                let reports = self.reports(endpoint)?;
+                let counters = match span.parts.counters || !reports.is_empty() {
+                    true => self.counters(endpoint)?,
+                    false => Counters::default(),
+                };
                 Ok(Stored {
                     windows: self.windows(endpoint, &span, running)?,
                     open,
                     oldest_open,
-                    last_call,
-                    counters: self.counters(endpoint)?,
+                    last_call: match span.parts.last_call {
+                        true => self.last_call(endpoint)?,
+                        false => None,
+                    },
+                    counters,
                     cooldown: self.cooldown(endpoint)?,
-                    reports: self.reports(endpoint)?,
+                    reports,
                 })
             })
             .collect()

@@ -86,13 +86,8 @@ impl Tx<'_> {
         Ok([minute, since(span.hour_from)?, since(span.day_from)?])
     }
 
-    /// The reservations of `endpoint` still open after `after`: how many and the oldest;
-    /// and when the endpoint last took a call. Index look-ups alone.
-    pub(super) fn open(
-        &self,
-        endpoint: &str,
-        after: Millis,
-    ) -> Result<(u64, Option<Entry>, Option<Millis>)> {
+    /// The reservations of `endpoint` still open after `after`: how many, and the oldest.
+    pub(super) fn in_flight(&self, endpoint: &str, after: Millis) -> Result<(u64, Option<Entry>)> {
         let count: i64 = self
             .0
             .prepare_cached(
@@ -111,11 +106,14 @@ impl Tx<'_> {
                 .query_row(params![endpoint, after], entry)
                 .optional()?
         };
-        let last: Option<Millis> = self
+        Ok((clamp(count), oldest))
+    }
+
+    pub(super) fn last_call(&self, endpoint: &str) -> Result<Option<Millis>> {
+        Ok(self
             .0
             .prepare_cached("SELECT max(at_ms) FROM usage WHERE endpoint = ?1")?
-            .query_row([endpoint], |r| r.get(0))?;
-        Ok((clamp(count), oldest, last))
+            .query_row([endpoint], |r| r.get(0))?)
     }
 
     /// The estimated tokens of the reservations of `endpoint` still open after `after`.
