@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 
-use super::pools::resolve_pools;
+use super::pools::{PoolCells, resolve_pools};
 use super::rows::Row;
 use super::{DayReset, Endpoint, Pace, Report, parse_count};
 use crate::anchor::DayAnchor;
@@ -191,14 +191,6 @@ fn read_header(header: &Row, report: &mut Report) -> Option<Vec<Column>> {
         }
     }
     (report.problems.len() == before).then_some(columns)
-}
-
-/// What a row's pool columns say, checked against the other rows once all are read.
-#[derive(Default)]
-pub(super) struct PoolCells {
-    pub(super) name: Option<String>,
-    /// (limit, value, the cell as written, its column's name)
-    pub(super) limits: Vec<(Limit, u64, String, String)>,
 }
 
 /// The row's endpoint; each bad cell is reported and leaves its field at the default.

@@ -2,9 +2,16 @@
 
 use std::collections::HashMap;
 
-use super::columns::PoolCells;
 use super::{Endpoint, Pool, Report};
-use crate::quota::Limits;
+use crate::quota::{Limit, Limits};
+
+/// What a row's pool columns say, checked against the other rows once all are read.
+#[derive(Default)]
+pub(super) struct PoolCells {
+    pub(super) name: Option<String>,
+    /// (limit, value, the cell as written, its column's name)
+    pub(super) limits: Vec<(Limit, u64, String, String)>,
+}
 
 /// Gathers each pool's rows and limits onto every row of it. A limit given twice must be
 /// one value (`90k` and `90_000` are); a pool limit needs a pool; a pool's rows share one

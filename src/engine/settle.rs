@@ -5,13 +5,13 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use super::account::{self, Tally};
+use super::account::{self, Ask, Tally};
 use crate::clock::Millis;
 use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
 use crate::endpoints::Endpoint;
 use crate::headers::{self, Dialect, Response};
-use crate::ledger::{Book, Entry};
+use crate::ledger::{Book, Entry, Parts};
 use crate::quota::Request;
 
 /// How the caller says the call went.
@@ -56,7 +56,18 @@ pub fn record(
     // Every read comes before the first write: a ledger across a network reads what the
     // step found, not what it has written.
     let (endpoint, leased) = which(book, call)?;
-    let before = account::account(book, &endpoint, now)?;
+    // The oldest reservation when the call names none; the counters when headers come,
+    // for the report to count from.
+    let ask = Ask {
+        endpoint: &endpoint,
+        day_start: None,
+        parts: Parts {
+            in_flight: leased.is_none() && !call.add,
+            last_call: false,
+            counters: call.headers.is_some(),
+        },
+    };
+    let before = account::read(book, &[ask], now)?.remove(0);
     let reservation = match (leased, call.add) {
         (Some(entry), _) => Some(entry),
         // With only an id, the oldest reservation still open is the one settled.
