@@ -49,14 +49,14 @@ fn main() {
     fill(&ten_db, 10, 10, T0, T0 + DAY_MS);
     let end_of_day = T0 + DAY_MS - 1;
     let full = command("pick", &ten, &ten_db, &["--tokens", "500"]);
-    let (version, pick_full) = compare(&full, end_of_day, 75);
-    report.ratio("pick, all 10 full (exit 75)", version, pick_full, 3.0);
+    let pick_full = compare(&full, end_of_day, 75);
+    report.ratio("pick, all 10 full (exit 75)", &pick_full, 3.0);
 
     // The same history, with the last endpoint allowed more: every run reserves.
     let ten_room = write_endpoints(dir.as_path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
     let reserve = command("pick", &ten_room, &ten_db, &["--tokens", "500"]);
-    let (version, pick_ok) = compare(&reserve, end_of_day, 0);
-    report.ratio("pick, 9 full, reserves on the 10th", version, pick_ok, 3.0);
+    let pick_ok = compare(&reserve, end_of_day, 0);
+    report.ratio("pick, 9 full, reserves on the 10th", &pick_ok, 3.0);
     report.memory(max_child_rss_kib());
 
     // exec: the same pick, then a command that does nothing, then the settle.
@@ -66,27 +66,21 @@ fn main() {
         &ten_db,
         &["--tokens", "500", "--", "true"],
     );
-    let (version, exec_time) = compare(&exec, end_of_day, 0);
-    report.ratio(
-        "exec -- true, reserves on the 10th",
-        version,
-        exec_time,
-        4.0,
-    );
+    let exec_time = compare(&exec, end_of_day, 0);
+    report.ratio("exec -- true, reserves on the 10th", &exec_time, 4.0);
 
     // state: 100 endpoints with the same kind of history.
     let hundred = write_endpoints(dir.as_path(), "hundred.csv", 100, 1_440, None);
     let hundred_db = dir.as_path().join("hundred.sqlite3");
     fill(&hundred_db, 100, 1, T0, T0 + DAY_MS);
     let state = command("state", &hundred, &hundred_db, &[]);
-    let (version, state_time) = compare(&state, end_of_day, 0);
-    report.ratio("state, 100 endpoints", version, state_time, 25.0);
+    let state_time = compare(&state, end_of_day, 0);
+    report.ratio("state, 100 endpoints", &state_time, 25.0);
     let metrics = command("state", &hundred, &hundred_db, &["--format", "prometheus"]);
-    let (version, metrics_time) = compare(&metrics, end_of_day, 0);
+    let metrics_time = compare(&metrics, end_of_day, 0);
     report.ratio(
         "state --format prometheus, 100 endpoints",
-        version,
-        metrics_time,
+        &metrics_time,
         25.0,
     );
 
@@ -135,13 +129,8 @@ fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
     fill(ten, 10, 10, T0, T0 + DAY_MS);
     let end_of_day = T0 + DAY_MS - 1;
     let reserve = command("pick", endpoints, ten, &["--tokens", "500"]);
-    let (version, pick) = compare(&reserve, end_of_day, 0);
-    report.ratio(
-        "pick on Redis, 9 full, reserves on the 10th",
-        version,
-        pick,
-        3.0,
-    );
+    let pick = compare(&reserve, end_of_day, 0);
+    report.ratio("pick on Redis, 9 full, reserves on the 10th", &pick, 3.0);
 
     let slots = write_endpoints(dir, "slots-redis.csv", 10, 14_400, None);
     for (processes, each) in [(8, 100), (64, 50)] {
@@ -243,19 +232,38 @@ fn db_size(db: &Path) -> u64 {
 
 /// Median wall time of `--version` and of `args`, runs interleaved so that both see the
 /// same machine; every run of `args` must exit with `expect`.
-fn compare(args: &[&str], now: Millis, expect: i32) -> (f64, f64) {
-    let mut base = Vec::with_capacity(RUNS);
-    let mut timed = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        base.push(run(&["--version"], now, 0));
-        timed.push(run(args, now, expect));
-    }
-    (median(base), median(timed))
+/// Medians of one measure, in ms: `--version`, the command, and the same command run by
+/// the baseline binary (`PERF_BASELINE`), all interleaved in one run.
+struct Timing {
+    version: f64,
+    timed: f64,
+    baseline: Option<f64>,
 }
 
-fn run(args: &[&str], now: Millis, expect: i32) -> f64 {
+fn compare(args: &[&str], now: Millis, expect: i32) -> Timing {
+    // PERF_BASELINE=FILE times another build of llm-rotate (an earlier commit's) in the
+    // same run, so that a change is judged against what it changes on the same machine.
+    let baseline = std::env::var_os("PERF_BASELINE");
+    let mut base = Vec::with_capacity(RUNS);
+    let mut timed = Vec::with_capacity(RUNS);
+    let mut other = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        base.push(run(BIN.as_ref(), &["--version"], now, 0));
+        timed.push(run(BIN.as_ref(), args, now, expect));
+        if let Some(bin) = &baseline {
+            other.push(run(bin, args, now, expect));
+        }
+    }
+    Timing {
+        version: median(base),
+        timed: median(timed),
+        baseline: (!other.is_empty()).then(|| median(other)),
+    }
+}
+
+fn run(bin: &std::ffi::OsStr, args: &[&str], now: Millis, expect: i32) -> f64 {
     let start = Instant::now();
-    let status = Command::new(BIN)
+    let status = Command::new(bin)
         .args(args)
         .env("LLM_ROTATE_NOW", format!("{}", now as f64 / 1000.0))
         .stdin(Stdio::null())
@@ -301,11 +309,15 @@ impl Report {
         }
     }
 
-    fn ratio(&mut self, what: &str, version: f64, timed: f64, budget: f64) {
-        let ratio = timed / version;
+    fn ratio(&mut self, what: &str, t: &Timing, budget: f64) {
+        let ratio = t.timed / t.version;
         let verdict = self.verdict(ratio <= budget);
+        let baseline = t.baseline.map_or(String::new(), |b| {
+            format!("; baseline {:.2}x ({b:.2} ms)", b / t.version)
+        });
         self.lines.push(format!(
-            "| {what} | {timed:.2} ms | {ratio:.2}x `--version` ({version:.2} ms) | <= {budget}x | {verdict} |"
+            "| {what} | {:.2} ms | {ratio:.2}x `--version` ({:.2} ms){baseline} | <= {budget}x | {verdict} |",
+            t.timed, t.version
         ));
     }
 
