@@ -42,7 +42,8 @@ pub struct Endpoint {
     /// The physical line (1-based) on which the row starts.
     pub line: usize,
     /// The shared pool the row draws on, with every row of it.
-    pub pool: Option<Pool>,
+    /// One copy for all of them, however many rows the pool has.
+    pub pool: Option<std::sync::Arc<Pool>>,
 }
 
 /// Rows that share limits: several keys of one organisation, the free models of one

@@ -1,8 +1,9 @@
 //! Shared pools: rows that draw on one set of limits, gathered once every row is read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::{Endpoint, Pool, Report};
+use super::{DayReset, Endpoint, Pool, Report};
 use crate::quota::{Limit, Limits};
 
 /// What a row's pool columns say, checked against the other rows once all are read.
@@ -16,8 +17,11 @@ pub(super) struct PoolCells {
 /// Gathers each pool's rows and limits onto every row of it. A limit given twice must be
 /// one value (`90k` and `90_000` are); a pool limit needs a pool; a pool's rows share one
 /// kind of day.
+/// Linear in the rows: a pool is found by name, and every row shares one copy of it.
 pub(super) fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], report: &mut Report) {
-    let mut pools: Vec<(String, Pool, usize)> = Vec::new();
+    // Each pool, the line of its first row and that row's day.
+    let mut pools: Vec<(Pool, usize, DayReset)> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
     // (pool, limit) -> (line, cell) of the first row that gave it
     let mut first: HashMap<(String, &'static str), (usize, &str)> = HashMap::new();
     for (endpoint, cells) in endpoints.iter().zip(cells) {
@@ -32,22 +36,18 @@ pub(super) fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], rep
             }
             continue;
         };
-        let index = match pools.iter().position(|(n, _, _)| n == name) {
-            Some(i) => i,
-            None => {
-                let pool = Pool {
-                    name: name.clone(),
-                    limits: Limits::default(),
-                    members: Vec::new(),
-                };
-                pools.push((name.clone(), pool, endpoint.line));
-                pools.len() - 1
-            }
-        };
-        let (_, pool, first_row) = &mut pools[index];
+        let index = *by_name.entry(name.clone()).or_insert_with(|| {
+            let pool = Pool {
+                name: name.clone(),
+                limits: Limits::default(),
+                members: Vec::new(),
+            };
+            pools.push((pool, endpoint.line, endpoint.day_reset.clone()));
+            pools.len() - 1
+        });
+        let (pool, first_row, first_day) = &mut pools[index];
         pool.members.push(endpoint.id.clone());
-        let anchor_row = endpoints.iter().find(|e| e.line == *first_row);
-        if anchor_row.is_some_and(|row| row.day_reset != endpoint.day_reset) {
+        if *first_day != endpoint.day_reset {
             report.line(
                 endpoint.line,
                 format_args!(
@@ -75,9 +75,13 @@ pub(super) fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], rep
             }
         }
     }
+    let shared: Vec<Arc<Pool>> = pools
+        .into_iter()
+        .map(|(pool, _, _)| Arc::new(pool))
+        .collect();
     for (endpoint, cells) in endpoints.iter_mut().zip(cells) {
         if let Some(name) = &cells.name {
-            endpoint.pool = pools.iter().find(|p| p.0 == *name).map(|p| p.1.clone());
+            endpoint.pool = by_name.get(name).map(|&i| Arc::clone(&shared[i]));
         }
     }
 }

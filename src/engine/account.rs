@@ -2,12 +2,14 @@
 //! account at an instant (its windows, open reservations, reports and lifetime totals),
 //! what reserving, adding and settling write, and what pruning keeps.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use anyhow::Result;
 
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
+use crate::endpoints::Pool;
 use crate::ledger::{
     Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Lifetime, Parts,
     RESERVATION_OPEN_MS, RETENTION_MS, Said, Source, Span, Stored,
@@ -199,39 +201,62 @@ pub fn account(book: &dyn Book, endpoint: &str, now: Millis) -> Result<Account> 
 /// Accounts read in a step, by endpoint and calendar day (a pool's members are read with
 /// the day of the row that is being judged), with the parts each was read with.
 #[derive(Default)]
-pub struct Accounts(HashMap<(String, Option<Millis>), (Parts, Account)>);
+pub struct Accounts {
+    read: HashMap<(String, Option<Millis>), (Parts, Account)>,
+    /// Each pool's usage over a calendar day, summed once however many rows ask.
+    pools: RefCell<HashMap<(String, Option<Millis>), Used>>,
+}
 
 impl Accounts {
     pub fn get(&self, endpoint: &str, day_start: Option<Millis>) -> Option<&Account> {
-        self.0
+        self.read
             .get(&(endpoint.to_owned(), day_start))
             .map(|(_, account)| account)
     }
 
     /// Whether `ask` was read, with every part it needs.
     pub fn has(&self, ask: &Ask<'_>) -> bool {
-        self.0
+        self.read
             .get(&(ask.endpoint.to_owned(), ask.day_start))
             .is_some_and(|(parts, _)| parts.covers(ask.parts))
     }
 
     pub fn insert(&mut self, ask: &Ask<'_>, account: Account) {
-        self.0.insert(
-            (ask.endpoint.to_owned(), ask.day_start),
-            (ask.parts, account),
-        );
+        let key = (ask.endpoint.to_owned(), ask.day_start);
+        self.read.insert(key, (ask.parts, account));
+        self.pools.borrow_mut().clear();
+    }
+
+    /// The usage of all the rows of `pool` over the calendar day from `day_start`: windows
+    /// are sums, so the pool's is the sum of its rows'.
+    pub fn pool_used(&self, pool: &Pool, day_start: Option<Millis>) -> Used {
+        let key = (pool.name.clone(), day_start);
+        if let Some(used) = self.pools.borrow().get(&key) {
+            return *used;
+        }
+        let mut total = Used::default();
+        for account in pool.members.iter().filter_map(|m| self.get(m, day_start)) {
+            for limit in Limit::ALL {
+                let sum = total.get(limit).saturating_add(account.used.get(limit));
+                total.set(limit, sum);
+            }
+        }
+        self.pools.borrow_mut().insert(key, total);
+        total
     }
 
     /// Reads every ask not read yet (or read without a part it needs), in one question to
     /// the ledger.
     pub fn fill(&mut self, book: &dyn Book, asks: &[Ask<'_>], now: Millis) -> Result<()> {
         let mut missing: Vec<Ask<'_>> = Vec::new();
+        let mut index: HashMap<(&str, Option<Millis>), usize> = HashMap::new();
         for ask in asks.iter().filter(|a| !self.has(a)) {
-            let same =
-                |m: &&mut Ask<'_>| m.endpoint == ask.endpoint && m.day_start == ask.day_start;
-            match missing.iter_mut().find(same) {
-                Some(m) => m.parts = m.parts.with(ask.parts),
-                None => missing.push(*ask),
+            match index.get(&(ask.endpoint, ask.day_start)) {
+                Some(&i) => missing[i].parts = missing[i].parts.with(ask.parts),
+                None => {
+                    index.insert((ask.endpoint, ask.day_start), missing.len());
+                    missing.push(*ask);
+                }
             }
         }
         if missing.is_empty() {

@@ -5,13 +5,16 @@
 //! the ledger holds and the `now` of its step; only dating a full window asks the ledger
 //! again, for its departures, once for every standing that needs it.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use anyhow::Result;
 
 use super::account::{self, Account, Accounts, Ask};
 use crate::anchor::DayAnchor;
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
-use crate::endpoints::{DayReset, Endpoint, Pace};
+use crate::endpoints::{DayReset, Endpoint, Pace, Pool};
 use crate::ledger::{Book, Parts, RESERVATION_OPEN_MS};
 use crate::quota::{self, Limit, Limits, Never, PerLimit, Request, Used, Window};
 
@@ -73,9 +76,9 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum When {
     At(Millis),
-    /// When `excess` of `limit` has left the windows of `endpoints` (a row, or a pool's).
+    /// When `excess` of `limit` has left the windows of a row, or of a pool's rows.
     Departs {
-        endpoints: Vec<String>,
+        of: Of,
         limit: Limit,
         excess: u64,
     },
@@ -83,20 +86,36 @@ pub enum When {
     Either(Box<When>, Box<When>),
 }
 
+/// Whose usage leaves: one row's, or all the rows of a pool (shared, not copied per row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Of {
+    Row(String),
+    Pool(Arc<Pool>),
+}
+
+impl Of {
+    fn ids(&self) -> Vec<&str> {
+        match self {
+            Of::Row(id) => vec![id.as_str()],
+            Of::Pool(pool) => pool.members.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// What tells two apart: the row's id, or the pool's name.
+    fn key(&self) -> (bool, &str) {
+        match self {
+            Of::Row(id) => (false, id),
+            Of::Pool(pool) => (true, &pool.name),
+        }
+    }
+}
+
 impl When {
     /// The departures it waits for, in the order [`When::resolve`] takes their dates.
-    fn departures<'w>(&'w self, out: &mut Vec<(Vec<&'w str>, Limit, u64)>) {
+    fn departures<'w>(&'w self, out: &mut Vec<(&'w Of, Limit, u64)>) {
         match self {
             When::At(_) => {}
-            When::Departs {
-                endpoints,
-                limit,
-                excess,
-            } => out.push((
-                endpoints.iter().map(String::as_str).collect(),
-                *limit,
-                *excess,
-            )),
+            When::Departs { of, limit, excess } => out.push((of, *limit, *excess)),
             When::Both(a, b) | When::Either(a, b) => {
                 a.departures(out);
                 b.departures(out);
@@ -206,29 +225,41 @@ pub fn never(endpoint: &Endpoint, request: Request) -> Option<Never> {
     })
 }
 
-/// The accounts an assessment of `endpoint` at `now` reads: its own (with its reservations
-/// in flight when it caps them, its last call when it is paced, and `extra`), and its
-/// pool's rows' windows over the same calendar day.
-pub fn asks(endpoint: &Endpoint, now: Millis, extra: Parts) -> Vec<Ask<'_>> {
-    let day_start = day_start(endpoint, now);
+/// The account an assessment of `endpoint` at `now` reads of the row itself: with its
+/// reservations in flight when it caps them, its last call when it is paced, and `extra`.
+pub fn own_ask(endpoint: &Endpoint, now: Millis, extra: Parts) -> Ask<'_> {
     let own = Parts {
         in_flight: endpoint.concurrency.is_some(),
         last_call: endpoint.pace == Pace::Smooth,
         counters: false,
     };
-    let members = endpoint.pool.iter().flat_map(|p| p.members.iter());
-    let others = members.filter(|m| **m != endpoint.id).map(|id| Ask {
-        endpoint: id,
-        day_start,
-        parts: Parts::default(),
-    });
-    std::iter::once(Ask {
+    Ask {
         endpoint: &endpoint.id,
-        day_start,
+        day_start: day_start(endpoint, now),
         parts: own.with(extra),
-    })
-    .chain(others)
-    .collect()
+    }
+}
+
+/// The accounts the assessments of `endpoints` at `now` read: each row's own, and the
+/// windows of the rows of each pool over its calendar day, once per pool however many of
+/// its rows are judged.
+pub fn asks<'e>(endpoints: &[&'e Endpoint], now: Millis, extra: Parts) -> Vec<Ask<'e>> {
+    let mut asks: Vec<Ask<'e>> = Vec::with_capacity(endpoints.len());
+    let mut pools: HashSet<(&str, Option<Millis>)> = HashSet::new();
+    for &endpoint in endpoints {
+        let own = own_ask(endpoint, now, extra);
+        asks.push(own);
+        if let Some(pool) = &endpoint.pool
+            && pools.insert((&pool.name, own.day_start))
+        {
+            asks.extend(pool.members.iter().map(|id| Ask {
+                endpoint: id,
+                day_start: own.day_start,
+                parts: Parts::default(),
+            }));
+        }
+    }
+    asks
 }
 
 /// Whether `endpoint` can take `request` at `now`, from the accounts [`asks`] names (an
@@ -244,7 +275,7 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
     let pool = endpoint.pool.as_ref().map(|pool| PoolStanding {
         name: pool.name.clone(),
         limits: pool.limits,
-        used: pool_used(&pool.members, accounts, day_start),
+        used: accounts.pool_used(pool, day_start),
     });
     let mut standing = Standing {
         limits,
@@ -298,7 +329,7 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
             Some(cap) if after > cap => match (anchor, limit.window) {
                 (Some(anchor), Window::Day) => When::At(anchor.next_reset(now)),
                 _ => When::Departs {
-                    endpoints: vec![endpoint.id.clone()],
+                    of: Of::Row(endpoint.id.clone()),
                     limit,
                     excess: after - cap,
                 },
@@ -320,14 +351,12 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
 
     // A full pool frees as its rows' usage leaves the window, or at the end of their
     // calendar day.
-    if let (Some(members), Some(pool)) =
-        (endpoint.pool.as_ref().map(|p| &p.members), &standing.pool)
-    {
+    if let (Some(shared), Some(pool)) = (&endpoint.pool, &standing.pool) {
         for short in quota::shortfalls(&pool.limits, &pool.used, request) {
             let when = match (anchor, short.limit.window) {
                 (Some(anchor), Window::Day) => When::At(anchor.next_reset(now)),
                 _ => When::Departs {
-                    endpoints: members.clone(),
+                    of: Of::Pool(Arc::clone(shared)),
                     limit: short.limit,
                     excess: short.excess,
                 },
@@ -351,7 +380,7 @@ pub fn assess_all(
     extra: Parts,
 ) -> Result<(Vec<Standing>, Accounts)> {
     let mut accounts = Accounts::default();
-    let asks: Vec<_> = endpoints.iter().flat_map(|e| asks(e, now, extra)).collect();
+    let asks = asks(endpoints, now, extra);
     accounts.fill(book, &asks, now)?;
     let mut standings: Vec<Standing> = endpoints
         .iter()
@@ -364,16 +393,30 @@ pub fn assess_all(
 /// Says when each undated block of `standings` ends, from the ledger's departures: one
 /// question for all of them.
 pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Result<()> {
-    let mut wanted: Vec<(Vec<&str>, Limit, u64)> = Vec::new();
+    let mut leaves: Vec<(&Of, Limit, u64)> = Vec::new();
     for standing in standings.iter() {
         for (_, when) in &standing.blocks {
-            when.departures(&mut wanted);
+            when.departures(&mut leaves);
         }
     }
-    if wanted.is_empty() {
+    if leaves.is_empty() {
         return Ok(());
     }
-    let mut dates = account::frees_at(book, &wanted, now)?.into_iter();
+    // The rows of a pool all wait for the same departures: each is asked for once.
+    let mut wanted: Vec<(Vec<&str>, Limit, u64)> = Vec::new();
+    let mut index: HashMap<((bool, &str), &str, u64), usize> = HashMap::new();
+    let mut which = Vec::with_capacity(leaves.len());
+    for &(of, limit, excess) in &leaves {
+        let i = *index
+            .entry((of.key(), limit.name(), excess))
+            .or_insert_with(|| {
+                wanted.push((of.ids(), limit, excess));
+                wanted.len() - 1
+            });
+        which.push(i);
+    }
+    let answers = account::frees_at(book, &wanted, now)?;
+    let mut dates = which.into_iter().map(|i| answers[i]);
     for standing in standings.iter_mut() {
         for (_, when) in &mut standing.blocks {
             // What nothing leaving can free is looked at again soon, as now.
@@ -382,23 +425,6 @@ pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Re
         standing.judge(now);
     }
     Ok(())
-}
-
-/// The usage of all the rows of a pool: windows are sums, so the pool's is the sum of its
-/// rows'.
-fn pool_used(members: &[String], accounts: &Accounts, day_start: Option<Millis>) -> Used {
-    let mut total = Used::default();
-    for member in members {
-        if let Some(account) = accounts.get(member, day_start) {
-            for limit in Limit::ALL {
-                total.set(
-                    limit,
-                    total.get(limit).saturating_add(account.used.get(limit)),
-                );
-            }
-        }
-    }
-    total
 }
 
 /// Applies the provider's reports that have not reset: a reported limit caps the window
@@ -657,11 +683,15 @@ mod tests {
                 },
             ),
         ]);
-        let ids: Vec<&str> = asks(&rows[0], T0, Parts::default())
+        let ids: Vec<&str> = asks(&[&rows[0], &rows[1]], T0, Parts::default())
             .iter()
             .map(|a| a.endpoint)
             .collect();
-        assert_eq!(ids, ["p/a", "p/b"]);
+        assert_eq!(
+            ids,
+            ["p/a", "p/a", "p/b", "p/b"],
+            "each row, and the pool once"
+        );
         let standing = assess(&rows[0], Request::new(0), T0, &list);
         assert_eq!(
             standing.pool.as_ref().map(|p| p.used.get(limit("rpm"))),

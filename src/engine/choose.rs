@@ -103,12 +103,17 @@ pub fn choose<'e>(
     // Each question to the ledger reads a batch of accounts (one round trip on a ledger
     // across a network): every candidate when the strategy weighs them all; in file order,
     // the first alone, and the rest only when it does not fit.
-    let asks = |e: &'e Endpoint| admit::asks(e, now, Parts::default());
-    let everyone: Vec<Ask<'_>> = candidates.iter().flat_map(|e| asks(e)).collect();
+    let everyone: Vec<Ask<'_>> = admit::asks(candidates, now, Parts::default());
     let mut accounts = Accounts::default();
+    let mut all_read = false;
     match (strategy, candidates.first()) {
-        (Strategy::Order, Some(first)) => accounts.fill(book, &asks(first), now)?,
-        _ => accounts.fill(book, &everyone, now)?,
+        (Strategy::Order, Some(&first)) => {
+            accounts.fill(book, &admit::asks(&[first], now, Parts::default()), now)?;
+        }
+        _ => {
+            accounts.fill(book, &everyone, now)?;
+            all_read = true;
+        }
     }
     let turn = match strategy {
         Strategy::RoundRobin => book.last_turn()?,
@@ -120,8 +125,11 @@ pub fn choose<'e>(
     for group in candidates.chunk_by(|a, b| a.priority == b.priority) {
         let mut fits: Vec<(usize, Standing)> = Vec::new();
         for (position, &endpoint) in group.iter().enumerate() {
-            if !asks(endpoint).iter().all(|a| accounts.has(a)) {
+            // A row read as another's pool member was read with its pool: only its own
+            // parts may be missing.
+            if !all_read && !accounts.has(&admit::own_ask(endpoint, now, Parts::default())) {
                 accounts.fill(book, &everyone, now)?;
+                all_read = true;
             }
             let standing = admit::assess(endpoint, request, now, &accounts);
             match standing.verdict {

@@ -250,10 +250,8 @@ proptest! {
             }
             let now = times.last().copied().unwrap_or(T0);
             let read = ledger.read(|book, _| {
-                let asks: Vec<Ask<'_>> = rows
-                    .iter()
-                    .flat_map(|e| admit::asks(e, now, Parts::ALL))
-                    .collect();
+                let all: Vec<&Endpoint> = rows.iter().collect();
+                let asks: Vec<Ask<'_>> = admit::asks(&all, now, Parts::ALL);
                 let mut accounts = account::read(book, &asks, now)?;
                 for a in &mut accounts {
                     if let Some(e) = &mut a.oldest_open {
