@@ -35,6 +35,12 @@ fn main() {
         Some(tmp)
     };
     let mut report = Report::default();
+    // PERF_ONLY=pools measures large pools alone.
+    if std::env::var("PERF_ONLY").is_ok_and(|only| only == "pools") {
+        pools(&mut report, &dir);
+        report.print();
+        return;
+    }
     // PERF_ONLY=redis measures the Redis ledger alone.
     if std::env::var("PERF_ONLY").is_ok_and(|only| only == "redis") {
         let ten_room = write_endpoints(dir.as_path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
@@ -90,6 +96,7 @@ fn main() {
     report.concurrency(&dir, &slots, 8, 100);
     report.concurrency(&dir, &slots, 64, 50);
 
+    pools(&mut report, &dir);
     redis(&mut report, &dir, &ten_room);
 
     // The file after 1 and after 7 days of steady use at every endpoint's daily limit.
@@ -101,6 +108,49 @@ fn main() {
     report.growth(one_day, seven_days);
 
     report.print();
+}
+
+/// Large pools (SPEC 15: cost in proportion to the rows): a pick in a pool of 10,000 rows
+/// against one of 1,000, and a pick in a full pool of 1,000 rows, which holds the write
+/// lock for all of its step.
+fn pools(report: &mut Report, dir: &Path) {
+    let now = T0 + MINUTE_MS - 1;
+    let mut picks = Vec::new();
+    for rows in [1_000, 10_000] {
+        let file = write_pool(dir, rows, 1_000_000);
+        let db = dir.join(format!("pool-{rows}.sqlite3"));
+        picks.push(compare(&command("pick", &file, &db, &[]), now, 0));
+    }
+    report.ratio("pick in a pool of 1,000 rows", &picks[0], 25.0);
+    report.ratio("pick in a pool of 10,000 rows", &picks[1], 250.0);
+    report.scaling(
+        "pick, 10,000-row pool vs 1,000-row pool",
+        picks[0].timed,
+        picks[1].timed,
+        15.0,
+    );
+    // Every row used once in the minute: the pool's rpm is full.
+    let file = write_pool(dir, 1_000, 1_000);
+    let db = dir.join("pool-full.sqlite3");
+    fill(&db, 1_000, 1, T0, T0 + MINUTE_MS);
+    let full = compare(&command("pick", &file, &db, &[]), now, 75);
+    report.ratio("pick in a full pool of 1,000 rows (exit 75)", &full, 25.0);
+}
+
+/// `rows` rows in one pool of `pool_rpm`, named as [`fill`] names them.
+fn write_pool(dir: &Path, rows: usize, pool_rpm: u64) -> PathBuf {
+    let mut csv = String::from("provider,model,pool,pool_rpm\n");
+    for i in 0..rows {
+        let cap = if i == 0 {
+            pool_rpm.to_string()
+        } else {
+            String::new()
+        };
+        csv.push_str(&format!("p{},model-{i},shared,{cap}\n", i % 5));
+    }
+    let file = dir.join(format!("pool-{rows}-{pool_rpm}.csv"));
+    std::fs::write(&file, csv).expect("write endpoints");
+    file
 }
 
 /// `llm-rotate SUBCOMMAND --endpoints FILE --db DB EXTRA...`
@@ -318,6 +368,14 @@ impl Report {
         self.lines.push(format!(
             "| {what} | {:.2} ms | {ratio:.2}x `--version` ({:.2} ms){baseline} | <= {budget}x | {verdict} |",
             t.timed, t.version
+        ));
+    }
+
+    fn scaling(&mut self, what: &str, small: f64, large: f64, budget: f64) {
+        let ratio = large / small;
+        let verdict = self.verdict(ratio <= budget);
+        self.lines.push(format!(
+            "| {what} | {large:.2} ms vs {small:.2} ms | {ratio:.2}x (linear: 10x) | <= {budget}x | {verdict} |"
         ));
     }
 
