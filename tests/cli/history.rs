@@ -209,3 +209,21 @@ fn history_outlives_a_reset_on_every_ledger() {
         "the reset forgot the usage"
     );
 }
+
+#[test]
+fn a_span_beyond_the_90_days_kept_reads_what_is_kept_with_a_note() {
+    let env = scenario();
+    let out = env.run([
+        "history", "--since", "100000d", "--by", "day", "--format", "csv",
+    ]);
+    out.code(0)
+        .says(&["note: history is kept 90 days; showing the 90 days kept"]);
+    // One header, and a row per day of the 90 kept (91 calendar days touched) per endpoint.
+    let rows = out.stdout.lines().count() - 1;
+    assert_eq!(rows, 2 * 91, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("p/b,2026-01-01T00:00:00Z,2,6000"),
+        "{}",
+        out.stdout
+    );
+}

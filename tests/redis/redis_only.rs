@@ -185,3 +185,28 @@ fn machines_whose_clocks_disagree_share_the_windows_on_the_servers_clock() {
         assert!((stamp - real).abs() < 60_000, "stamp {stamp} vs now {real}");
     }
 }
+
+#[test]
+fn a_server_that_never_answers_is_an_error_after_one_timeout() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    // It accepts connections and reads, and never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}/?prefix=quiet&timeout=0.2");
+    for args in [&["pick"][..], &["state"], &["record", "p/m", "--add"]] {
+        with_db(&env, &url, args).code(1).no_stdout().says(&[
+            &format!("Redis at 127.0.0.1:{port}, prefix quiet"),
+            "did not answer in time",
+        ]);
+    }
+    let bad = format!("redis://127.0.0.1:{port}/?timeout=soon");
+    with_db(&env, &bad, &["pick"])
+        .code(1)
+        .says(&["timeout in the Redis URL", "\"soon\""]);
+}

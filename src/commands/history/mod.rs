@@ -3,6 +3,7 @@
 
 mod chart;
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -12,7 +13,7 @@ use super::Context;
 use crate::cli::{HistoryArgs, HistoryFormat, Period};
 use crate::clock::{HOUR_MS, Millis};
 use crate::glob;
-use crate::ledger::Hourly;
+use crate::ledger::{HISTORY_MS, Hourly};
 use crate::output;
 use crate::quota::{Limit, Unit, Window};
 use chart::{Chart, Series};
@@ -45,6 +46,11 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
         Period::Hour => 24 * HOUR_MS,
         Period::Day => 30 * 24 * HOUR_MS,
     });
+    // Nothing older is kept: a longer span would only list empty periods, as many as asked.
+    if since > HISTORY_MS {
+        output::message("note: history is kept 90 days; showing the 90 days kept");
+    }
+    let since = since.min(HISTORY_MS);
     let window = match args.by {
         Period::Hour => Window::Hour,
         Period::Day => Window::Day,
@@ -53,6 +59,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
     let (lines, now) = ledger.read(|book, now| {
         // The file's endpoints in file order, then any the ledger remembers that the file
         // no longer lists.
+        let mut listed: HashSet<String> = file.iter().map(|e| e.id.clone()).collect();
         let mut ids: Vec<(String, Option<u64>)> = file
             .iter()
             .map(|e| {
@@ -63,7 +70,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
             })
             .collect();
         for id in book.endpoints_with_history()? {
-            if !ids.iter().any(|(known, _)| *known == id) {
+            if listed.insert(id.clone()) {
                 ids.push((id, None));
             }
         }

@@ -22,7 +22,7 @@ pub mod test_server;
 
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use redis::{Connection, ErrorKind, Value};
 
 use super::{Access, Ledger, Step};
@@ -33,8 +33,9 @@ use keys::{Global, Keys};
 /// The layout of the namespace this build reads and writes.
 const LAYOUT: i64 = 1;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A server that stops answering mid-step is an error, not a hang.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may take to answer a command (`?timeout=SECONDS` changes it): a
+/// server that stops answering is an error, not a hang.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Many processes committing at once make some steps run again; past this many, give up.
 const MOST_RUNS: usize = 10_000;
 
@@ -50,16 +51,38 @@ pub fn is_url(location: &str) -> bool {
     location.starts_with("redis://") || location.starts_with("rediss://")
 }
 
-/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME]`: the URL for the client
-/// (without our `prefix`), the prefix, and `host:port` for messages.
-fn parse(url: &str) -> Result<(String, String, String)> {
+/// What a Redis URL says: the URL for the client (without our parameters), the prefix,
+/// `host:port` for messages, and how long a command may take.
+struct Place {
+    client_url: String,
+    prefix: String,
+    host_port: String,
+    timeout: Duration,
+}
+
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME][&timeout=SECONDS]`.
+fn parse(url: &str) -> Result<Place> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut prefix = "llm-rotate".to_owned();
+    let mut timeout = ANSWER_TIMEOUT;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("prefix", name)) if !name.is_empty() => prefix = name.to_owned(),
             Some(("prefix", _)) => bail!("the prefix in the Redis URL is empty"),
+            Some(("timeout", seconds)) => {
+                timeout = seconds
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3_600.0)
+                    .map(Duration::from_secs_f64)
+                    .with_context(|| {
+                        format!(
+                            "the timeout in the Redis URL, {seconds:?}, is not a number of \
+                             seconds between 0 and 3600"
+                        )
+                    })?;
+            }
             _ => rest.push(pair),
         }
     }
@@ -79,12 +102,22 @@ fn parse(url: &str) -> Result<(String, String, String)> {
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    Ok((client_url, prefix, host_port))
+    Ok(Place {
+        client_url,
+        prefix,
+        host_port,
+        timeout,
+    })
 }
 
 impl RedisLedger {
     pub fn open(url: &str) -> Result<RedisLedger> {
-        let (client_url, prefix, host_port) = parse(url)?;
+        let Place {
+            client_url,
+            prefix,
+            host_port,
+            timeout,
+        } = parse(url)?;
         let place = format!("Redis at {host_port}, prefix {prefix}");
         let info = redis::IntoConnectionInfo::into_connection_info(client_url.as_str())
             .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
@@ -92,11 +125,16 @@ impl RedisLedger {
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
         let client = redis::Client::open(info.set_redis_settings(settings))
             .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
-        let con = client
+        let mut con = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
             .map_err(|e| explain(&e, &place))?;
-        con.set_read_timeout(Some(IO_TIMEOUT))
-            .and_then(|()| con.set_write_timeout(Some(IO_TIMEOUT)))
+        con.set_read_timeout(Some(timeout))
+            .and_then(|()| con.set_write_timeout(Some(timeout)))
+            .map_err(|e| explain(&e, &place))?;
+        // The client waits out the timeout once per reply of a pipeline; one command first
+        // makes a server that accepts and never answers an error after one timeout.
+        redis::cmd("PING")
+            .query::<String>(&mut con)
             .map_err(|e| explain(&e, &place))?;
         Ok(RedisLedger {
             con,
