@@ -244,6 +244,14 @@ impl<T: Copy> Got<T> {
             Got::Absent | Got::Bad => None,
         }
     }
+
+    /// The dump line the value came from.
+    fn line(self) -> Option<usize> {
+        match self {
+            Got::Good { line, .. } => Some(line),
+            Got::Absent | Got::Bad => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -275,6 +283,11 @@ pub fn last_status(dump: &str) -> Option<u16> {
     split_dump(dump).0
 }
 
+/// The furthest ahead a provider's time is taken: a cooldown or a reset years away (a typo,
+/// a hostile dump) would otherwise shut an endpoint until someone runs `reset`.
+const FURTHEST_MS: Millis = 32 * 24 * 60 * 60 * 1000;
+const BEYOND: &str = "is more than 32 days ahead; taken as 32 days";
+
 /// Never fails: whatever cannot be read becomes a note.
 pub fn read(dump: &str, dialect: Dialect, now: Millis) -> Response {
     let (status, headers, mut notes) = split_dump(dump);
@@ -294,7 +307,13 @@ pub fn read(dump: &str, dialect: Dialect, now: Millis) -> Response {
                 Err(format!("{value:?} is not a number of milliseconds"))
             };
             match wait {
-                Ok(wait) => retry_after = retry_after.max(Some(now.saturating_add(wait))),
+                Ok(wait) => {
+                    if wait > FURTHEST_MS {
+                        notes.push((line, format!("{name}: {value:?} {BEYOND}")));
+                    }
+                    let wait = wait.min(FURTHEST_MS);
+                    retry_after = retry_after.max(Some(now.saturating_add(wait)));
+                }
                 Err(reason) => notes.push(note(reason)),
             }
         } else if let Some(&(_, slot, field)) = dialect.known().iter().find(|k| k.0 == name) {
@@ -319,6 +338,13 @@ pub fn read(dump: &str, dialect: Dialect, now: Millis) -> Response {
     for slot in SLOTS {
         let i = slot as usize;
         readings[i] = reading(dialect, slot, &parts[i], &mut slot_notes[i]);
+        if let Some(r) = &mut readings[i]
+            && r.resets_at > now.saturating_add(FURTHEST_MS)
+        {
+            let line = parts[i].reset.line().unwrap_or(0);
+            notes.push((line, format!("the {} reset {BEYOND}", r.limit.name())));
+            r.resets_at = now.saturating_add(FURTHEST_MS);
+        }
     }
     let split = [Slot::InputTokens as usize, Slot::OutputTokens as usize];
     if readings[Slot::Tokens as usize].is_some() {
@@ -863,6 +889,41 @@ mod tests {
                 remaining: 7,
                 resets_at: NOW + 1_000,
             }]
+        );
+    }
+
+    #[test]
+    fn times_more_than_32_days_ahead_are_taken_as_32_days_with_a_note() {
+        let furthest = NOW + 32 * 24 * 3_600_000;
+        let response = read(
+            &crlf(&[
+                "HTTP/1.1 429",
+                "retry-after: 99999999999",
+                "x-ratelimit-limit-requests: 60",
+                "x-ratelimit-remaining-requests: 0",
+                "x-ratelimit-reset-requests: 9999999h",
+            ]),
+            Dialect::OpenAi,
+            NOW,
+        );
+        assert_eq!(response.retry_after, Some(furthest));
+        assert_eq!(response.readings.len(), 1, "{response:?}");
+        assert_eq!(response.readings[0].resets_at, furthest);
+        assert_eq!(response.notes.len(), 2, "{:?}", response.notes);
+        assert!(
+            response.notes[0].contains("more than 32 days ahead"),
+            "{:?}",
+            response.notes
+        );
+        // Up to 32 days is taken as it is.
+        let response = read(
+            &crlf(&["HTTP/1.1 429", "retry-after: 2764800"]),
+            Dialect::OpenAi,
+            NOW,
+        );
+        assert_eq!(
+            (response.retry_after, response.notes.len()),
+            (Some(furthest), 0)
         );
     }
 

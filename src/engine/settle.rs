@@ -136,13 +136,17 @@ fn which(book: &dyn Book, call: &Record) -> Result<(String, Option<Entry>)> {
     Ok((entry.endpoint.clone(), Some(entry)))
 }
 
-/// How the call went: as the caller says, else as its headers show (a 429 status or a
-/// Retry-After means the provider refused it). An explicit Retry-After wins.
+/// How the call went: as the caller says, else as its headers show (a 429 status, or a
+/// Retry-After on a 503 or a dump without a status, means the provider refused it). An
+/// explicit Retry-After wins.
 fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Option<Outcome>> {
-    let asked = response
+    // A Retry-After says how long a refusal lasts: on a 429 or a 503 (or a dump without a
+    // status line), not on a success that happens to carry one.
+    let refusal = response.filter(|r| matches!(r.status, None | Some(429 | 503)));
+    let asked = refusal
         .and_then(|r| r.retry_after)
         .map(|at| (at - now).max(0));
-    let refused = response.is_some_and(|r| r.status == Some(429) || r.retry_after.is_some());
+    let refused = refusal.is_some_and(|r| r.status == Some(429) || r.retry_after.is_some());
     Ok(Some(match said {
         Said::Interrupted => return Ok(None),
         Said::Failed => Outcome::Failed,

@@ -569,3 +569,27 @@ fn headers_never_cost_a_lease_its_settlement_even_without_an_endpoints_file() {
     assert_eq!(row["open_reservations"], 0, "{row}");
     assert_eq!(row["used"]["tpd"], 40, "{row}");
 }
+
+#[test]
+fn a_retry_after_on_a_success_does_not_cool_the_endpoint_down() {
+    let id = "openai/gpt-4o";
+    let env = Env::with_endpoints("provider,model\nopenai,gpt-4o\n");
+    record_headers(
+        &env,
+        id,
+        &dump(&["HTTP/1.1 200 OK", "retry-after: 3600"]),
+        &[],
+    );
+    let row = env.state_of(id);
+    assert_eq!(row["available"], true, "{row}");
+    // On a 503 it says how long the refusal lasts.
+    record_headers(
+        &env,
+        id,
+        &dump(&["HTTP/1.1 503 Service Unavailable", "retry-after: 20"]),
+        &[],
+    );
+    let row = env.state_of(id);
+    assert_eq!(row["blocked_by"], "cooldown", "{row}");
+    assert_secs(num(&row["cooldown"]["ends_in_s"]), 20.0, "503 retry-after");
+}
