@@ -76,6 +76,8 @@ fn tokens_come_from_the_usage_file_or_the_body_else_the_estimate_stands() {
         (r#"echo '{"usage":{"total_tokens":21}}'"#, 21),
         (r#"echo '{"usageMetadata":{"totalTokenCount":8}}'"#, 8),
         ("echo not json", 500),
+        // A bare number on stdout is the command's answer, not a count of tokens.
+        ("echo 5000000", 500),
     ] {
         let env = Env::with_endpoints(TWO);
         let script = stub(&env, "s.sh", body);

@@ -162,7 +162,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             .and_then(tokens::used)
             .or_else(|| {
                 (!args.stream)
-                    .then(|| tokens::used(&finished.stdout))
+                    .then(|| tokens::in_response(&finished.stdout))
                     .flatten()
             });
         let call = settle_call(

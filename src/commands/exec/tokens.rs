@@ -5,13 +5,16 @@
 
 use serde_json::Value;
 
-/// The tokens a usage file or a response body reports; `None` when it holds none of the
-/// known shapes.
+/// The tokens a usage file reports: a whole number, or a response of a known shape.
 pub fn used(text: &[u8]) -> Option<u64> {
+    let number = std::str::from_utf8(text).ok()?.trim().parse::<u64>();
+    number.ok().or_else(|| in_response(text))
+}
+
+/// The tokens a response body reports; `None` when it is not one JSON response of a known
+/// shape. A bare number on a command's output is its answer, not a count of tokens.
+pub fn in_response(text: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(text).ok()?.trim();
-    if let Ok(n) = text.parse::<u64>() {
-        return Some(n);
-    }
     let body: Value = serde_json::from_str(text).ok()?;
     let number = |path: &[&str]| -> Option<u64> {
         path.iter()
@@ -45,6 +48,15 @@ mod tests {
         assert_eq!(
             used(br#"{"usageMetadata":{"promptTokenCount":3,"totalTokenCount":8}}"#),
             Some(8)
+        );
+    }
+
+    #[test]
+    fn a_response_is_json_never_a_bare_number() {
+        assert_eq!(super::in_response(b"5000000\n"), None);
+        assert_eq!(
+            super::in_response(br#"{"usage":{"total_tokens":21}}"#),
+            Some(21)
         );
     }
 
