@@ -215,6 +215,15 @@ fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> (Endpoint, Po
     for (index, column) in columns.iter().enumerate() {
         // A short row ends with empty cells.
         let value = row.cells.get(index).map_or("", String::as_str);
+        if value.len() > LONGEST_CELL {
+            // Said without the value: it may be the key, and it is long.
+            let reason = format!(
+                "is {} bytes, more than a cell may hold (64 KiB)",
+                value.len()
+            );
+            report.line(row.line, format_args!("column {}: {reason}", column.name));
+            continue;
+        }
         let read = match column.field {
             Field::Pool if value.is_empty() => Ok(()),
             Field::Pool => name(value).map(|name| pool.name = Some(name)),
@@ -232,6 +241,13 @@ fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> (Endpoint, Po
     }
     if endpoint.id.is_empty() && !endpoint.provider.is_empty() && !endpoint.model.is_empty() {
         endpoint.id = format!("{}/{}", endpoint.provider, endpoint.model);
+    }
+    if endpoint.id.len() > LONGEST_ID {
+        let reason = format!(
+            "is {} bytes, more than an id may be (1 KiB); give the row a shorter id",
+            endpoint.id.len()
+        );
+        report.line(row.line, format_args!("id: {reason}"));
     }
     (endpoint, pool)
 }
@@ -266,16 +282,31 @@ fn read_cell(endpoint: &mut Endpoint, column: &Column, value: &str) -> Result<()
     Ok(())
 }
 
-/// Provider, model and id are printed one per line by `pick`, so they must stay one line.
+/// Provider, model and id are printed one per line by `pick` and in tables, and end up in
+/// XML and in metrics, so they must stay one line of plain text: no control characters, no
+/// bidirectional overrides (which would show another id than the one in the file), no
+/// non-characters (which XML refuses).
 fn name(value: &str) -> Result<String, String> {
+    let overrides = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let non_character =
+        |c: char| matches!(c, '\u{fdd0}'..='\u{fdef}') || (c as u32) & 0xfffe == 0xfffe;
     if value.is_empty() {
         Err("is empty".to_owned())
     } else if value.contains(char::is_control) {
         Err("contains a control character".to_owned())
+    } else if value.contains(overrides) {
+        Err("contains a bidirectional override".to_owned())
+    } else if value.contains(non_character) {
+        Err("contains a Unicode non-character".to_owned())
     } else {
         Ok(value.to_owned())
     }
 }
+
+/// The most a cell may hold, and an id (SPEC 15): enough for any real value, and a bound
+/// on what one hostile row can cost.
+const LONGEST_CELL: usize = 64 * 1024;
+const LONGEST_ID: usize = 1024;
 
 fn optional<T>(
     value: &str,

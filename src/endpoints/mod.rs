@@ -179,6 +179,9 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         .ok_or_else(|| "is too large".to_owned())
 }
 
+/// How much of a bad cell an error shows.
+const SHOWN: usize = 80;
+
 /// Problems with the line they belong to, so that they can be listed in line order.
 pub(crate) struct Report<'a> {
     label: &'a str,
@@ -193,8 +196,14 @@ impl Report<'_> {
     }
 
     pub(crate) fn cell(&mut self, line: usize, column: &str, value: &str, reason: &str) {
-        // `{:?}` escapes control characters, so one problem stays on one line.
-        self.line(line, format_args!("column {column}: {value:?} {reason}"));
+        // `{:?}` escapes control characters, so one problem stays on one line; a long value
+        // is shown by its start.
+        let shown: String = value.chars().take(SHOWN).collect();
+        let more = if shown.len() < value.len() { "…" } else { "" };
+        self.line(
+            line,
+            format_args!("column {column}: {shown:?}{more} {reason}"),
+        );
     }
 
     fn finish(mut self, endpoints: Vec<Endpoint>) -> Result<Vec<Endpoint>, FileErrors> {
@@ -240,6 +249,53 @@ mod tests {
 
     fn ids(endpoints: &[Endpoint]) -> Vec<&str> {
         endpoints.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn ids_are_plain_text_of_at_most_1_kib_and_cells_of_at_most_64_kib() {
+        let found = problems(
+            "provider,model,id\n\
+             p,a,evil\u{202e}txt.exe\n\
+             p,b,bad\u{fffe}\n\
+             p,c,\u{fdd0}\n\
+             p,ok,fine/\u{e9}t\u{e9}\n",
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("endpoints.csv:2: column id:"),
+            "{found:?}"
+        );
+        assert!(
+            found[0].ends_with("contains a bidirectional override"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].ends_with("contains a Unicode non-character"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].ends_with("contains a Unicode non-character"),
+            "{found:?}"
+        );
+
+        let long_id = "m".repeat(1_100);
+        let found = problems(&format!("provider,model\np,{long_id}\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("id: is 1102 bytes"), "{found:?}");
+
+        // A 1 MB cell is one short problem, the key's never shown.
+        let huge = "x".repeat(1 << 20);
+        let found = problems(&format!("provider,model,key,note\np,m,{huge},{huge}\n"));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|f| f.len() < 200), "{found:?}");
+        assert!(
+            found[0].contains("column key: is 1048576 bytes"),
+            "{found:?}"
+        );
+        assert!(!found[0].contains("xxx"), "{found:?}");
+        // A bad value is shown by its start.
+        let found = problems(&format!("provider,model,rpm\np,m,{}\n", "9x".repeat(500)));
+        assert!(found[0].len() < 200 && found[0].contains("…"), "{found:?}");
     }
 
     #[test]
