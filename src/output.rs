@@ -25,18 +25,30 @@ pub fn bytes(data: &[u8]) -> io::Result<()> {
 /// Replaces `path` with `data` atomically: a temporary file in the same folder, then a
 /// rename, so a reader (a metrics collector) never sees half a file. The file gets the
 /// permissions any new file would (the umask's), so a collector running as another user
-/// can read it.
+/// can read it. What is not a regular file (a device, a FIFO, `/dev/stdout`) is written in
+/// place: a rename would put a regular file where it was.
 pub fn replace_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        return file
+            .write_all(data)
+            .with_context(|| format!("cannot write {}", path.display()));
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let name = path.file_name().context("--output needs a file name")?;
+    // A name nobody can guess, created only if new: another user cannot plant a file or a
+    // link there for this process to write through or to remove.
     let temp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
-        std::process::id()
+        crate::random::id()
     ));
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()

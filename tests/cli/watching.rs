@@ -240,3 +240,44 @@ fn the_table_fits_80_columns_and_a_full_token_window_is_not_plain_ready() {
         wide.stdout
     );
 }
+
+#[test]
+fn output_to_a_fifo_writes_into_it_and_leaves_it_a_fifo() {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let env = Env::with_endpoints(TWO);
+    let fifo = env.path("metrics.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // Held open for reading and writing, the FIFO takes the output without a reader
+    // waiting, and this end reads it afterwards without blocking.
+    let mut end = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the fifo");
+    env.ok([
+        "state",
+        "--format",
+        "prometheus",
+        "--output",
+        fifo.to_str().expect("utf-8"),
+    ]);
+    let kind = std::fs::symlink_metadata(&fifo)
+        .expect("still there")
+        .file_type();
+    assert!(kind.is_fifo(), "replaced by {kind:?}");
+    let mut text = String::new();
+    let _ = end.read_to_string(&mut text);
+    assert!(text.contains("llm_rotate_requests_used"), "{text}");
+    let strays: Vec<_> = std::fs::read_dir(env.dir())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
+}
