@@ -22,13 +22,23 @@ pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(u64, Option<Ve
         Source::File(path) if path.as_os_str() == "-" => {
             let mut bytes = Vec::new();
             std::io::stdin()
+                .take(LARGEST_PROMPT + 1)
                 .read_to_end(&mut bytes)
                 .context("cannot read the prompt from stdin (--tokens-from -)")?;
+            anyhow::ensure!(
+                bytes.len() as u64 <= LARGEST_PROMPT,
+                "the prompt on stdin (--tokens-from -) is larger than 256 MiB"
+            );
             (of_size(bytes.len() as u64), Some(bytes))
         }
         Source::File(path) => {
             let size = file_size(path)
                 .with_context(|| format!("cannot read --tokens-from {}", path.display()))?;
+            anyhow::ensure!(
+                size <= LARGEST_PROMPT,
+                "--tokens-from {} is larger than 256 MiB",
+                path.display()
+            );
             (of_size(size), None)
         }
     };
@@ -40,7 +50,12 @@ pub fn of_size(bytes: u64) -> u64 {
     bytes.div_ceil(3)
 }
 
-/// A regular file's size from its metadata; anything else (a pipe, a device) is read.
+/// The largest prompt an estimate reads (SPEC 15): a device that never ends (`/dev/zero`)
+/// is an error, not a spin.
+const LARGEST_PROMPT: u64 = 256 << 20;
+
+/// A regular file's size from its metadata; anything else (a pipe, a device) is read, up
+/// to one byte past the largest prompt.
 fn file_size(path: &Path) -> std::io::Result<u64> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
@@ -49,7 +64,8 @@ fn file_size(path: &Path) -> std::io::Result<u64> {
     if meta.is_dir() {
         return Err(std::io::Error::other("it is a folder"));
     }
-    std::io::copy(&mut std::fs::File::open(path)?, &mut std::io::sink())
+    let mut file = std::fs::File::open(path)?.take(LARGEST_PROMPT + 1);
+    std::io::copy(&mut file, &mut std::io::sink())
 }
 
 #[cfg(test)]

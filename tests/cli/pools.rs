@@ -115,6 +115,16 @@ fn estimates_come_from_a_files_size_or_stdin_and_the_allowed_output() {
     env.fails(["pick", "--max-output", "lots"], 2);
     env.fails(["pick", "--tokens-from", "missing.txt"], 1)
         .says(&["missing.txt"]);
+
+    // Over 256 MiB is an error: a (sparse) file by its size, a device that never ends by
+    // reading one byte past it.
+    let big = std::fs::File::create(env.path("big.txt")).expect("create");
+    big.set_len((256 << 20) + 1).expect("size");
+    env.fails(["pick", "--tokens-from", "big.txt"], 1)
+        .says(&["big.txt is larger than 256 MiB"]);
+    env.fails(["pick", "--tokens-from", "/dev/zero"], 1)
+        .says(&["/dev/zero is larger than 256 MiB"]);
+    assert_eq!(env.used("p/m", "rpm"), 3, "nothing reserved");
 }
 
 #[test]
