@@ -283,6 +283,25 @@ pub fn last_status(dump: &str) -> Option<u16> {
     split_dump(dump).0
 }
 
+/// The most of a header dump that is read (SPEC 15): headers come first, and a dump larger
+/// than this is a body or an attack. Read before the ledger's lock, parsed under it, so it
+/// bounds the lock too.
+pub const DUMP_CAP: u64 = 1 << 20;
+
+/// Reads a header dump up to [`DUMP_CAP`]; true when there was more, which is ignored.
+pub fn read_dump(reader: impl std::io::Read) -> std::io::Result<(String, bool)> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    reader.take(DUMP_CAP + 1).read_to_end(&mut bytes)?;
+    let more = bytes.len() as u64 > DUMP_CAP;
+    bytes.truncate(DUMP_CAP as usize);
+    // Header values are ASCII; a stray byte must not cost the record.
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), more))
+}
+
+/// The note for a dump cut at [`DUMP_CAP`].
+pub const DUMP_CUT: &str = "the header dump is over 1 MiB; the rest was ignored";
+
 /// The furthest ahead a provider's time is taken: a cooldown or a reset years away (a typo,
 /// a hostile dump) would otherwise shut an endpoint until someone runs `reset`.
 const FURTHEST_MS: Millis = 32 * 24 * 60 * 60 * 1000;

@@ -1,7 +1,6 @@
 //! `record`: read what the call left (the endpoints file, the header dump), then settle or
 //! add it in one step of the ledger, at the ledger's time.
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -9,6 +8,7 @@ use anyhow::{Context as _, Result};
 use super::{Context, find};
 use crate::cli::RecordArgs;
 use crate::engine::settle::{self, Record, Said};
+use crate::headers;
 use crate::output;
 
 pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
@@ -35,10 +35,12 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
         .headers
         .as_deref()
         .filter(|_| notes.is_empty())
-        .and_then(|path| {
-            read_dump(path)
-                .map_err(|e| notes.push(format!("{e:#}; headers ignored")))
-                .ok()
+        .and_then(|path| match read_dump(path, &mut notes) {
+            Ok(dump) => Some(dump),
+            Err(e) => {
+                notes.push(format!("{e:#}; headers ignored"));
+                None
+            }
         });
     let said = if args.failed {
         Said::Failed
@@ -66,16 +68,18 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_dump(path: &std::path::Path) -> Result<String> {
-    let mut bytes = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("cannot read the headers from stdin")?;
+/// The dump at `path` (`-`: stdin; a pipe such as `<(curl ...)` is read as it comes), its
+/// first MiB, with a note when there was more.
+fn read_dump(path: &std::path::Path, notes: &mut Vec<String>) -> Result<String> {
+    let (dump, more) = if path.as_os_str() == "-" {
+        headers::read_dump(std::io::stdin().lock()).context("cannot read the headers from stdin")?
     } else {
-        bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read the headers file {}", path.display()))?;
+        std::fs::File::open(path)
+            .and_then(headers::read_dump)
+            .with_context(|| format!("cannot read the headers file {}", path.display()))?
+    };
+    if more {
+        notes.push(headers::DUMP_CUT.to_owned());
     }
-    // Header values are ASCII; a stray byte must not cost the record.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(dump)
 }

@@ -299,3 +299,24 @@ fn wait_gives_the_first_attempt_time_for_a_slot() {
     env.ok(["exec", "--wait", "40s", "--", "true"]);
     assert_eq!(env.stamps(), [0, 60_000]);
 }
+
+#[test]
+fn exec_reads_only_regular_files_and_the_first_mib_of_a_dump() {
+    // A FIFO where the usage file goes: exec does not wait on it, and the estimate stands.
+    let env = Env::with_endpoints(TWO);
+    let script = stub(&env, "fifo.sh", r#"mkfifo "$LLM_ROTATE_USAGE"; echo done"#);
+    exec(&env, &["--tokens", "500"], &script, "").code(0);
+    assert_eq!(env.used("p/a", "tpm"), 500);
+
+    // A dump of a 429 followed by 2 MiB of padding: its headers count, the rest is a note.
+    let env = Env::with_endpoints(TWO);
+    let script = stub(
+        &env,
+        "big.sh",
+        r#"{ printf 'HTTP/1.1 429 Too Many Requests\r\nretry-after: 30\r\nx-pad: '; head -c 2097152 /dev/zero | tr '\0' a; printf '\r\n\r\n'; } > "$LLM_ROTATE_HEADERS""#,
+    );
+    let out = exec(&env, &["--attempts", "1"], &script, "");
+    out.code(75)
+        .says(&["note: the header dump is over 1 MiB; the rest was ignored"]);
+    assert_eq!(env.state_of("p/a")["blocked_by"], "cooldown");
+}

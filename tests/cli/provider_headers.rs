@@ -593,3 +593,18 @@ fn a_retry_after_on_a_success_does_not_cool_the_endpoint_down() {
     assert_eq!(row["blocked_by"], "cooldown", "{row}");
     assert_secs(num(&row["cooldown"]["ends_in_s"]), 20.0, "503 retry-after");
 }
+
+#[test]
+fn a_dump_is_read_to_its_first_mib_with_one_note() {
+    let id = "openai/gpt-4o";
+    let env = Env::with_endpoints("provider,model\nopenai,gpt-4o\n");
+    let mut text = dump(&["HTTP/1.1 429 Too Many Requests", "retry-after: 30"]);
+    text.push_str(&"\r\n".repeat(1 << 20));
+    let notes = record_headers(&env, id, &text, &[]);
+    assert_eq!(
+        notes.matches("the header dump is over 1 MiB").count(),
+        1,
+        "{notes}"
+    );
+    assert_eq!(env.state_of(id)["blocked_by"], "cooldown");
+}

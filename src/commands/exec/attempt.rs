@@ -53,6 +53,8 @@ pub struct Finished {
     pub headers: Option<String>,
     /// The usage file it wrote, if any.
     pub usage: Option<Vec<u8>>,
+    /// What was ignored of what it left behind.
+    pub notes: Vec<String>,
     /// A signal was passed on to it (or reached it from the terminal).
     pub interrupted: bool,
 }
@@ -217,16 +219,49 @@ pub fn run(
     let status = child.wait().context("cannot wait for the command")?;
     signals.child.store(0, Ordering::SeqCst);
     let (stdout, streamed) = reader.join().unwrap_or_default();
+    let mut notes = Vec::new();
+    let headers = regular_file(&headers)
+        .and_then(|file| crate::headers::read_dump(file).ok())
+        .filter(|(dump, _)| !dump.is_empty())
+        .map(|(dump, more)| {
+            if more {
+                notes.push(crate::headers::DUMP_CUT.to_owned());
+            }
+            dump
+        });
+    let usage = regular_file(&usage).and_then(|file| {
+        let size = file.metadata().ok()?.len();
+        if size > USAGE_CAP {
+            notes.push("the usage file is over 64 MiB; ignored, the estimate stands".to_owned());
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.take(USAGE_CAP).read_to_end(&mut bytes).ok()?;
+        (!bytes.is_empty()).then_some(bytes)
+    });
     Ok(Finished {
         status,
         stdout,
         streamed,
-        headers: read_if_there(&headers).map(|b| String::from_utf8_lossy(&b).into_owned()),
-        usage: read_if_there(&usage),
+        headers,
+        usage,
+        notes,
         interrupted: signals.interrupted(),
     })
 }
 
-fn read_if_there(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path).ok().filter(|b| !b.is_empty())
+/// The most of a usage file that is read.
+const USAGE_CAP: u64 = 64 << 20;
+
+/// The file COMMAND left at `path`, when it is a regular file: a FIFO would block the
+/// read, a device might never end.
+fn regular_file(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without waiting (a FIFO's open would wait for a writer), then looked at.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    file.metadata().ok()?.is_file().then_some(file)
 }

@@ -173,7 +173,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             finished.headers.as_deref(),
         );
         let notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
-        for note in notes {
+        for note in finished.notes.iter().chain(&notes) {
             output::message(&format!("note: {note}"));
         }
         let again = verdict.worth_another_endpoint()
