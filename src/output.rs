@@ -66,6 +66,43 @@ pub fn replace_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says each note once, in order, with how often it came when it repeated; each cut at 200
+/// characters with its control characters escaped: a note often quotes what came from
+/// outside (a header's value), which may be long, many, or meant for a terminal.
+pub fn notes<S: AsRef<str>>(notes: impl IntoIterator<Item = S>) {
+    let mut said: Vec<(String, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for note in notes {
+        let note = note.as_ref();
+        let mut text = String::new();
+        for c in note.chars().take(NOTE_CHARS) {
+            match c.is_control() {
+                true => text.extend(c.escape_default()),
+                false => text.push(c),
+            }
+        }
+        if note.chars().nth(NOTE_CHARS).is_some() {
+            text.push('…');
+        }
+        match index.get(&text) {
+            Some(&i) => said[i].1 += 1,
+            None => {
+                index.insert(text.clone(), said.len());
+                said.push((text, 1));
+            }
+        }
+    }
+    for (text, times) in said {
+        match times {
+            1 => message(&format!("note: {text}")),
+            n => message(&format!("note: {text} ({n} times)")),
+        }
+    }
+}
+
+/// How much of a note is said.
+const NOTE_CHARS: usize = 200;
+
 /// Writes a message to stderr, each line prefixed with the program's name.
 pub fn message(text: &str) {
     let mut err = io::stderr().lock();

@@ -62,9 +62,7 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     };
     let mut ledger = ctx.ledger()?;
     let header_notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
-    for note in notes.into_iter().chain(header_notes) {
-        output::message(&format!("note: {note}"));
-    }
+    output::notes(notes.into_iter().chain(header_notes));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -608,3 +608,20 @@ fn a_dump_is_read_to_its_first_mib_with_one_note() {
     );
     assert_eq!(env.state_of(id)["blocked_by"], "cooldown");
 }
+
+#[test]
+fn notes_are_cut_escaped_and_said_once_with_their_count() {
+    let id = "openai/gpt-4o";
+    let env = Env::with_endpoints("provider,model\nopenai,gpt-4o\n");
+    let long = "9".repeat(10_000);
+    let mut lines = vec!["HTTP/1.1 200 OK".to_owned()];
+    lines.extend((0..1_000).map(|_| "x-ratelimit-limit-requests-day: 1000".to_owned()));
+    lines.push(format!("x-ratelimit-remaining-requests: {long}x"));
+    lines.push("x-ratelimit-bogus: \u{1b}[2J".to_owned());
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let notes = record_headers(&env, id, &dump(&refs), &[]);
+    assert!(notes.lines().count() <= 4, "{notes}");
+    assert!(notes.contains("(1000 times)"), "{notes}");
+    assert!(notes.lines().all(|l| l.chars().count() < 260), "{notes}");
+    assert!(!notes.contains('\u{1b}'), "escaped: {notes}");
+}

@@ -173,9 +173,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             finished.headers.as_deref(),
         );
         let notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
-        for note in finished.notes.iter().chain(&notes) {
-            output::message(&format!("note: {note}"));
-        }
+        output::notes(finished.notes.iter().chain(&notes));
         let again = verdict.worth_another_endpoint()
             && number < args.attempts
             && !finished.streamed
