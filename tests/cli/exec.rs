@@ -320,3 +320,21 @@ fn exec_reads_only_regular_files_and_the_first_mib_of_a_dump() {
         .says(&["note: the header dump is over 1 MiB; the rest was ignored"]);
     assert_eq!(env.state_of("p/a")["blocked_by"], "cooldown");
 }
+
+#[test]
+fn exec_exits_with_the_commands_status_even_when_its_stdout_was_closed() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(&env, "fails.sh", "seq 1 100000; exit 3");
+    let mut child = env
+        .program(&["exec", "--"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start exec");
+    // The reader goes away before exec writes what it held back.
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(3));
+}

@@ -184,7 +184,12 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         }
     }
     let (finished, verdict, _) = last.expect("the first attempt ran or returned");
-    output::bytes(&finished.stdout)?;
+    // A reader that went away (`| head -1`) does not change what COMMAND's status says.
+    if let Err(err) = output::bytes(&finished.stdout)
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(err.into());
+    }
     Ok(ExitCode::from(
         verdict.exit_code(&finished).clamp(0, 255) as u8
     ))
