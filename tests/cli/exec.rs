@@ -338,3 +338,31 @@ fn exec_exits_with_the_commands_status_even_when_its_stdout_was_closed() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(3));
 }
+
+#[test]
+fn the_private_folder_has_a_name_nobody_can_guess() {
+    let env = Env::with_endpoints(TWO);
+    let script = stub(
+        &env,
+        "where.sh",
+        r#"basename "$(dirname "$LLM_ROTATE_HEADERS")""#,
+    );
+    let child = env
+        .program(&["exec", "--"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exec");
+    let pid = child.id();
+    let out = Out::from(child.wait_with_output().expect("wait"));
+    out.code(0);
+    let name = out.stdout.trim();
+    assert!(name.starts_with("llm-rotate-"), "{name}");
+    assert!(
+        !name.contains(&pid.to_string()),
+        "{name} names the process {pid}"
+    );
+    assert_eq!(name.len(), "llm-rotate-".len() + 16, "{name}");
+}

@@ -76,7 +76,9 @@ impl Private {
     fn create() -> Result<Private> {
         let base = std::env::temp_dir();
         for n in 0u32.. {
-            let path = base.join(format!("llm-rotate-{}-{n}", std::process::id()));
+            // A name nobody can guess, created only if new: another user cannot make it
+            // first (to make exec fail, or to have it write through a link of theirs).
+            let path = base.join(format!("llm-rotate-{}", crate::random::id()));
             match DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(Private(path)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => {}
