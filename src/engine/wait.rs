@@ -1,6 +1,9 @@
 //! Picking with `--wait`: one step of the ledger chooses (and reserves); when nothing
 //! fits and the wait allows, sleep until the ledger says a slot frees, and try again.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Result;
 
 use super::choose::{self, Choice, Strategy};
@@ -12,6 +15,8 @@ use crate::quota::Request;
 /// While waiting, look again at least this often: a settle or a reset by another process
 /// can free a slot sooner than the ledger foresaw.
 const LONGEST_NAP: Millis = SECOND_MS;
+/// How soon a wait notices a signal.
+const SIGNAL_NAP: Millis = 20;
 
 /// `--wait`: not at all, for at most a span, or (`Some(None)`) as long as it takes. The
 /// span is measured on the ledger's clock from the first attempt, so that a machine whose
@@ -19,6 +24,8 @@ const LONGEST_NAP: Millis = SECOND_MS;
 pub struct Wait {
     limit: Option<Option<Millis>>,
     deadline: std::cell::Cell<Option<Millis>>,
+    /// Set by a signal: the wait ends at once.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Wait {
@@ -26,7 +33,35 @@ impl Wait {
         Ok(Wait {
             limit,
             deadline: std::cell::Cell::new(None),
+            stop: None,
         })
+    }
+
+    /// A wait that ends as soon as `stop` is set (by a signal a caller watches for).
+    pub fn stopped_by(self, stop: Arc<AtomicBool>) -> Wait {
+        Wait {
+            stop: Some(stop),
+            ..self
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Sleeps `span`, in short naps when a signal may end the wait; false when one did.
+    fn sleep(&self, span: Millis) -> Result<bool> {
+        let Some(_) = &self.stop else {
+            clock::sleep_for(span)?;
+            return Ok(true);
+        };
+        let mut left = span;
+        while left > 0 && !self.stopped() {
+            let nap = left.min(SIGNAL_NAP);
+            clock::sleep_for(nap)?;
+            left -= nap;
+        }
+        Ok(!self.stopped())
     }
 
     /// The deadline, once the first attempt has told the ledger's time: `None` for no
@@ -51,7 +86,8 @@ pub struct How {
 
 /// Chooses (and reserves) among `candidates` in one step of the ledger; when nothing fits
 /// and `wait` allows, sleeps until the ledger says a slot frees, and tries again. Returns
-/// the choice and the time of the step that made it.
+/// the choice and the time of the step that made it; a wait that a signal stopped returns
+/// what it last found, and nothing more is tried.
 pub fn pick<'e>(
     ledger: &mut dyn Ledger,
     candidates: &[&'e Endpoint],
@@ -91,7 +127,9 @@ pub fn pick<'e>(
                 };
                 let wake = wake.min(now + LONGEST_NAP);
                 let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
-                clock::sleep_for(wake - now)?;
+                if !wait.sleep(wake - now)? {
+                    return Ok((choice, now));
+                }
             }
             _ => return Ok((choice, now)),
         }

@@ -366,3 +366,53 @@ fn the_private_folder_has_a_name_nobody_can_guess() {
     );
     assert_eq!(name.len(), "llm-rotate-".len() + 16, "{name}");
 }
+
+#[test]
+fn a_signal_while_waiting_for_quota_ends_exec_and_starts_no_command() {
+    // On the real clock: the one slot of the minute is taken, so exec waits for it.
+    let env = Env::with_endpoints("provider,model,rpm\np,a,1\n");
+    let mut pick = env.std_command(bin());
+    pick.env_remove("LLM_ROTATE_NOW")
+        .arg("--endpoints")
+        .arg(env.endpoints_file())
+        .args(["record", "p/a", "--add"]);
+    assert!(pick.status().expect("record").success());
+    let marker = env.path("ran");
+    let script = stub(&env, "mark.sh", &format!("touch '{}'", marker.display()));
+    let mut child = env
+        .program(&["exec", "--wait", "5m", "--"])
+        .arg(&script)
+        .env_remove("LLM_ROTATE_NOW")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start exec");
+    // Once exec catches SIGTERM (bit 15 of SigCgt), it is watching for it: send it then.
+    let status = format!("/proc/{}/status", child.id());
+    loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        let caught = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << 14) != 0);
+        if caught {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "exec ended on its own"
+        );
+        std::thread::yield_now();
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(!marker.exists(), "a command was started after the signal");
+    assert_eq!(env.state_of("p/a")["open_reservations"], 0);
+}

@@ -105,6 +105,8 @@ impl Drop for Private {
 pub struct Signals {
     child: Arc<AtomicI32>,
     interrupted: Arc<AtomicBool>,
+    /// The last signal that came.
+    signal: Arc<AtomicI32>,
     handle: signal_hook::iterator::Handle,
 }
 
@@ -115,9 +117,15 @@ impl Signals {
         let handle = signals.handle();
         let child = Arc::new(AtomicI32::new(0));
         let interrupted = Arc::new(AtomicBool::new(false));
-        let (to, noted) = (Arc::clone(&child), Arc::clone(&interrupted));
+        let signal = Arc::new(AtomicI32::new(0));
+        let (to, noted, which) = (
+            Arc::clone(&child),
+            Arc::clone(&interrupted),
+            Arc::clone(&signal),
+        );
         std::thread::spawn(move || {
             for origin in signals.forever() {
+                which.store(origin.signal, Ordering::SeqCst);
                 noted.store(true, Ordering::SeqCst);
                 let from_terminal = origin.signal == SIGINT && origin.cause == Cause::Kernel;
                 let pid = to.load(Ordering::SeqCst);
@@ -129,6 +137,7 @@ impl Signals {
         Ok(Signals {
             child,
             interrupted,
+            signal,
             handle,
         })
     }
@@ -136,6 +145,16 @@ impl Signals {
     /// A signal came since the watch began.
     pub fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Set when a signal comes, for a wait to end on.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupted)
+    }
+
+    /// The exit status of a process ended by the last signal: 128 + its number.
+    pub fn exit_code(&self) -> u8 {
+        (128 + self.signal.load(Ordering::SeqCst)).clamp(0, 255) as u8
     }
 }
 

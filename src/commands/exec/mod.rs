@@ -87,13 +87,14 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         None => Input::read_stdin()?,
     };
     let mut ledger = ctx.ledger()?;
-    let wait = Wait::new(args.request.wait)?;
+    // A signal while waiting for quota ends the run at once, and no COMMAND starts.
+    let signals = Signals::start()?;
+    let wait = Wait::new(args.request.wait)?.stopped_by(signals.flag());
     let how = How {
         request,
         strategy: args.request.strategy,
         reserve: true,
     };
-    let signals = Signals::start()?;
 
     let mut tried: Vec<&str> = Vec::new();
     // The attempt that ended last, and why the run would go on from it.
@@ -107,7 +108,22 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         let chosen = if left.is_empty() {
             None
         } else {
-            match wait::pick(ledger.as_mut(), &left, how, &wait)? {
+            let picked = wait::pick(ledger.as_mut(), &left, how, &wait)?;
+            if signals.interrupted() && last.is_none() {
+                if let (
+                    Choice::Chosen {
+                        lease: Some(lease), ..
+                    },
+                    _,
+                ) = &picked
+                {
+                    // Nothing was called: the reservation is given back.
+                    let call = settle_call(lease, Some(0), Some(0), Said::Interrupted, None);
+                    ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+                }
+                return Ok(ExitCode::from(signals.exit_code()));
+            }
+            match picked {
                 (Choice::Chosen { endpoint, lease }, _) => Some((endpoint, lease)),
                 (Choice::Exhausted(blocked), now) if last.is_none() => {
                     report_exhausted(&blocked, &never, request, now, PickFormat::Text)?;
