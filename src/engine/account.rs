@@ -194,6 +194,7 @@ pub fn totals(book: &dyn Book, endpoints: &[&str], now: Millis) -> Result<Vec<To
 }
 
 /// All of the account of one endpoint at `now`, its day window rolling.
+#[cfg(test)]
 pub fn account(book: &dyn Book, endpoint: &str, now: Millis) -> Result<Account> {
     Ok(read(book, &[Ask::all(endpoint)], now)?.remove(0))
 }
