@@ -74,13 +74,8 @@ pub fn notes<S: AsRef<str>>(notes: impl IntoIterator<Item = S>) {
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for note in notes {
         let note = note.as_ref();
-        let mut text = String::new();
-        for c in note.chars().take(NOTE_CHARS) {
-            match c.is_control() {
-                true => text.extend(c.escape_default()),
-                false => text.push(c),
-            }
-        }
+        let cut: String = note.chars().take(NOTE_CHARS).collect();
+        let mut text = plain(&cut);
         if note.chars().nth(NOTE_CHARS).is_some() {
             text.push('…');
         }
@@ -98,6 +93,19 @@ pub fn notes<S: AsRef<str>>(notes: impl IntoIterator<Item = S>) {
             n => message(&format!("note: {text} ({n} times)")),
         }
     }
+}
+
+/// Text from outside (an id read back from a shared ledger) with its control characters
+/// escaped, so that it cannot move a terminal's cursor or clear its screen.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
 }
 
 /// How much of a note is said.

@@ -50,6 +50,7 @@ pub fn run(ctx: &Context, args: &crate::cli::ResetArgs) -> Result<ExitCode> {
     }
     for (calls, id) in cleared {
         let plural = if calls == 1 { "" } else { "s" };
+        let id = output::plain(&id);
         output::message(&format!("reset {id}: forgot {calls} recorded call{plural}"));
     }
     Ok(ExitCode::SUCCESS)

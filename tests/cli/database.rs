@@ -239,3 +239,29 @@ fn variables_set_but_empty_count_as_unset() {
     out.code(1)
         .says(&["no endpoints file", "LLM_ROTATE_ENDPOINTS (not set)"]);
 }
+
+#[test]
+fn ids_read_back_from_the_ledger_reach_the_terminal_escaped() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    env.ok(["record", "p/m", "--add"]);
+    // A ledger another program (or a tampered shared one) wrote an id into.
+    let conn = rusqlite::Connection::open(env.db()).expect("open the ledger");
+    conn.execute(
+        "INSERT INTO hourly (endpoint, hour, requests, tokens) SELECT ?1, hour, 1, 0 FROM hourly",
+        ["evil\u{1b}[2J"],
+    )
+    .expect("insert");
+    conn.execute(
+        "INSERT INTO counters (endpoint, requests) VALUES (?1, 1)",
+        ["evil\u{1b}[2J"],
+    )
+    .expect("insert");
+    drop(conn);
+    let text = env.ok(["history", "--format", "csv"]);
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("evil\\u{1b}[2J"), "{text:?}");
+    let out = env.run(["reset", "--all"]);
+    out.code(0);
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+    assert!(out.stderr.contains("evil\\u{1b}[2J"), "{:?}", out.stderr);
+}

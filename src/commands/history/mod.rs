@@ -70,6 +70,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
             })
             .collect();
         for id in book.endpoints_with_history()? {
+            // The file's ids were checked when it was read; a shared ledger's may be anything.
             if listed.insert(id.clone()) {
                 ids.push((id, None));
             }
@@ -84,7 +85,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
             let hours = book.history(&id, first * period_ms / HOUR_MS)?;
             lines.push(Line {
                 periods: periods(&hours, first, last, period_ms),
-                endpoint: id,
+                endpoint: output::plain(&id),
                 limit,
             });
         }
