@@ -16,6 +16,17 @@ fn stub(env: &Env, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// `llm-rotate exec ARGS -- SCRIPT` started, its stdin closed and its output piped.
+fn start_exec(env: &Env, args: &[&str], script: &PathBuf) -> Child {
+    env.program(&[&["exec"], args, &["--"]].concat())
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exec")
+}
+
 /// `llm-rotate exec ARGS -- SCRIPT` with `input` on stdin.
 fn exec(env: &Env, args: &[&str], script: &PathBuf, input: &str) -> Out {
     let mut cmd = env.cmd();
@@ -325,14 +336,7 @@ fn exec_reads_only_regular_files_and_the_first_mib_of_a_dump() {
 fn exec_exits_with_the_commands_status_even_when_its_stdout_was_closed() {
     let env = Env::with_endpoints(TWO);
     let script = stub(&env, "fails.sh", "seq 1 100000; exit 3");
-    let mut child = env
-        .program(&["exec", "--"])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start exec");
+    let mut child = start_exec(&env, &[], &script);
     // The reader goes away before exec writes what it held back.
     drop(child.stdout.take());
     let status = child.wait().expect("wait");
@@ -347,14 +351,7 @@ fn the_private_folder_has_a_name_nobody_can_guess() {
         "where.sh",
         r#"basename "$(dirname "$LLM_ROTATE_HEADERS")""#,
     );
-    let child = env
-        .program(&["exec", "--"])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start exec");
+    let child = start_exec(&env, &[], &script);
     let pid = child.id();
     let out = Out::from(child.wait_with_output().expect("wait"));
     out.code(0);
