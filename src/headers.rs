@@ -452,14 +452,23 @@ fn split_dump(dump: &str) -> (Option<u16>, Vec<Header<'_>>, Vec<Note>) {
     let dump = dump.strip_prefix('\u{feff}').unwrap_or(dump);
     let lines: Vec<(usize, &str)> = dump.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
     let mut notes = Vec::new();
-    // curl -D writes every response it saw (100 Continue, redirects, proxy CONNECT); only
-    // the last one answered the request.
-    let (status, block) = match lines.iter().rposition(|&(_, l)| is_status_line(l)) {
-        Some(i) => (parse_status(lines[i], &mut notes), &lines[i + 1..]),
-        None => {
-            let first = lines.iter().position(|&(_, l)| !l.trim().is_empty());
-            (None, &lines[first.unwrap_or(lines.len())..])
-        }
+    // curl -D writes every response it saw (100 Continue, redirects, a proxy's CONNECT);
+    // the last one answered the request. A response follows only the blank line that ends
+    // an interim one: after the final response's headers comes its body (`curl -i`), and a
+    // status line in a body is text, never a response.
+    let first = lines.iter().position(|&(_, l)| !l.trim().is_empty());
+    let (status, block) = match first.filter(|&i| is_status_line(lines[i].1)) {
+        Some(mut i) => loop {
+            let status = parse_status(lines[i], &mut notes);
+            let block = &lines[i + 1..];
+            let blank = block.iter().position(|&(_, l)| l.trim().is_empty());
+            let next = blank.map(|b| i + 1 + b + 1).filter(|&n| n < lines.len());
+            match next {
+                Some(n) if is_interim(lines[i].1, status) && is_status_line(lines[n].1) => i = n,
+                _ => break (status, block),
+            }
+        },
+        None => (None, &lines[first.unwrap_or(lines.len())..]),
     };
     let end = block
         .iter()
@@ -495,6 +504,16 @@ fn split_dump(dump: &str) -> (Option<u16>, Vec<Header<'_>>, Vec<Note>) {
         ));
     }
     (status, headers, notes)
+}
+
+/// A response that another follows: informational (1xx), a redirect (3xx), or a proxy's
+/// answer to CONNECT (`200 Connection established`).
+fn is_interim(line: &str, status: Option<u16>) -> bool {
+    match status {
+        Some(100..=199 | 300..=399) => true,
+        Some(200) => line.to_ascii_lowercase().contains("connection established"),
+        _ => false,
+    }
 }
 
 fn is_status_line(line: &str) -> bool {
@@ -909,6 +928,37 @@ mod tests {
                 resets_at: NOW + 1_000,
             }]
         );
+    }
+
+    #[test]
+    fn a_response_follows_only_an_interim_one_and_a_body_is_never_headers() {
+        // `curl -i`: the body quotes a status line and headers; they are text.
+        let dump = crlf(&[
+            "HTTP/1.1 429 Too Many Requests",
+            "retry-after: 3",
+            "",
+            "HTTP/1.1 200 OK",
+            "retry-after: 3600",
+        ]);
+        let response = read(&dump, Dialect::OpenAi, NOW);
+        assert_eq!(response.status, Some(429));
+        assert_eq!(response.retry_after, Some(NOW + 3_000));
+        let dump = crlf(&["HTTP/2 200", "", "HTTP/1.1 429 Too Many Requests"]);
+        assert_eq!(last_status(&dump), Some(200), "a body line hides nothing");
+        // Interim answers, then the final one.
+        for first in [
+            "HTTP/1.1 100 Continue",
+            "HTTP/1.1 301 Moved Permanently",
+            "HTTP/1.1 200 Connection established",
+        ] {
+            let dump = crlf(&[first, "", "HTTP/2 429", "retry-after: 5", "", "{}"]);
+            let response = read(&dump, Dialect::OpenAi, NOW);
+            assert_eq!(
+                (response.status, response.retry_after),
+                (Some(429), Some(NOW + 5_000)),
+                "{first}"
+            );
+        }
     }
 
     #[test]
