@@ -108,7 +108,15 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         let chosen = if left.is_empty() {
             None
         } else {
-            let picked = wait::pick(ledger.as_mut(), &left, how, &wait)?;
+            let picked = match wait::pick(ledger.as_mut(), &left, how, &wait) {
+                Ok(picked) => picked,
+                // A signal can cut a read off (a socket with a timeout is not restarted):
+                // the run ends as the signal asked, not with the error it caused.
+                Err(_) if signals.interrupted() && last.is_none() => {
+                    return Ok(ExitCode::from(signals.exit_code()));
+                }
+                Err(err) => return Err(err),
+            };
             if signals.interrupted() && last.is_none() {
                 if let (
                     Choice::Chosen {
