@@ -314,7 +314,7 @@ fn duration(text: &str) -> Result<Millis, String> {
 
 /// Checked here for its syntax; its meaning (a date) needs the time of the record.
 fn retry_after(text: &str) -> Result<String, String> {
-    crate::duration::parse_retry_after(text, 0).map(|_| text.to_owned())
+    crate::duration::parse_retry_after(text).map(|_| text.to_owned())
 }
 
 /// Counts on the command line take the file's syntax, and stay within SQLite's integers.

@@ -101,17 +101,34 @@ fn fraction_value(digits: &str) -> u128 {
         * 10u128.pow(padding)
 }
 
+/// A time a provider sends: a wait, or an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Later {
+    In(Millis),
+    At(Millis),
+}
+
+impl Later {
+    /// The wait from `now`; 0 when the instant has passed.
+    pub fn wait_from(self, now: Millis) -> Millis {
+        match self {
+            Later::In(wait) => wait,
+            Later::At(at) => at.saturating_sub(now).max(0),
+        }
+    }
+}
+
 /// A Retry-After value: a duration as above, or an HTTP date (`Wed, 21 Oct 2026 07:28:00
-/// GMT`, via chrono's RFC 2822 parser). Returns the wait from `now` in ms, 0 when the date
-/// has passed.
-pub fn parse_retry_after(text: &str, now: Millis) -> Result<Millis, String> {
+/// GMT`, via chrono's RFC 2822 parser). Read without a clock: a date is measured against
+/// the time of the step that records it.
+pub fn parse_retry_after(text: &str) -> Result<Later, String> {
     let text = text.trim();
     let duration_error = match parse_duration(text) {
-        Ok(wait) => return Ok(wait),
+        Ok(wait) => return Ok(Later::In(wait)),
         Err(error) => error,
     };
     match DateTime::parse_from_rfc2822(text) {
-        Ok(at) => Ok(at.timestamp_millis().saturating_sub(now).max(0)),
+        Ok(at) => Ok(Later::At(at.timestamp_millis())),
         // Something that starts like a number was meant as a duration; say what is wrong
         // with it rather than that it is not a date either.
         Err(_) if text.is_empty() || text.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
@@ -237,29 +254,41 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_is_a_wait_from_now() {
-        assert_eq!(parse_retry_after("120", NOW), Ok(120_000));
-        assert_eq!(parse_retry_after(" 1.5 ", NOW), Ok(1_500));
-        assert_eq!(parse_retry_after("0", NOW), Ok(0));
-        assert_eq!(parse_retry_after("2m", NOW), Ok(120_000));
+        assert_eq!(
+            parse_retry_after("120").map(|later| later.wait_from(NOW)),
+            Ok(120_000)
+        );
+        assert_eq!(
+            parse_retry_after(" 1.5 ").map(|later| later.wait_from(NOW)),
+            Ok(1_500)
+        );
+        assert_eq!(
+            parse_retry_after("0").map(|later| later.wait_from(NOW)),
+            Ok(0)
+        );
+        assert_eq!(
+            parse_retry_after("2m").map(|later| later.wait_from(NOW)),
+            Ok(120_000)
+        );
     }
 
     #[test]
     fn retry_after_as_an_http_date() {
         assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2026 00:01:30 GMT", NOW),
+            parse_retry_after("Thu, 01 Jan 2026 00:01:30 GMT").map(|later| later.wait_from(NOW)),
             Ok(90_000)
         );
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", NOW),
+            parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT").map(|later| later.wait_from(NOW)),
             Ok(1_792_567_680_000 - NOW)
         );
         assert_eq!(
-            parse_retry_after("Wed, 31 Dec 2025 23:59:00 GMT", NOW),
+            parse_retry_after("Wed, 31 Dec 2025 23:59:00 GMT").map(|later| later.wait_from(NOW)),
             Ok(0),
             "a date in the past means no wait"
         );
         assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2026 00:00:00 GMT", NOW),
+            parse_retry_after("Thu, 01 Jan 2026 00:00:00 GMT").map(|later| later.wait_from(NOW)),
             Ok(0)
         );
     }
@@ -267,17 +296,21 @@ mod tests {
     #[test]
     fn bad_retry_after_values_say_why() {
         assert_eq!(
-            parse_retry_after("soon", NOW),
+            parse_retry_after("soon").map(|later| later.wait_from(NOW)),
             Err(r#""soon" is neither a duration (like 30s, 2m, 1h5m) nor an HTTP date (like Wed, 21 Oct 2026 07:28:00 GMT)"#.to_string())
         );
         assert_eq!(
-            parse_retry_after("-5", NOW),
+            parse_retry_after("-5").map(|later| later.wait_from(NOW)),
             Err(r#""-5" is negative; a duration is 0 or more"#.to_string())
         );
         assert_eq!(
-            parse_retry_after("", NOW),
+            parse_retry_after("").map(|later| later.wait_from(NOW)),
             Err("empty duration (like 30s, 2m, 1h5m)".to_string())
         );
-        assert!(parse_retry_after("Wed, 32 Oct 2026 07:28:00 GMT", NOW).is_err());
+        assert!(
+            parse_retry_after("Wed, 32 Oct 2026 07:28:00 GMT")
+                .map(|later| later.wait_from(NOW))
+                .is_err()
+        );
     }
 }

@@ -12,10 +12,10 @@ pub mod engine;
 pub mod env;
 pub mod estimate;
 pub mod glob;
-pub mod headers;
 pub mod ledger;
 pub mod output;
 pub mod quota;
 pub mod random;
+pub mod response;
 
 pub use commands::run;

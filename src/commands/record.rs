@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result};
 use super::{Context, find};
 use crate::cli::RecordArgs;
 use crate::engine::settle::{self, Record, Said};
-use crate::headers;
 use crate::output;
+use crate::response::Response;
 
 pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     // An id is checked against the file, so that a typo is an error rather than usage of
@@ -31,12 +31,12 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     }
     // Every input is read before the ledger is locked: the lock is held for the step
     // alone, and the time of the record is the moment the call's outcome was all in.
-    let dump = args
+    let response = args
         .headers
         .as_deref()
         .filter(|_| notes.is_empty())
-        .and_then(|path| match read_dump(path, &mut notes) {
-            Ok(dump) => Some(dump),
+        .and_then(|path| match read_dump(path) {
+            Ok(response) => Some(response),
             Err(e) => {
                 notes.push(format!("{e:#}; headers ignored"));
                 None
@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
         requests: args.requests,
         tokens: args.tokens,
         said,
-        headers: dump.as_deref(),
+        response: response.as_ref(),
     };
     let mut ledger = ctx.ledger()?;
     let header_notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
@@ -67,17 +67,13 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
 }
 
 /// The dump at `path` (`-`: stdin; a pipe such as `<(curl ...)` is read as it comes), its
-/// first MiB, with a note when there was more.
-fn read_dump(path: &std::path::Path, notes: &mut Vec<String>) -> Result<String> {
-    let (dump, more) = if path.as_os_str() == "-" {
-        headers::read_dump(std::io::stdin().lock()).context("cannot read the headers from stdin")?
+/// first MiB, parsed.
+fn read_dump(path: &std::path::Path) -> Result<Response> {
+    if path.as_os_str() == "-" {
+        Response::read_from(std::io::stdin().lock()).context("cannot read the headers from stdin")
     } else {
         std::fs::File::open(path)
-            .and_then(headers::read_dump)
-            .with_context(|| format!("cannot read the headers file {}", path.display()))?
-    };
-    if more {
-        notes.push(headers::DUMP_CUT.to_owned());
+            .and_then(Response::read_from)
+            .with_context(|| format!("cannot read the headers file {}", path.display()))
     }
-    Ok(dump)
 }

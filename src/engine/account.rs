@@ -389,7 +389,7 @@ pub fn count_outcome(book: &dyn Book, endpoint: &str, outcome: Tally) -> Result<
 pub fn take_report(
     book: &dyn Book,
     endpoint: &str,
-    reading: &crate::headers::Reading,
+    reading: &crate::response::Reading,
     running: Request,
 ) -> Result<()> {
     book.set_report(

@@ -10,14 +10,14 @@ use crate::clock::Millis;
 use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
 use crate::endpoints::Endpoint;
-use crate::headers::{self, Dialect, Response};
 use crate::ledger::{Book, Entry, Parts};
 use crate::quota::Request;
+use crate::response::{Dialect, Response, Told, Went};
 
 /// How the caller says the call went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Said<'a> {
-    /// Nothing beyond the usage (a success, unless the headers show a refusal).
+    /// Nothing beyond the usage: the response decides (a success without one).
     Nothing,
     /// Refused with 429; the wait the provider asked for, as written (seconds, a duration
     /// or an HTTP date), when given.
@@ -41,8 +41,8 @@ pub struct Record<'a> {
     pub requests: Option<u64>,
     pub tokens: Option<u64>,
     pub said: Said<'a>,
-    /// The response's headers as `curl -D` writes them.
-    pub headers: Option<&'a str>,
+    /// The response's header dump, parsed before the step.
+    pub response: Option<&'a Response>,
 }
 
 /// Records the call at `now` in a write step; returns notes about headers it could not use.
@@ -64,7 +64,7 @@ pub fn record(
         parts: Parts {
             in_flight: leased.is_none() && !call.add,
             last_call: false,
-            counters: call.headers.is_some(),
+            counters: call.response.is_some(),
         },
     };
     let before = account::read(book, &[ask], now)?.remove(0);
@@ -92,17 +92,19 @@ pub fn record(
     };
     // The provider's report counts from the usage that includes this call.
     let running = account::after(before.running, change);
-    let response = match (call.headers, endpoints.iter().find(|e| e.id == endpoint)) {
-        (Some(dump), Some(row)) => Some(read_headers(book, row, dump, running, now)?),
-        (Some(_), None) => Some(Response {
+    let told = match (call.response, endpoints.iter().find(|e| e.id == endpoint)) {
+        (Some(response), Some(row)) => Some(read_headers(book, row, response, running, now)?),
+        (Some(_), None) => Some(Told {
             notes: vec![format!(
                 "{endpoint} is not in the endpoints file; headers ignored"
             )],
-            ..Response::default()
+            ..Told::default()
         }),
         (None, _) => None,
     };
-    if let Some(outcome) = outcome(call.said, response.as_ref(), now)? {
+    let went = call.response.and_then(Response::went);
+    let asked = told.as_ref().and_then(|told| told.retry_after);
+    if let Some(outcome) = outcome(call.said, went, asked, now)? {
         match outcome {
             Outcome::RateLimited { .. } => {
                 account::count_outcome(book, &endpoint, Tally::RateLimited)?;
@@ -115,7 +117,7 @@ pub fn record(
             book.set_cooldown(&endpoint, next.as_ref())?;
         }
     }
-    Ok(response.map(|r| r.notes).unwrap_or_default())
+    Ok(told.map(|told| told.notes).unwrap_or_default())
 }
 
 /// The endpoint the call names, and the reservation its lease names, if it has one.
@@ -136,30 +138,31 @@ fn which(book: &dyn Book, call: &Record) -> Result<(String, Option<Entry>)> {
     Ok((entry.endpoint.clone(), Some(entry)))
 }
 
-/// How the call went: as the caller says, else as its headers show (a 429 status, or a
-/// Retry-After on a 503 or a dump without a status, means the provider refused it). An
-/// explicit Retry-After wins.
-fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Option<Outcome>> {
-    // A Retry-After says how long a refusal lasts: on a 429 or a 503 (or a dump without a
-    // status line), not on a success that happens to carry one.
-    let refusal = response.filter(|r| matches!(r.status, None | Some(429 | 503)));
-    let asked = refusal
-        .and_then(|r| r.retry_after)
-        .map(|at| (at - now).max(0));
-    let refused = refusal.is_some_and(|r| r.status == Some(429) || r.retry_after.is_some());
+/// How the call went: as the caller says, else as its response shows ([`Went`]). An
+/// explicit Retry-After wins over the one the response asked for (`asked`, an instant).
+fn outcome(
+    said: Said,
+    went: Option<Went>,
+    asked: Option<Millis>,
+    now: Millis,
+) -> Result<Option<Outcome>> {
+    let asked = asked.map(|at| (at - now).max(0));
     Ok(Some(match said {
         Said::Interrupted => return Ok(None),
         Said::Failed => Outcome::Failed,
         Said::RateLimited { retry_after } => {
             let given = retry_after
-                .map(|text| parse_retry_after(text, now).map_err(anyhow::Error::msg))
+                .map(|text| parse_retry_after(text).map_err(anyhow::Error::msg))
                 .transpose()?;
             Outcome::RateLimited {
-                retry_after: given.or(asked),
+                retry_after: given.map(|later| later.wait_from(now)).or(asked),
             }
         }
-        Said::Nothing if refused => Outcome::RateLimited { retry_after: asked },
-        Said::Nothing => Outcome::Success,
+        Said::Nothing => match went {
+            Some(Went::Refused) => Outcome::RateLimited { retry_after: asked },
+            Some(Went::Failed) => Outcome::Failed,
+            Some(Went::Success) | None => Outcome::Success,
+        },
     }))
 }
 
@@ -168,37 +171,30 @@ fn outcome(said: Said, response: Option<&Response>, now: Millis) -> Result<Optio
 fn read_headers(
     book: &dyn Book,
     endpoint: &Endpoint,
-    dump: &str,
+    response: &Response,
     running: Request,
     now: Millis,
-) -> Result<Response> {
+) -> Result<Told> {
     let named = endpoint.headers.as_deref();
     let dialect = match named {
         Some(name) => Dialect::from_name(name),
         None => Dialect::for_provider(&endpoint.provider),
     };
-    let Some(dialect) = dialect else {
-        // Retry-After and the status mean the same everywhere; the limits do not. A dump
-        // without rate-limit headers (a status line alone) is worth no note.
-        let mut response = headers::read(dump, Dialect::OpenAi, now);
-        if response.readings.is_empty() && response.notes.is_empty() {
-            return Ok(response);
-        }
-        response.readings.clear();
-        response.notes.insert(
+    let mut told = response.at(dialect, now);
+    if dialect.is_none() && response.has_limits() {
+        // Retry-After and the status mean the same everywhere; the limits do not.
+        told.notes.insert(
             0,
             match named {
                 Some(name) => format!("{}: unknown headers dialect {name:?}; rate-limit headers ignored (use openai, groq, anthropic or cerebras)", endpoint.id),
                 None => format!("{}: no known headers dialect for provider {:?}; rate-limit headers ignored (add a headers column: openai, groq, anthropic or cerebras)", endpoint.id, endpoint.provider),
             },
         );
-        return Ok(response);
-    };
-    let response = headers::read(dump, dialect, now);
-    for reading in &response.readings {
+    }
+    for reading in &told.readings {
         account::take_report(book, &endpoint.id, reading, running)?;
     }
-    Ok(response)
+    Ok(told)
 }
 
 #[cfg(test)]
@@ -219,49 +215,70 @@ mod tests {
             requests: None,
             tokens: None,
             said: Said::Nothing,
-            headers: None,
+            response: None,
         }
     }
 
     #[test]
-    fn how_a_call_went_is_what_the_caller_says_else_what_the_headers_show() {
-        let refused = Response {
-            status: Some(429),
-            retry_after: Some(T0 + 7 * SECOND_MS),
-            ..Response::default()
+    fn how_a_call_went_is_what_the_caller_says_else_what_the_response_shows() {
+        let how = |said: Said, dump: Option<&str>| {
+            let response = dump.map(Response::parse);
+            let went = response.as_ref().and_then(Response::went);
+            let asked = response.and_then(|r| r.at(None, T0).retry_after);
+            outcome(said, went, asked, T0)
         };
+        let limited = |seconds: i64| {
+            Some(Outcome::RateLimited {
+                retry_after: Some(seconds * SECOND_MS),
+            })
+        };
+        let refused = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\n\r\n";
         let cases = [
             (Said::Nothing, None, Some(Outcome::Success)),
-            (Said::Interrupted, Some(&refused), None),
+            (Said::Interrupted, Some(refused), None),
             (Said::Failed, None, Some(Outcome::Failed)),
-            (
-                Said::Nothing,
-                Some(&refused),
-                Some(Outcome::RateLimited {
-                    retry_after: Some(7 * SECOND_MS),
-                }),
-            ),
+            (Said::Failed, Some("HTTP/2 200\r\n"), Some(Outcome::Failed)),
+            (Said::Nothing, Some(refused), limited(7)),
             (
                 Said::RateLimited {
                     retry_after: Some("30"),
                 },
-                Some(&refused),
-                Some(Outcome::RateLimited {
-                    retry_after: Some(30 * SECOND_MS),
-                }),
+                Some(refused),
+                limited(30),
+            ),
+            // Every status reads the same for every caller: a 503 with a Retry-After is a
+            // refusal, any other non-2xx a failure, and a 2xx's Retry-After means nothing.
+            (
+                Said::Nothing,
+                Some("HTTP/2 503\nretry-after: 20\n"),
+                limited(20),
+            ),
+            (Said::Nothing, Some("retry-after: 4\n"), limited(4)),
+            (Said::Nothing, Some("HTTP/2 503\n"), Some(Outcome::Failed)),
+            (Said::Nothing, Some("HTTP/2 500\n"), Some(Outcome::Failed)),
+            (Said::Nothing, Some("HTTP/2 408\n"), Some(Outcome::Failed)),
+            (
+                Said::Nothing,
+                Some("HTTP/2 200\nretry-after: 60\n"),
+                Some(Outcome::Success),
+            ),
+            (
+                Said::Nothing,
+                Some("x-request-id: 1\n"),
+                Some(Outcome::Success),
             ),
         ];
-        for (said, response, expected) in cases {
+        for (said, dump, expected) in cases {
             assert_eq!(
-                outcome(said, response, T0).expect("read"),
+                how(said, dump).expect("read"),
                 expected,
-                "{said:?}"
+                "{said:?} {dump:?}"
             );
         }
         let bad = Said::RateLimited {
             retry_after: Some("soon"),
         };
-        assert!(outcome(bad, None, T0).is_err());
+        assert!(how(bad, None).is_err());
     }
 
     #[test]
@@ -322,11 +339,13 @@ mod tests {
         let mut memory = MemoryLedger::default();
         memory.clock.set(T0);
         let ledger: &mut dyn Ledger = &mut memory;
-        let dump = "HTTP/1.1 200 OK\r\nx-ratelimit-limit-requests: 100\r\n\
-                    x-ratelimit-remaining-requests: 10\r\nx-ratelimit-reset-requests: 1h\r\n\r\n";
+        let dump = Response::parse(
+            "HTTP/1.1 200 OK\r\nx-ratelimit-limit-requests: 100\r\n\
+             x-ratelimit-remaining-requests: 10\r\nx-ratelimit-reset-requests: 1h\r\n\r\n",
+        );
         let with_headers = Record {
             add: true,
-            headers: Some(dump),
+            response: Some(&dump),
             ..call()
         };
         let notes = ledger

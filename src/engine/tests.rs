@@ -93,7 +93,7 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
         requests: None,
         tokens: None,
         said: Said::Nothing,
-        headers: None,
+        response: None,
     };
     let done = match op {
         Op::Pick { row, tokens } => ledger.write(|book, _| {
@@ -144,16 +144,16 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
             remaining,
             reset_s,
         } => {
-            let dump = format!(
+            let dump = crate::response::Response::parse(&format!(
                 "HTTP/1.1 200 OK\r\nx-ratelimit-limit-requests: 9\r\n\
                  x-ratelimit-remaining-requests: {remaining}\r\nx-ratelimit-reset-requests: {reset_s}s\r\n\r\n"
-            );
+            ));
             record(
                 ledger,
                 Record {
                     id: Some(id(*row)),
                     add: true,
-                    headers: Some(&dump),
+                    response: Some(&dump),
                     ..base
                 },
             )

@@ -413,3 +413,38 @@ fn a_signal_while_waiting_for_quota_ends_exec_and_starts_no_command() {
     assert!(!marker.exists(), "a command was started after the signal");
     assert_eq!(env.state_of("p/a")["open_reservations"], 0);
 }
+
+#[test]
+fn exec_and_record_read_every_status_of_a_dump_alike() {
+    const ONE: &str = "provider,model,rpm,headers\np,a,10,openai\n";
+    for (status, extra) in [
+        ("503 Service Unavailable", "retry-after: 20\\r\\n"),
+        ("503 Service Unavailable", ""),
+        ("500 Internal Server Error", ""),
+        ("408 Request Timeout", ""),
+        ("429 Too Many Requests", ""),
+        ("429 Too Many Requests", "retry-after-ms: 1500\\r\\n"),
+        ("200 OK", "retry-after: 60\\r\\n"),
+        ("404 Not Found", "retry-after: 60\\r\\n"),
+    ] {
+        let by_exec = Env::with_endpoints(ONE);
+        let script = stub(&by_exec, "s.sh", &dump(status, extra));
+        exec(&by_exec, &["--attempts", "1"], &script, "");
+        let by_record = Env::with_endpoints(ONE);
+        by_record.sh(&format!(
+            "printf 'HTTP/1.1 {status}\\r\\n{extra}\\r\\n' > dump.txt"
+        ));
+        by_record.ok(["record", "p/a", "--headers", "dump.txt"]);
+        let seen = |env: &Env| (env.state(), env.ok(["state", "--format", "prometheus"]));
+        let (exec_state, exec_metrics) = seen(&by_exec);
+        let (record_state, record_metrics) = seen(&by_record);
+        assert_eq!(exec_state, record_state, "{status} {extra}");
+        assert_eq!(exec_metrics, record_metrics, "{status} {extra}");
+    }
+    // And what they agree on: a 503 with a Retry-After cools the endpoint down for it.
+    let env = Env::with_endpoints(ONE);
+    let script = stub(&env, "s.sh", &dump("503 Busy", "retry-after: 20\\r\\n"));
+    exec(&env, &[], &script, "").code(1);
+    let row = env.state_of("p/a");
+    assert_eq!(row["cooldown"]["ends_in_s"], 20.0, "{row}");
+}

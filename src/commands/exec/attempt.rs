@@ -13,6 +13,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use crate::response::Response;
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::SignalsInfo;
@@ -49,8 +50,8 @@ pub struct Finished {
     pub stdout: Vec<u8>,
     /// It wrote to stdout while streaming.
     pub streamed: bool,
-    /// The header dump it wrote, if any.
-    pub headers: Option<String>,
+    /// The header dump it wrote, if any, parsed.
+    pub response: Option<Response>,
     /// The usage file it wrote, if any.
     pub usage: Option<Vec<u8>>,
     /// What was ignored of what it left behind.
@@ -241,15 +242,9 @@ pub fn run(
     signals.child.store(0, Ordering::SeqCst);
     let (stdout, streamed) = reader.join().unwrap_or_default();
     let mut notes = Vec::new();
-    let headers = regular_file(&headers)
-        .and_then(|file| crate::headers::read_dump(file).ok())
-        .filter(|(dump, _)| !dump.is_empty())
-        .map(|(dump, more)| {
-            if more {
-                notes.push(crate::headers::DUMP_CUT.to_owned());
-            }
-            dump
-        });
+    let response = regular_file(&headers)
+        .filter(|file| file.metadata().is_ok_and(|m| m.len() > 0))
+        .and_then(|file| Response::read_from(file).ok());
     let usage = regular_file(&usage).and_then(|file| {
         let size = file.metadata().ok()?.len();
         if size > USAGE_CAP {
@@ -264,7 +259,7 @@ pub fn run(
         status,
         stdout,
         streamed,
-        headers,
+        response,
         usage,
         notes,
         interrupted: signals.interrupted(),

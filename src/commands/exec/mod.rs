@@ -3,7 +3,6 @@
 //! tokens it reports), and after a 429, a 408 or a 5xx try the next endpoint that fits.
 
 mod attempt;
-mod tokens;
 
 use std::process::ExitCode;
 
@@ -17,47 +16,60 @@ use crate::engine::choose::{self, Choice};
 use crate::engine::settle::{self, Record, Said};
 use crate::engine::wait::{self, How, Wait};
 use crate::estimate;
-use crate::headers;
 use crate::output;
 use crate::quota::Request;
+use crate::response::{Response, Went, usage};
 use attempt::{Finished, Input, Signals};
 
-/// How one attempt went, as the fail-over sees it.
+/// How one attempt went, as the fail-over sees it: as its response says (read as `record
+/// --headers` reads it), else as its exit status says.
 struct Verdict {
-    said: Said<'static>,
+    went: Went,
     /// The status of the response when the command wrote a header dump.
     status: Option<u16>,
+    interrupted: bool,
 }
 
 impl Verdict {
     fn of(finished: &Finished) -> Verdict {
-        let status = finished.headers.as_deref().and_then(headers::last_status);
-        let said = if finished.interrupted {
-            Said::Interrupted
-        } else {
-            match status {
-                Some(200..=299) => Said::Nothing,
-                Some(429) => Said::RateLimited { retry_after: None },
-                Some(_) => Said::Failed,
-                None if finished.status.success() => Said::Nothing,
-                None => Said::Failed,
-            }
-        };
-        Verdict { said, status }
+        let response = finished.response.as_ref();
+        let went = response
+            .and_then(Response::went)
+            .unwrap_or(if finished.status.success() {
+                Went::Success
+            } else {
+                Went::Failed
+            });
+        Verdict {
+            went,
+            status: response.and_then(|r| r.status),
+            interrupted: finished.interrupted,
+        }
+    }
+
+    /// What the ledger is told: a response speaks for itself; without one, a failed
+    /// command is a failed call.
+    fn said(&self) -> Said<'static> {
+        match self.went {
+            _ if self.interrupted => Said::Interrupted,
+            Went::Failed if self.status.is_none() => Said::Failed,
+            _ => Said::Nothing,
+        }
     }
 
     /// A refusal that another endpoint might not give: 429, 408 and 5xx.
     fn worth_another_endpoint(&self) -> bool {
-        match self.said {
-            Said::RateLimited { .. } => true,
-            Said::Failed => matches!(self.status, Some(408 | 500..=599)),
-            _ => false,
+        match self.went {
+            Went::Refused => true,
+            Went::Failed => matches!(self.status, Some(408 | 500..=599)),
+            Went::Success => false,
         }
     }
 
     fn reason(&self, finished: &Finished) -> String {
-        match (self.said, self.status) {
-            (Said::RateLimited { .. }, _) => "rate-limited (429)".to_owned(),
+        match (self.went, self.status) {
+            (Went::Refused, Some(status)) => format!("rate-limited ({status})"),
+            (Went::Refused, None) => "rate-limited (Retry-After)".to_owned(),
             (_, Some(status)) => format!("failed (status {status})"),
             _ => format!("failed (exit status {})", finished.code()),
         }
@@ -66,10 +78,10 @@ impl Verdict {
     /// The exit status of `exec` when this attempt is the last: the command's when it
     /// failed; when it exited 0 but the response was a refusal, 75 for a 429 and 1 else.
     fn exit_code(&self, finished: &Finished) -> i32 {
-        match (finished.code(), self.status) {
-            (0, Some(429)) => i32::from(EXHAUSTED),
-            (0, Some(status)) if !(200..=299).contains(&status) => 1,
-            (code, _) => code,
+        match (finished.code(), self.went, self.status) {
+            (0, Went::Refused, Some(429)) => i32::from(EXHAUSTED),
+            (0, Went::Refused | Went::Failed, Some(_)) => 1,
+            (code, _, _) => code,
         }
     }
 }
@@ -180,21 +192,17 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             }
         };
         let verdict = Verdict::of(&finished);
-        let used = finished
-            .usage
-            .as_deref()
-            .and_then(tokens::used)
-            .or_else(|| {
-                (!args.stream)
-                    .then(|| tokens::in_response(&finished.stdout))
-                    .flatten()
-            });
+        let used = finished.usage.as_deref().and_then(usage::used).or_else(|| {
+            (!args.stream)
+                .then(|| usage::in_response(&finished.stdout))
+                .flatten()
+        });
         let call = settle_call(
             &lease,
             None,
             used,
-            verdict.said,
-            finished.headers.as_deref(),
+            verdict.said(),
+            finished.response.as_ref(),
         );
         let notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
         output::notes(finished.notes.iter().chain(&notes));
@@ -224,7 +232,7 @@ fn settle_call<'a>(
     requests: Option<u64>,
     tokens: Option<u64>,
     said: Said<'a>,
-    headers: Option<&'a str>,
+    response: Option<&'a Response>,
 ) -> Record<'a> {
     Record {
         lease: Some(lease),
@@ -233,6 +241,6 @@ fn settle_call<'a>(
         requests,
         tokens,
         said,
-        headers,
+        response,
     }
 }
