@@ -8,7 +8,7 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use super::pools::{PoolCells, resolve_pools};
 use super::rows::Row;
-use super::{DayReset, Endpoint, Pace, Report, parse_count};
+use super::{DayReset, Endpoint, Pace, Report, parse_count, shown};
 use crate::anchor::DayAnchor;
 use crate::env;
 use crate::quota::{Limit, Limits};
@@ -81,7 +81,7 @@ pub(super) fn build(header: &Row, rows: &[Row], report: &mut Report) -> Vec<Endp
             let value = if columns.iter().any(|c| c.field == Field::Key) {
                 "(not shown: the file has a key column)".to_owned()
             } else {
-                format!("{:?}", row.cells[columns.len()])
+                shown(&row.cells[columns.len()])
             };
             report.line(
                 row.line,
@@ -136,15 +136,17 @@ fn duplicate(
         Some((column, _)) => report.line(
             line,
             format_args!(
-                "column {column}: \"\" leaves the id {id:?} (provider/model), which is already \
-                 the id on line {first}; give one of the rows its own id"
+                "column {column}: \"\" leaves the id {} (provider/model), which is already \
+                 the id on line {first}; give one of the rows its own id",
+                shown(id)
             ),
         ),
         None => report.line(
             line,
             format_args!(
-                "column id: {id:?} (provider/model) is already the id on line {first}; \
-                 add an id column to tell the rows apart"
+                "column id: {} (provider/model) is already the id on line {first}; \
+                 add an id column to tell the rows apart",
+                shown(id)
             ),
         ),
     }
@@ -165,7 +167,7 @@ fn read_header(header: &Row, report: &mut Report) -> Option<Vec<Column>> {
         } else if !seen.insert(name.to_ascii_lowercase()) {
             report.line(
                 header.line,
-                format_args!("column {name:?} appears twice in the header"),
+                format_args!("column {} appears twice in the header", shown(name)),
             );
         } else if field == Field::Prop && env::OWN.contains(&env::exported_name(name).as_str()) {
             report.line(

@@ -179,8 +179,21 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         .ok_or_else(|| "is too large".to_owned())
 }
 
+/// How many problems of one file are listed: a file that is wrong on every one of 10,000
+/// lines needs its first few fixed, not a screen per line.
+const MOST_PROBLEMS: usize = 50;
+
 /// How much of a bad cell an error shows.
 const SHOWN: usize = 80;
+
+/// Text from the file as an error quotes it: `{:?}` escapes control characters, so one
+/// problem stays on one line, and a long value is shown by its start.
+pub(crate) fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
 
 /// Problems with the line they belong to, so that they can be listed in line order.
 pub(crate) struct Report<'a> {
@@ -196,14 +209,8 @@ impl Report<'_> {
     }
 
     pub(crate) fn cell(&mut self, line: usize, column: &str, value: &str, reason: &str) {
-        // `{:?}` escapes control characters, so one problem stays on one line; a long value
-        // is shown by its start.
-        let shown: String = value.chars().take(SHOWN).collect();
-        let more = if shown.len() < value.len() { "…" } else { "" };
-        self.line(
-            line,
-            format_args!("column {column}: {shown:?}{more} {reason}"),
-        );
+        let shown = shown(value);
+        self.line(line, format_args!("column {column}: {shown} {reason}"));
     }
 
     fn finish(mut self, endpoints: Vec<Endpoint>) -> Result<Vec<Endpoint>, FileErrors> {
@@ -212,9 +219,17 @@ impl Report<'_> {
         }
         // Stable: the problems of one line keep their column order.
         self.problems.sort_by_key(|&(line, _)| line);
-        Err(FileErrors {
-            problems: self.problems.into_iter().map(|(_, p)| p).collect(),
-        })
+        let more = self.problems.len().saturating_sub(MOST_PROBLEMS);
+        let mut problems: Vec<String> = self
+            .problems
+            .into_iter()
+            .take(MOST_PROBLEMS)
+            .map(|(_, p)| p)
+            .collect();
+        if more > 0 {
+            problems.push(format!("{}: and {more} more problems", self.label));
+        }
+        Err(FileErrors { problems })
     }
 }
 
@@ -296,6 +311,29 @@ mod tests {
         // A bad value is shown by its start.
         let found = problems(&format!("provider,model,rpm\np,m,{}\n", "9x".repeat(500)));
         assert!(found[0].len() < 200 && found[0].contains("…"), "{found:?}");
+        // So is a header that names a huge column twice, and a row with a huge extra cell.
+        for text in [
+            format!("provider,model,{huge},{huge}\np,m,1,2\n"),
+            format!("provider,model\np,m,{huge}\n"),
+        ] {
+            let found = problems(&text);
+            assert_eq!(found.len(), 1, "{}", found.len());
+            assert!(found[0].len() < 300, "{:.400}", found[0]);
+        }
+    }
+
+    #[test]
+    fn a_file_wrong_on_every_line_lists_its_first_fifty_problems() {
+        let rows: String = (0..10_000).map(|i| format!("p,m{i},x\n")).collect();
+        let text = "provider,model,rpm\n".to_owned() + &rows;
+        let found = problems(&text);
+        assert_eq!(found.len(), 51, "{:?}", &found[..3]);
+        assert!(
+            found[0].starts_with("endpoints.csv:2: column rpm:"),
+            "{}",
+            found[0]
+        );
+        assert_eq!(found[50], "endpoints.csv: and 9950 more problems");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{DayReset, Endpoint, Pool, Report};
+use super::{DayReset, Endpoint, Pool, Report, shown};
 use crate::quota::{Limit, Limits};
 
 /// What a row's pool columns say, checked against the other rows once all are read.
@@ -51,8 +51,9 @@ pub(super) fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], rep
             report.line(
                 endpoint.line,
                 format_args!(
-                    "column day_reset: differs from line {first_row}; the rows of pool {name:?} \
-                     share one day, so give them the same day_reset"
+                    "column day_reset: differs from line {first_row}; the rows of pool {} \
+                     share one day, so give them the same day_reset",
+                    shown(name)
                 ),
             );
         }
@@ -69,7 +70,11 @@ pub(super) fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], rep
                         endpoint.line,
                         column,
                         raw,
-                        &format!("differs from {given:?} on line {line} for pool {name:?}"),
+                        &format!(
+                            "differs from {} on line {line} for pool {}",
+                            shown(given),
+                            shown(name)
+                        ),
                     );
                 }
             }
