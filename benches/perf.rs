@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use llm_rotate::clock::{MINUTE_MS, Millis};
+use llm_rotate::endpoints;
 use llm_rotate::engine::account;
+use llm_rotate::engine::choose::{self, Strategy};
 use llm_rotate::ledger;
 use llm_rotate::quota::Request;
 
@@ -135,6 +137,45 @@ fn pools(report: &mut Report, dir: &Path) {
     fill(&db, 1_000, 1, T0, T0 + MINUTE_MS);
     let full = compare(&command("pick", &file, &db, &[]), now, 75);
     report.ratio("pick in a full pool of 1,000 rows (exit 75)", &full, 25.0);
+    let held = Timing {
+        timed: lock_held(&file, &db, now),
+        ..full
+    };
+    report.ratio(
+        "write lock held per pick, full pool of 1,000 rows",
+        &held,
+        5.0,
+    );
+}
+
+/// The median time one pick's step holds the SQLite write lock (from `BEGIN IMMEDIATE` to
+/// `COMMIT`), in ms: the step run in-process as `pick` runs it, on the rows the file gives.
+fn lock_held(file: &Path, db: &Path, now: Millis) -> f64 {
+    let rows = endpoints::load(file).expect("endpoints");
+    let candidates: Vec<&endpoints::Endpoint> = rows.iter().collect();
+    let mut ledger = ledger::open(db).expect("open ledger");
+    let mut times: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            let choice = ledger
+                .write(|book, _| {
+                    let choice = choose::choose(
+                        book,
+                        &candidates,
+                        Request::new(0),
+                        Strategy::Order,
+                        true,
+                        now,
+                    )?;
+                    Ok(matches!(choice, choose::Choice::Exhausted(_)))
+                })
+                .expect("a step");
+            assert!(choice, "the pool is full");
+            start.elapsed().as_secs_f64() * 1_000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// `rows` rows in one pool of `pool_rpm`, named as [`fill`] names them.
