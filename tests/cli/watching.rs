@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
+use std::process::Stdio;
+
 use crate::{Env, Out};
 
 const TWO: &str = "provider,model,rpm,tpm,pool,pool_rpd\np,a,5,100,shared,40\np,b,,,shared,\n";
@@ -280,4 +282,42 @@ fn output_to_a_fifo_writes_into_it_and_leaves_it_a_fifo() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(strays.is_empty(), "{strays:?}");
+}
+
+#[test]
+fn devices_are_written_in_place_and_exec_never_reads_one() {
+    // Devices are made only on a tmpfs in a private mount namespace, never in the real
+    // /dev; that needs root, which CI has.
+    let env = Env::with_endpoints(TWO);
+    let private = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !private.is_ok_and(|s| s.success()) {
+        eprintln!("note: no private mount namespace (root and unshare are needed); skipped");
+        return;
+    }
+    let dev = env.path("dev");
+    std::fs::create_dir(&dev).expect("mkdir");
+    let script = r#"set -e
+mount -t tmpfs none "$DEV"
+mknod "$DEV/null" c 1 3
+"$BIN" --endpoints "$EP" state --format prometheus --output "$DEV/null"
+stat -c %F "$DEV/null"
+timeout 20 "$BIN" --endpoints "$EP" exec --tokens 50 -- sh -c \
+  'mknod "$LLM_ROTATE_USAGE" c 1 5; mknod "$LLM_ROTATE_HEADERS" c 1 5; echo done'
+"#;
+    let out = env
+        .std_command("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("DEV", &dev)
+        .env("BIN", crate::bin())
+        .env("EP", env.endpoints_file())
+        .output()
+        .expect("run unshare");
+    let out = Out::from(out);
+    out.code(0);
+    assert_eq!(out.stdout, "character special file\ndone\n", "{out}");
+    assert_eq!(out.stderr, "", "no note: a device is not read");
+    assert_eq!(env.used("p/a", "tpm"), 50, "the estimate stands");
 }
