@@ -76,6 +76,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
         'llm-rotate;record' {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'The lease printed by `pick --format json|shell`')
             [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Tokens really used (replaces the reservation''s estimate)')
+            [CompletionResult]::new('--usage', '--usage', [CompletionResultType]::ParameterName, 'Read the tokens used from FILE (`-` for stdin): the response body, JSON or an SSE stream, in the shapes `exec` reads, or a whole number; whatever the status')
             [CompletionResult]::new('--requests', '--requests', [CompletionResultType]::ParameterName, 'Requests made [default: 1]')
             [CompletionResult]::new('--retry-after', '--retry-after', [CompletionResultType]::ParameterName, 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date')
             [CompletionResult]::new('--headers', '--headers', [CompletionResultType]::ParameterName, 'The response''s headers, as `curl -D` writes them (`-` for stdin): read the provider''s rate-limit headers and Retry-After')

@@ -449,7 +449,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__rotate__subcmd__record)
-            opts="-h --lease --tokens --requests --add --rate-limited --retry-after --failed --headers --endpoints --db --color --help"
+            opts="-h --lease --tokens --usage --requests --add --rate-limited --retry-after --failed --headers --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -460,6 +460,10 @@ _llm__rotate() {
                     return 0
                     ;;
                 --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --usage)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -70,6 +70,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         &'llm-rotate;record'= {
             cand --lease 'The lease printed by `pick --format json|shell`'
             cand --tokens 'Tokens really used (replaces the reservation''s estimate)'
+            cand --usage 'Read the tokens used from FILE (`-` for stdin): the response body, JSON or an SSE stream, in the shapes `exec` reads, or a whole number; whatever the status'
             cand --requests 'Requests made [default: 1]'
             cand --retry-after 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date'
             cand --headers 'The response''s headers, as `curl -D` writes them (`-` for stdin): read the provider''s rate-limit headers and Retry-After'

@@ -80,6 +80,7 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l stream -d
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l lease -d 'The lease printed by `pick --format json|shell`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l tokens -d 'Tokens really used (replaces the reservation\'s estimate)' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l usage -d 'Read the tokens used from FILE (`-` for stdin): the response body, JSON or an SSE stream, in the shapes `exec` reads, or a whole number; whatever the status' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l requests -d 'Requests made [default: 1]' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l retry-after -d 'How long the provider asked to wait (its Retry-After): 30, 30s, 2m, or an HTTP date' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand record" -l headers -d 'The response\'s headers, as `curl -D` writes them (`-` for stdin): read the provider\'s rate-limit headers and Retry-After' -r -F

@@ -191,6 +191,11 @@ pub struct RecordArgs {
     #[arg(long, value_name = "N", value_parser = count)]
     pub tokens: Option<u64>,
 
+    /// Read the tokens used from FILE (`-` for stdin): the response body, JSON or an SSE
+    /// stream, in the shapes `exec` reads, or a whole number; whatever the status
+    #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
+    pub usage: Option<PathBuf>,
+
     /// Requests made [default: 1]
     #[arg(long, value_name = "N", value_parser = count)]
     pub requests: Option<u64>,

@@ -9,7 +9,7 @@ use super::{Context, find};
 use crate::cli::RecordArgs;
 use crate::engine::settle::{self, Record, Said};
 use crate::output;
-use crate::response::Response;
+use crate::response::{Response, usage};
 
 pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     // An id is checked against the file, so that a typo is an error rather than usage of
@@ -42,6 +42,10 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
                 None
             }
         });
+    let tokens = match &args.usage {
+        Some(path) => read_usage(path, response.as_ref(), args.rate_limited, &mut notes),
+        None => args.tokens,
+    };
     let said = if args.failed {
         Said::Failed
     } else if args.rate_limited {
@@ -56,7 +60,7 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
         id: args.id.as_deref(),
         add: args.add,
         requests: args.requests,
-        tokens: args.tokens,
+        tokens,
         said,
         response: response.as_ref(),
     };
@@ -75,5 +79,49 @@ fn read_dump(path: &std::path::Path) -> Result<Response> {
         std::fs::File::open(path)
             .and_then(Response::read_from)
             .with_context(|| format!("cannot read the headers file {}", path.display()))
+    }
+}
+
+/// The tokens a usage file at `path` reports (`-`: stdin), read as `exec` reads its usage
+/// file. A file that cannot be read or reports none leaves the estimate, with a note unless
+/// the call was refused (an error body has no usage, and a refusal counts none anyway).
+fn read_usage(
+    path: &std::path::Path,
+    response: Option<&Response>,
+    rate_limited: bool,
+    notes: &mut Vec<String>,
+) -> Option<u64> {
+    let read = if path.as_os_str() == "-" {
+        usage::read(std::io::stdin().lock(), None)
+    } else {
+        std::fs::File::open(path).and_then(|file| {
+            let size = file.metadata()?;
+            usage::read(file, size.is_file().then_some(size.len()))
+        })
+    };
+    let shown = if path.as_os_str() == "-" {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    match read {
+        Ok(Some(bytes)) => {
+            let used = usage::in_file(&bytes).map(usage::Usage::total);
+            let refused = rate_limited || response.is_some_and(Response::refused);
+            if used.is_none() && !refused {
+                notes.push(format!("no usage in {shown}; the estimate stands"));
+            }
+            used
+        }
+        Ok(None) => {
+            notes.push(usage::TOO_LARGE.to_owned());
+            None
+        }
+        Err(e) => {
+            notes.push(format!(
+                "cannot read the usage file {shown}: {e}; the estimate stands"
+            ));
+            None
+        }
     }
 }

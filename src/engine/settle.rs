@@ -74,18 +74,25 @@ pub fn record(
         (None, false) => before.oldest_open.clone(),
         (None, true) => None,
     };
+    // A call the provider refused used no tokens, unless the caller says otherwise.
+    let refused = match call.said {
+        Said::RateLimited { .. } => true,
+        Said::Nothing => call.response.is_some_and(Response::refused),
+        Said::Failed | Said::Interrupted => false,
+    };
+    let tokens = call.tokens.or(refused.then_some(0));
     let change = match reservation {
         Some(entry) => {
             let real = Request {
                 requests: call.requests.unwrap_or(entry.requests),
-                tokens: call.tokens.unwrap_or(entry.tokens),
+                tokens: tokens.unwrap_or(entry.tokens),
             };
             account::settle(book, &entry, real, now)?
         }
         None => {
             let usage = Request {
                 requests: call.requests.unwrap_or(1),
-                tokens: call.tokens.unwrap_or(0),
+                tokens: tokens.unwrap_or(0),
             };
             account::add(book, &endpoint, usage, now)?
         }

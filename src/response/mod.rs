@@ -146,6 +146,12 @@ impl Response {
         }
     }
 
+    /// Whether the provider refused the call rather than answer it: a refusal (see
+    /// [`Went`]), a 408 or a 5xx. Another endpoint may take it, and it used no tokens.
+    pub fn refused(&self) -> bool {
+        self.went() == Some(Went::Refused) || matches!(self.status, Some(408 | 500..=599))
+    }
+
     /// Whether the response has rate-limit headers for a dialect to read.
     pub fn has_limits(&self) -> bool {
         !self.limits.is_empty()

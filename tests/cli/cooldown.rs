@@ -256,12 +256,12 @@ fn rate_limited_and_failed_settle_the_oldest_open_reservation_or_count_one_reque
     env.fails(["record", "--lease", &first], 1)
         .says(&["already settled"]);
 
-    // --rate-limited settles the next one; its estimate stands.
+    // --rate-limited settles the next one: a refused call used no tokens.
     env.ok(["record", "p/m", "--rate-limited", "--retry-after", "1s"]);
     let row = env.state_of("p/m");
     assert_eq!(row["open_reservations"], 0, "{row}");
     assert_eq!(row["used"]["rpm"], 2, "{row}");
-    assert_eq!(row["used"]["tpm"], 130, "{row}");
+    assert_eq!(row["used"]["tpm"], 30, "{row}");
     env.fails(["record", "--lease", &second], 1)
         .says(&["already settled"]);
 
@@ -271,7 +271,7 @@ fn rate_limited_and_failed_settle_the_oldest_open_reservation_or_count_one_reque
     let row = env.state_of("p/m");
     assert_eq!(row["open_reservations"], 0, "{row}");
     assert_eq!(row["used"]["rpm"], 4, "{row}");
-    assert_eq!(row["used"]["tpm"], 130, "{row}");
+    assert_eq!(row["used"]["tpm"], 30, "{row}");
 }
 
 #[test]

@@ -67,10 +67,8 @@ if [ "$LLM_ROTATE_ID" = p/a ]; then {}; echo refused-body; exit 0; fi
     let a = env.state_of("p/a");
     assert_eq!(a["blocked_by"], "cooldown", "{a}");
     assert_eq!(a["cooldown"]["ends_in_s"], 30.0, "{a}");
-    assert_eq!(
-        a["used"]["tpm"], 100,
-        "the refused call keeps its estimate: {a}"
-    );
+    assert_eq!(a["used"]["tpm"], 0, "a refused call used no tokens: {a}");
+    assert_eq!(a["used"]["rpm"], 1, "but counts its request: {a}");
     let b = env.state_of("p/b");
     assert_eq!(b["used"]["tpm"], 42, "{b}");
     assert_eq!(b["open_reservations"], 0, "{b}");
@@ -447,4 +445,22 @@ fn exec_and_record_read_every_status_of_a_dump_alike() {
     exec(&env, &[], &script, "").code(1);
     let row = env.state_of("p/a");
     assert_eq!(row["cooldown"]["ends_in_s"], 20.0, "{row}");
+}
+
+#[test]
+fn a_streamed_body_on_stdout_or_in_the_usage_file_settles_its_final_usage() {
+    let openai = r#"printf 'data: {"choices":[{"delta":{"content":"Hi"}}],"usage":null}\n\ndata: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":4}}\n\ndata: [DONE]\n\n'"#;
+    let anthropic = r#"printf 'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":9,"cache_read_input_tokens":20,"output_tokens":1}}}\n\nevent: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":5}}\n\nevent: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":7}}\n\n'"#;
+    for (body, expected) in [
+        (openai.to_owned(), 14),
+        (anthropic.to_owned(), 36),
+        (format!(r#"{anthropic} > "$LLM_ROTATE_USAGE""#), 36),
+        // Cut before its usage: the estimate stands.
+        (r#"printf 'data: {"choices":[]}\n\n'"#.to_owned(), 1_000),
+    ] {
+        let env = Env::with_endpoints(TWO);
+        let script = stub(&env, "s.sh", &body);
+        exec(&env, &["--tokens", "1000"], &script, "").code(0);
+        assert_eq!(env.used("p/a", "tpm"), expected, "{body}");
+    }
 }

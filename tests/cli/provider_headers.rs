@@ -630,3 +630,50 @@ fn notes_are_cut_escaped_and_said_once_with_their_count() {
     assert!(notes.lines().all(|l| l.chars().count() < 260), "{notes}");
     assert!(!notes.contains('\u{1b}'), "escaped: {notes}");
 }
+
+#[test]
+fn record_usage_reads_the_body_whatever_its_status() {
+    let id = "openai/gpt-4o";
+    let rows = "provider,model\nopenai,gpt-4o\n";
+    let body = r#"{"id":"c","usage":{"prompt_tokens":120,"completion_tokens":30,"prompt_tokens_details":{"cached_tokens":100}}}"#;
+    let error = r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#;
+    // A success settles what its body reports.
+    let env = Env::with_endpoints(rows);
+    env.pick(&["--tokens", "1000"]);
+    env.write("out.json", body);
+    env.write("h.txt", dump(&["HTTP/1.1 200 OK"]));
+    let out = env.run(["record", id, "--headers", "h.txt", "--usage", "out.json"]);
+    out.code(0);
+    assert_eq!(out.stderr, "", "{out}");
+    assert_eq!(env.used(id, "tpm"), 150);
+    // A 429's error body has no usage and the refused call used none; no note.
+    env.pick(&["--tokens", "1000"]);
+    env.write("out.json", error);
+    env.write(
+        "h.txt",
+        dump(&["HTTP/1.1 429 Too Many Requests", "retry-after: 5"]),
+    );
+    let out = env.run(["record", id, "--headers", "h.txt", "--usage", "out.json"]);
+    out.code(0);
+    assert_eq!(out.stderr, "", "{out}");
+    assert_eq!(env.used(id, "tpm"), 150);
+    assert_eq!(env.state_of(id)["open_reservations"], 0);
+    // A success without usage keeps the estimate, and says so; stdin works too.
+    let env = Env::with_endpoints(rows);
+    env.pick(&["--tokens", "1000"]);
+    env.run_stdin(["record", id, "--usage", "-"], "OK\n")
+        .code(0)
+        .says(&["no usage in stdin; the estimate stands"]);
+    assert_eq!(env.used(id, "tpm"), 1_000);
+    // An SSE stream, a file that is not there, and --usage beside --tokens.
+    env.write(
+        "stream.txt",
+        "data: {\"usage\":{\"total_tokens\":7}}\n\ndata: [DONE]\n\n",
+    );
+    env.ok(["record", id, "--add", "--usage", "stream.txt"]);
+    assert_eq!(env.used(id, "tpm"), 1_007);
+    env.run(["record", id, "--add", "--usage", "missing.json"])
+        .code(0)
+        .says(&["cannot read the usage file missing.json"]);
+    env.fails(["record", id, "--tokens", "5", "--usage", "out.json"], 2);
+}

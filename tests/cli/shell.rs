@@ -196,3 +196,105 @@ fn the_readmes_script_stops_when_no_quota_is_left() {
     let out = crate::Out::from(cmd.output().expect("run the script"));
     out.code(75).no_stdout();
 }
+
+/// A provider stand-in on a free loopback port that answers each request with the next of
+/// `responses` (raw HTTP), then closes.
+fn stand_in(responses: Vec<String>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for response in responses {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            // The request: headers, then the body its Content-Length announces.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = conn.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+fn http(status: &str, headers: &[&str], body: &str) -> String {
+    let mut text = format!(
+        "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    text + "\r\n" + body
+}
+
+#[test]
+fn the_readmes_pick_call_record_script_settles_what_the_call_used() {
+    if !crate::installed("curl", "curl") {
+        return;
+    }
+    let readme = include_str!("../../README.md");
+    let script: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "#!/bin/sh")
+        .take_while(|l| *l != "```")
+        .collect();
+    let script = script
+        .join("\n")
+        .replace("llm-rotate ", "\"$LLM_ROTATE\" --endpoints \"$EP\" ");
+    assert!(script.contains("--usage out.json"), "{script}");
+    let port = stand_in(vec![
+        http(
+            "200 OK",
+            &[
+                "x-ratelimit-remaining-requests: 2",
+                "x-ratelimit-reset-requests: 1m",
+            ],
+            r#"{"usage":{"prompt_tokens":11,"completion_tokens":5,"total_tokens":16}}"#,
+        ),
+        http(
+            "429 Too Many Requests",
+            &["retry-after: 20"],
+            r#"{"error":{"message":"slow down"}}"#,
+        ),
+    ]);
+    let env = Env::with_endpoints(&format!(
+        "provider,model,rpm,base_url,api_key_env\nopenai,m,10,http://127.0.0.1:{port}/v1,KEY\n"
+    ));
+    let run = || {
+        let mut cmd = env.std_command("sh");
+        cmd.arg("-c")
+            .arg(&script)
+            .env("LLM_ROTATE", bin())
+            .env("EP", env.endpoints_file())
+            .env("KEY", "sk-test");
+        crate::Out::from(cmd.output().expect("run the script"))
+    };
+    run().code(0);
+    let row = env.state_of("openai/m");
+    assert_eq!(row["used"]["tpm"], 16, "the body's usage: {row}");
+    assert_eq!(row["remaining"]["rpm"], 2, "the provider's word: {row}");
+    run().code(0);
+    let row = env.state_of("openai/m");
+    assert_eq!(row["used"]["tpm"], 16, "the 429 used no tokens: {row}");
+    assert_eq!(row["cooldown"]["ends_in_s"], 20.0, "{row}");
+    assert_eq!(row["open_reservations"], 0, "{row}");
+}

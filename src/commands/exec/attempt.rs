@@ -13,7 +13,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use crate::response::Response;
+use crate::response::{Response, usage};
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::SignalsInfo;
@@ -247,13 +247,13 @@ pub fn run(
         .and_then(|file| Response::read_from(file).ok());
     let usage = regular_file(&usage).and_then(|file| {
         let size = file.metadata().ok()?.len();
-        if size > USAGE_CAP {
-            notes.push("the usage file is over 64 MiB; ignored, the estimate stands".to_owned());
-            return None;
+        match usage::read(file, Some(size)).ok()? {
+            Some(bytes) => (!bytes.is_empty()).then_some(bytes),
+            None => {
+                notes.push(usage::TOO_LARGE.to_owned());
+                None
+            }
         }
-        let mut bytes = Vec::new();
-        file.take(USAGE_CAP).read_to_end(&mut bytes).ok()?;
-        (!bytes.is_empty()).then_some(bytes)
     });
     Ok(Finished {
         status,
@@ -265,9 +265,6 @@ pub fn run(
         interrupted: signals.interrupted(),
     })
 }
-
-/// The most of a usage file that is read.
-const USAGE_CAP: u64 = 64 << 20;
 
 /// The file COMMAND left at `path`, when it is a regular file: a FIFO would block the
 /// read, a device might never end.

@@ -27,6 +27,8 @@ struct Verdict {
     went: Went,
     /// The status of the response when the command wrote a header dump.
     status: Option<u16>,
+    /// The provider refused the call (429, 408, 5xx): another endpoint may take it.
+    refused: bool,
     interrupted: bool,
 }
 
@@ -43,6 +45,7 @@ impl Verdict {
         Verdict {
             went,
             status: response.and_then(|r| r.status),
+            refused: response.is_some_and(Response::refused),
             interrupted: finished.interrupted,
         }
     }
@@ -57,13 +60,9 @@ impl Verdict {
         }
     }
 
-    /// A refusal that another endpoint might not give: 429, 408 and 5xx.
+    /// A refusal that another endpoint might not give.
     fn worth_another_endpoint(&self) -> bool {
-        match self.went {
-            Went::Refused => true,
-            Went::Failed => matches!(self.status, Some(408 | 500..=599)),
-            Went::Success => false,
-        }
+        self.refused
     }
 
     fn reason(&self, finished: &Finished) -> String {
@@ -192,11 +191,16 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             }
         };
         let verdict = Verdict::of(&finished);
-        let used = finished.usage.as_deref().and_then(usage::used).or_else(|| {
-            (!args.stream)
-                .then(|| usage::in_response(&finished.stdout))
-                .flatten()
-        });
+        let used = finished
+            .usage
+            .as_deref()
+            .and_then(usage::in_file)
+            .or_else(|| {
+                (!args.stream)
+                    .then(|| usage::in_body(&finished.stdout))
+                    .flatten()
+            })
+            .map(usage::Usage::total);
         let call = settle_call(
             &lease,
             None,
