@@ -252,65 +252,48 @@ mod tests {
         }
     }
 
+    /// A Retry-After as the wait from NOW it means.
+    fn wait(text: &str) -> Result<Millis, String> {
+        parse_retry_after(text).map(|later| later.wait_from(NOW))
+    }
+
     #[test]
     fn retry_after_in_seconds_is_a_wait_from_now() {
-        assert_eq!(
-            parse_retry_after("120").map(|later| later.wait_from(NOW)),
-            Ok(120_000)
-        );
-        assert_eq!(
-            parse_retry_after(" 1.5 ").map(|later| later.wait_from(NOW)),
-            Ok(1_500)
-        );
-        assert_eq!(
-            parse_retry_after("0").map(|later| later.wait_from(NOW)),
-            Ok(0)
-        );
-        assert_eq!(
-            parse_retry_after("2m").map(|later| later.wait_from(NOW)),
-            Ok(120_000)
-        );
+        assert_eq!(wait("120"), Ok(120_000));
+        assert_eq!(wait(" 1.5 "), Ok(1_500));
+        assert_eq!(wait("0"), Ok(0));
+        assert_eq!(wait("2m"), Ok(120_000));
     }
 
     #[test]
     fn retry_after_as_an_http_date() {
+        assert_eq!(wait("Thu, 01 Jan 2026 00:01:30 GMT"), Ok(90_000));
         assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2026 00:01:30 GMT").map(|later| later.wait_from(NOW)),
-            Ok(90_000)
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT").map(|later| later.wait_from(NOW)),
+            wait("Wed, 21 Oct 2026 07:28:00 GMT"),
             Ok(1_792_567_680_000 - NOW)
         );
         assert_eq!(
-            parse_retry_after("Wed, 31 Dec 2025 23:59:00 GMT").map(|later| later.wait_from(NOW)),
+            wait("Wed, 31 Dec 2025 23:59:00 GMT"),
             Ok(0),
             "a date in the past means no wait"
         );
-        assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2026 00:00:00 GMT").map(|later| later.wait_from(NOW)),
-            Ok(0)
-        );
+        assert_eq!(wait("Thu, 01 Jan 2026 00:00:00 GMT"), Ok(0));
     }
 
     #[test]
     fn bad_retry_after_values_say_why() {
         assert_eq!(
-            parse_retry_after("soon").map(|later| later.wait_from(NOW)),
+            wait("soon"),
             Err(r#""soon" is neither a duration (like 30s, 2m, 1h5m) nor an HTTP date (like Wed, 21 Oct 2026 07:28:00 GMT)"#.to_string())
         );
         assert_eq!(
-            parse_retry_after("-5").map(|later| later.wait_from(NOW)),
+            wait("-5"),
             Err(r#""-5" is negative; a duration is 0 or more"#.to_string())
         );
         assert_eq!(
-            parse_retry_after("").map(|later| later.wait_from(NOW)),
+            wait(""),
             Err("empty duration (like 30s, 2m, 1h5m)".to_string())
         );
-        assert!(
-            parse_retry_after("Wed, 32 Oct 2026 07:28:00 GMT")
-                .map(|later| later.wait_from(NOW))
-                .is_err()
-        );
+        assert!(wait("Wed, 32 Oct 2026 07:28:00 GMT").is_err());
     }
 }

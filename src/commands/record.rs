@@ -29,6 +29,11 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     if let Some(id) = &args.id {
         find(&all, id)?;
     }
+    let stdin = |path: &Option<std::path::PathBuf>| path.as_ref().is_some_and(|p| p == "-");
+    anyhow::ensure!(
+        !(stdin(&args.headers) && stdin(&args.usage)),
+        "--headers - and --usage - cannot both read stdin; give one of them a file"
+    );
     // Every input is read before the ledger is locked: the lock is held for the step
     // alone, and the time of the record is the moment the call's outcome was all in.
     let response = args

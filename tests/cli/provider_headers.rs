@@ -676,4 +676,6 @@ fn record_usage_reads_the_body_whatever_its_status() {
         .code(0)
         .says(&["cannot read the usage file missing.json"]);
     env.fails(["record", id, "--tokens", "5", "--usage", "out.json"], 2);
+    env.fails(["record", id, "--headers", "-", "--usage", "-"], 1)
+        .says(&["cannot both read stdin"]);
 }
