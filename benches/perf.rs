@@ -13,6 +13,7 @@ use llm_rotate::clock::{MINUTE_MS, Millis};
 use llm_rotate::endpoints;
 use llm_rotate::engine::account;
 use llm_rotate::engine::choose::{self, Strategy};
+use llm_rotate::estimate::Estimate;
 use llm_rotate::ledger;
 use llm_rotate::quota::Request;
 
@@ -162,7 +163,7 @@ fn lock_held(file: &Path, db: &Path, now: Millis) -> f64 {
                     let choice = choose::choose(
                         book,
                         &candidates,
-                        Request::new(0),
+                        Estimate::default(),
                         Strategy::Order,
                         true,
                         now,

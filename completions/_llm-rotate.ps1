@@ -40,9 +40,9 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             break
         }
         'llm-rotate;pick' {
-            [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`')
+            [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`')
             [CompletionResult]::new('--tokens-from', '--tokens-from', [CompletionResultType]::ParameterName, 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin')
-            [CompletionResult]::new('--max-output', '--max-output', [CompletionResultType]::ParameterName, 'Completion tokens allowed (`max_tokens`), added to the estimate')
+            [CompletionResult]::new('--max-output', '--max-output', [CompletionResultType]::ParameterName, 'Completion tokens allowed (`max_tokens`): the estimate''s output tokens')
             [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable')
             [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Skip endpoints whose id matches this glob; repeatable')
             [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'How to choose among the fitting endpoints of the highest priority')
@@ -57,9 +57,9 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             break
         }
         'llm-rotate;exec' {
-            [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`')
+            [CompletionResult]::new('--tokens', '--tokens', [CompletionResultType]::ParameterName, 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`')
             [CompletionResult]::new('--tokens-from', '--tokens-from', [CompletionResultType]::ParameterName, 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin')
-            [CompletionResult]::new('--max-output', '--max-output', [CompletionResultType]::ParameterName, 'Completion tokens allowed (`max_tokens`), added to the estimate')
+            [CompletionResult]::new('--max-output', '--max-output', [CompletionResultType]::ParameterName, 'Completion tokens allowed (`max_tokens`): the estimate''s output tokens')
             [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable')
             [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Skip endpoints whose id matches this glob; repeatable')
             [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'How to choose among the fitting endpoints of the highest priority')

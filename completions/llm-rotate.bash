@@ -156,7 +156,7 @@ _llm__rotate() {
                     return 0
                     ;;
                 --strategy)
-                    COMPREPLY=($(compgen -W "order weighted spread round-robin" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "order weighted spread round-robin cheapest" -- "${cur}"))
                     return 0
                     ;;
                 --wait)
@@ -418,7 +418,7 @@ _llm__rotate() {
                     return 0
                     ;;
                 --strategy)
-                    COMPREPLY=($(compgen -W "order weighted spread round-robin" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "order weighted spread round-robin cheapest" -- "${cur}"))
                     return 0
                     ;;
                 --wait)

@@ -36,9 +36,9 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'llm-rotate;pick'= {
-            cand --tokens 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`'
+            cand --tokens 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`'
             cand --tokens-from 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin'
-            cand --max-output 'Completion tokens allowed (`max_tokens`), added to the estimate'
+            cand --max-output 'Completion tokens allowed (`max_tokens`): the estimate''s output tokens'
             cand --only 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable'
             cand --exclude 'Skip endpoints whose id matches this glob; repeatable'
             cand --strategy 'How to choose among the fitting endpoints of the highest priority'
@@ -52,9 +52,9 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'llm-rotate;exec'= {
-            cand --tokens 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`'
+            cand --tokens 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`'
             cand --tokens-from 'Estimate the tokens from the prompt''s size: FILE''s bytes / 3, rounded up; `-` for stdin'
-            cand --max-output 'Completion tokens allowed (`max_tokens`), added to the estimate'
+            cand --max-output 'Completion tokens allowed (`max_tokens`): the estimate''s output tokens'
             cand --only 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable'
             cand --exclude 'Skip endpoints whose id matches this glob; repeatable'
             cand --strategy 'How to choose among the fitting endpoints of the highest priority'

@@ -40,15 +40,16 @@ complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "history" -d '
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "man" -d 'Print the manual page (roff), from the same definitions as --help'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens -d 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l tokens-from -d 'Estimate the tokens from the prompt\'s size: FILE\'s bytes / 3, rounded up; `-` for stdin' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l max-output -d 'Completion tokens allowed (`max_tokens`), added to the estimate' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l max-output -d 'Completion tokens allowed (`max_tokens`): the estimate\'s output tokens' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l only -d 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
 weighted\t'At random, in proportion to the `weight` column'
 spread\t'The one with the most of its tightest limit left'
-round-robin\t'Each in turn, in file order; the turn is shared by every process'"
+round-robin\t'Each in turn, in file order; the turn is shared by every process'
+cheapest\t'The lowest cost of this request at the `price_*` columns; ties in file order'"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l wait -d 'When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a value as long as it takes' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l format -d 'Output format' -r -f -a "text\t'The id alone on one line'
 json\t'One JSON object with the lease and the endpoint\'s properties'
@@ -60,15 +61,16 @@ always\t''
 never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l dry-run -d 'Show what would be chosen; reserve nothing'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens-from -d 'Estimate the tokens from the prompt\'s size: FILE\'s bytes / 3, rounded up; `-` for stdin' -r -F
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l max-output -d 'Completion tokens allowed (`max_tokens`), added to the estimate' -r
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l max-output -d 'Completion tokens allowed (`max_tokens`): the estimate\'s output tokens' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l only -d 'Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l exclude -d 'Skip endpoints whose id matches this glob; repeatable' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l strategy -d 'How to choose among the fitting endpoints of the highest priority' -r -f -a "order\t'The first in file order'
 weighted\t'At random, in proportion to the `weight` column'
 spread\t'The one with the most of its tightest limit left'
-round-robin\t'Each in turn, in file order; the turn is shared by every process'"
+round-robin\t'Each in turn, in file order; the turn is shared by every process'
+cheapest\t'The lowest cost of this request at the `price_*` columns; ties in file order'"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l wait -d 'When nothing fits, wait for a slot: at most DURATION (30s, 5m, 1h), or without a value as long as it takes' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l attempts -d 'Attempts in all, fail-overs included' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F

@@ -79,7 +79,7 @@ pub struct PickArgs {
 /// choose among them, and how long to wait for one.
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// Tokens the request will use (estimate); `1200`, `4k`, `1_000`
+    /// Input tokens the request will use (estimate); `1200`, `4k`, `1_000`
     #[arg(long, value_name = "N", default_value = "0", value_parser = count)]
     pub tokens: u64,
 
@@ -88,7 +88,7 @@ pub struct RequestArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
     pub tokens_from: Option<PathBuf>,
 
-    /// Completion tokens allowed (`max_tokens`), added to the estimate
+    /// Completion tokens allowed (`max_tokens`): the estimate's output tokens
     #[arg(long, value_name = "N", value_parser = count)]
     pub max_output: Option<u64>,
 
@@ -118,6 +118,7 @@ impl ValueEnum for Strategy {
             Strategy::Weighted,
             Strategy::Spread,
             Strategy::RoundRobin,
+            Strategy::Cheapest,
         ]
     }
 
@@ -132,6 +133,10 @@ impl ValueEnum for Strategy {
             Strategy::RoundRobin => (
                 "round-robin",
                 "Each in turn, in file order; the turn is shared by every process",
+            ),
+            Strategy::Cheapest => (
+                "cheapest",
+                "The lowest cost of this request at the `price_*` columns; ties in file order",
             ),
         };
         Some(clap::builder::PossibleValue::new(name).help(help))

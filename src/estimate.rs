@@ -8,6 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::quota::Request;
+
 /// Where the estimate comes from.
 pub enum Source<'a> {
     Count(u64),
@@ -15,8 +17,23 @@ pub enum Source<'a> {
     File(&'a Path),
 }
 
+/// What a call is expected to use, by kind: its prompt (input) and the completion tokens it
+/// allows (output).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub input: u64,
+    pub output: u64,
+}
+
+impl Estimate {
+    /// One request, and every token of the estimate: what limits are checked against.
+    pub fn request(self) -> Request {
+        Request::new(self.input.saturating_add(self.output))
+    }
+}
+
 /// The estimate, and stdin's bytes when the estimate read them (for `exec` to replay).
-pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(u64, Option<Vec<u8>>)> {
+pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(Estimate, Option<Vec<u8>>)> {
     let (prompt, stdin) = match source {
         Source::Count(n) => (n, None),
         Source::File(path) if path.as_os_str() == "-" => {
@@ -42,7 +59,11 @@ pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(u64, Option<Ve
             (of_size(size), None)
         }
     };
-    Ok((prompt.saturating_add(max_output.unwrap_or(0)), stdin))
+    let estimate = Estimate {
+        input: prompt,
+        output: max_output.unwrap_or(0),
+    };
+    Ok((estimate, stdin))
 }
 
 /// Bytes / 3, rounded up.

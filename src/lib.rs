@@ -13,6 +13,7 @@ pub mod env;
 pub mod estimate;
 pub mod glob;
 pub mod ledger;
+pub mod money;
 pub mod output;
 pub mod quota;
 pub mod random;

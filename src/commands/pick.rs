@@ -13,26 +13,26 @@ use crate::clock::Millis;
 use crate::endpoints::Endpoint;
 use crate::engine::choose::{self, Blocked, Choice, describe};
 use crate::engine::wait::{self, How, Wait};
-use crate::estimate;
+use crate::estimate::{self, Estimate};
 use crate::output::{self, shell_quote};
 use crate::quota::Request;
 
 pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
-    let (tokens, _) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
-    let request = Request::new(tokens);
+    let (estimate, _) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
+    let request = estimate.request();
     let (candidates, never) =
         choose::candidates(&all, &args.request.only, &args.request.exclude, request)?;
     let mut ledger = ctx.ledger()?;
     let wait = Wait::new(args.request.wait)?;
     let how = How {
-        request,
+        estimate,
         strategy: args.request.strategy,
         reserve: !args.dry_run,
     };
     match wait::pick(ledger.as_mut(), &candidates, how, &wait)? {
         (Choice::Chosen { endpoint, lease }, _) => {
-            output::data(&render(endpoint, lease.as_deref(), request, args.format)?)?;
+            output::data(&render(endpoint, lease.as_deref(), estimate, args.format)?)?;
             Ok(ExitCode::SUCCESS)
         }
         (Choice::Exhausted(blocked), now) => {
@@ -48,7 +48,10 @@ struct Chosen<'a> {
     provider: &'a str,
     model: &'a str,
     lease: Option<&'a str>,
+    /// The estimate's total, and its kinds.
     tokens: u64,
+    input_tokens: u64,
+    output_tokens: u64,
     props: Props<'a>,
 }
 
@@ -76,9 +79,10 @@ fn props(endpoint: &Endpoint) -> Vec<(&str, &str)> {
 fn render(
     endpoint: &Endpoint,
     lease: Option<&str>,
-    request: Request,
+    estimate: Estimate,
     format: PickFormat,
 ) -> Result<String> {
+    let tokens = estimate.request().tokens;
     Ok(match format {
         PickFormat::Text => format!("{}\n", endpoint.id),
         PickFormat::Json => {
@@ -87,13 +91,15 @@ fn render(
                 provider: &endpoint.provider,
                 model: &endpoint.model,
                 lease,
-                tokens: request.tokens,
+                tokens,
+                input_tokens: estimate.input,
+                output_tokens: estimate.output,
                 props: Props(props(endpoint)),
             };
             format!("{}\n", serde_json::to_string(&chosen)?)
         }
         PickFormat::Shell => endpoint
-            .exported(lease, request.tokens)
+            .exported(lease, tokens)
             .iter()
             .map(|(name, value)| format!("export {name}={}\n", shell_quote(value)))
             .collect(),

@@ -8,9 +8,10 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use super::pools::{PoolCells, resolve_pools};
 use super::rows::Row;
-use super::{DayReset, Endpoint, Pace, Report, parse_count, shown};
+use super::{DayReset, Endpoint, Pace, Prices, Report, parse_count, shown};
 use crate::anchor::DayAnchor;
 use crate::env;
+use crate::money::Money;
 use crate::quota::{Limit, Limits};
 
 /// What a column means; every column not recognised is a property.
@@ -29,7 +30,17 @@ enum Field {
     DayReset,
     Headers,
     Key,
+    Price(Price),
     Prop,
+}
+
+/// The `price_*` columns: dollars per million tokens of a kind, or per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Price {
+    Input,
+    Output,
+    Cached,
+    Call,
 }
 
 impl Field {
@@ -53,6 +64,10 @@ impl Field {
             "day_reset" => Field::DayReset,
             "headers" => Field::Headers,
             "key" => Field::Key,
+            "price_in" => Field::Price(Price::Input),
+            "price_out" => Field::Price(Price::Output),
+            "price_cached" => Field::Price(Price::Cached),
+            "price_call" => Field::Price(Price::Call),
             _ => Field::Prop,
         }
     }
@@ -210,6 +225,7 @@ fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> (Endpoint, Po
         day_reset: DayReset::Rolling,
         headers: None,
         key: None,
+        prices: Prices::default(),
         props: Vec::new(),
         line: row.line,
         pool: None,
@@ -277,6 +293,16 @@ fn read_cell(endpoint: &mut Endpoint, column: &Column, value: &str) -> Result<()
         Field::Headers => endpoint.headers = Some(lower).filter(|h| !h.is_empty()),
         // Never fails, so the secret can never reach a message.
         Field::Key => endpoint.key = Some(value.to_owned()).filter(|k| !k.is_empty()),
+        Field::Price(_) if value.is_empty() => {}
+        Field::Price(kind) => {
+            let prices = &mut endpoint.prices;
+            match kind {
+                Price::Input => prices.input = Money::parse_per_million(value)?,
+                Price::Output => prices.output = Money::parse_per_million(value)?,
+                Price::Cached => prices.cached = Some(Money::parse_per_million(value)?),
+                Price::Call => prices.call = Money::parse_dollars(value)?,
+            }
+        }
         Field::Prop => endpoint.props.push((column.name.clone(), value.to_owned())),
         // Read by `read_row`, for `resolve_pools`.
         Field::Pool | Field::PoolLimit(_) => {}

@@ -17,6 +17,8 @@ use crate::quota::Limits;
 use columns::build;
 use rows::{csv_rows, is_markdown, markdown_rows};
 
+use crate::money::Money;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     /// The `id` column, default `provider/model`; unique in the file.
@@ -37,6 +39,8 @@ pub struct Endpoint {
     pub headers: Option<String>,
     /// An API key. Secret: never put it into an error message or the database.
     pub key: Option<String>,
+    /// What a call costs (`price_*` columns); 0 where not given.
+    pub prices: Prices,
     /// Every other column in file order: (header as written, cell), empty cells included.
     pub props: Vec<(String, String)>,
     /// The physical line (1-based) on which the row starts.
@@ -80,6 +84,26 @@ impl Endpoint {
         }
         own("tokens", &tokens.to_string());
         vars
+    }
+}
+
+/// An endpoint's prices: of one token of each kind, and of a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prices {
+    pub input: Money,
+    pub output: Money,
+    /// Cached input tokens; `price_in` when not given.
+    pub cached: Option<Money>,
+    pub call: Money,
+}
+
+impl Prices {
+    /// What a call of `input` and `output` tokens costs (one request).
+    pub fn cost(&self, input: u64, output: u64) -> Money {
+        self.input
+            .times(input)
+            .plus(self.output.times(output))
+            .plus(self.call)
     }
 }
 

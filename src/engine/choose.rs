@@ -9,6 +9,7 @@ use super::admit::{self, Block, Standing, Verdict};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::endpoints::Endpoint;
+use crate::estimate::Estimate;
 use crate::glob;
 use crate::ledger::{Book, Parts};
 use crate::quota::Request;
@@ -25,6 +26,8 @@ pub enum Strategy {
     Spread,
     /// Each in turn, in file order; the turn is kept in the ledger.
     RoundRobin,
+    /// The lowest estimated cost of the request (its prices); ties in file order.
+    Cheapest,
 }
 
 /// Why an endpoint cannot take the request now, and when it can.
@@ -92,11 +95,12 @@ pub fn describe(request: Request) -> String {
 pub fn choose<'e>(
     book: &dyn Book,
     candidates: &[&'e Endpoint],
-    request: Request,
+    estimate: Estimate,
     strategy: Strategy,
     reserve: bool,
     now: Millis,
 ) -> Result<Choice<'e>> {
+    let request = estimate.request();
     if reserve {
         account::prune(book, now)?;
     }
@@ -145,7 +149,7 @@ pub fn choose<'e>(
         }
         let ticket = random::draw();
         let Some((position, standing)) =
-            select(strategy, group, fits, request, turn.as_deref(), ticket)
+            select(strategy, group, fits, estimate, turn.as_deref(), ticket)
         else {
             continue;
         };
@@ -193,7 +197,7 @@ fn select(
     strategy: Strategy,
     group: &[&Endpoint],
     mut fits: Vec<(usize, Standing)>,
-    request: Request,
+    estimate: Estimate,
     turn: Option<&str>,
     ticket: u64,
 ) -> Option<(usize, Standing)> {
@@ -219,6 +223,7 @@ fn select(
                 .unwrap_or(0)
         }
         Strategy::Spread => {
+            let request = estimate.request();
             let headroom = |s: &Standing| s.headroom(request);
             let mut best = 0;
             for (i, (_, standing)) in fits.iter().enumerate() {
@@ -234,6 +239,13 @@ fn select(
                 .and_then(|id| group.iter().position(|e| e.id == id))
                 .map_or(0, |p| p + 1);
             fits.iter().position(|(p, _)| *p >= after).unwrap_or(0)
+        }
+        Strategy::Cheapest => {
+            // The first of the lowest: a tie goes to file order.
+            let cost = |p: usize| group[p].prices.cost(estimate.input, estimate.output);
+            (0..fits.len())
+                .min_by_key(|&i| cost(fits[i].0))
+                .unwrap_or(0)
         }
     };
     Some(fits.swap_remove(index))
@@ -276,7 +288,7 @@ mod tests {
     fn picked(strategy: Strategy, rows: &[Endpoint], turn: Option<&str>, ticket: u64) -> usize {
         let group: Vec<&Endpoint> = rows.iter().collect();
         let fits = fitting(rows, &[5, 1, 3]);
-        select(strategy, &group, fits, Request::new(0), turn, ticket)
+        select(strategy, &group, fits, Estimate::default(), turn, ticket)
             .expect("one fits")
             .0
     }
@@ -303,7 +315,7 @@ mod tests {
                 Strategy::Order,
                 &group,
                 Vec::new(),
-                Request::new(0),
+                Estimate::default(),
                 None,
                 0
             )
@@ -328,7 +340,7 @@ mod tests {
                         match choose(
                             book,
                             &candidates,
-                            Request::new(0),
+                            Estimate::default(),
                             Strategy::Order,
                             reserve,
                             now,

@@ -11,6 +11,7 @@ use super::choose::{self, Strategy as Picking};
 use super::settle::{self, Record, Said};
 use crate::clock::{MINUTE_MS, Millis, SECOND_MS};
 use crate::endpoints::{self, Endpoint};
+use crate::estimate::Estimate;
 use crate::ledger::tests::ledgers;
 use crate::ledger::{Book, Ledger, Parts};
 use crate::quota::Request;
@@ -100,7 +101,10 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
             choose::choose(
                 book,
                 &[&rows[*row]],
-                Request::new(*tokens),
+                Estimate {
+                    input: *tokens,
+                    output: 0,
+                },
                 Picking::Order,
                 true,
                 at,
@@ -110,8 +114,15 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
         Op::RoundRobin => {
             let all: Vec<&Endpoint> = rows.iter().collect();
             ledger.write(|book, _| {
-                choose::choose(book, &all, Request::new(0), Picking::RoundRobin, true, at)
-                    .map(|_| ())
+                choose::choose(
+                    book,
+                    &all,
+                    Estimate::default(),
+                    Picking::RoundRobin,
+                    true,
+                    at,
+                )
+                .map(|_| ())
             })
         }
         Op::Add { row, tokens } => record(

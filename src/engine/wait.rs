@@ -9,8 +9,8 @@ use anyhow::Result;
 use super::choose::{self, Choice, Strategy};
 use crate::clock::{self, Millis, SECOND_MS};
 use crate::endpoints::Endpoint;
+use crate::estimate::Estimate;
 use crate::ledger::{Book, Ledger};
-use crate::quota::Request;
 
 /// While waiting, look again at least this often: a settle or a reset by another process
 /// can free a slot sooner than the ledger foresaw.
@@ -79,7 +79,7 @@ impl Wait {
 /// What to pick for, and whether to reserve it.
 #[derive(Clone, Copy)]
 pub struct How {
-    pub request: Request,
+    pub estimate: Estimate,
     pub strategy: Strategy,
     pub reserve: bool,
 }
@@ -100,7 +100,7 @@ pub fn pick<'e>(
             let choice = choose::choose(
                 book,
                 candidates,
-                how.request,
+                how.estimate,
                 how.strategy,
                 how.reserve,
                 now,

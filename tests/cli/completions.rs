@@ -96,7 +96,7 @@ fn bash_completes_subcommands_options_and_values() {
     );
     assert_eq!(
         complete(&["llm-rotate", "pick", "--strategy", ""]),
-        ["order", "weighted", "spread", "round-robin"]
+        ["order", "weighted", "spread", "round-robin", "cheapest"]
     );
     let shells = complete(&["llm-rotate", "completions", ""]);
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {

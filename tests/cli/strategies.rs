@@ -123,3 +123,74 @@ fn a_higher_priority_endpoint_is_preferred_by_every_strategy() {
         );
     }
 }
+
+#[test]
+fn cheapest_takes_the_lowest_cost_of_this_request_among_those_that_fit() {
+    // Per million tokens: a is cheap to read and dear to write, b the other way round, c
+    // costs as much as a for input-only requests but is later in the file.
+    let env = Env::with_endpoints(
+        "provider,model,rpm,price_in,price_out,price_call,priority\n\
+         p,a,2,0.10,8,,\n\
+         p,b,2,1.5,0.6,0.0001,\n\
+         p,c,2,0.10,9,,\n\
+         p,free,9,,,,low\n",
+    );
+    // Mostly prompt: a; mostly output: b.
+    assert_eq!(
+        env.pick(&["--strategy", "cheapest", "--tokens", "100k"]),
+        "p/a"
+    );
+    assert_eq!(
+        env.pick(&[
+            "--strategy",
+            "cheapest",
+            "--tokens",
+            "10",
+            "--max-output",
+            "4k"
+        ]),
+        "p/b"
+    );
+    // Ties go to file order: a before c. Once a is full, c is the cheapest that fits.
+    assert_eq!(
+        env.pick(&["--strategy", "cheapest", "--tokens", "1k"]),
+        "p/a"
+    );
+    assert_eq!(
+        env.pick(&["--strategy", "cheapest", "--tokens", "1k"]),
+        "p/c"
+    );
+    // Priority comes first: the free row is only for when the high ones are full.
+    assert_eq!(
+        env.pick(&["--strategy", "cheapest", "--max-output", "4k"]),
+        "p/b"
+    );
+    assert_eq!(env.pick(&["--strategy", "cheapest"]), "p/c");
+    assert_eq!(env.pick(&["--strategy", "cheapest"]), "p/free");
+}
+
+#[test]
+fn pick_json_gives_the_estimate_by_kind() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let chosen = env.pick_json(&["--tokens", "1200", "--max-output", "300"]);
+    assert_eq!(chosen["tokens"], 1500);
+    assert_eq!(chosen["input_tokens"], 1200);
+    assert_eq!(chosen["output_tokens"], 300);
+}
+
+#[test]
+fn a_price_is_a_decimal_of_at_most_six_places() {
+    let env = Env::with_endpoints(
+        "provider,model,price_in,price_out,price_cached,price_call\n\
+         p,a,0.15,0.6,0.075,0.000001\n\
+         p,b,1e3,-1,0.1234567,$1\n",
+    );
+    let out = env.fails(["pick"], 1);
+    out.says(&[
+        "column price_in: \"1e3\" is not an amount of dollars (like 0.15, 2.5 or 3)",
+        "column price_out: \"-1\" is not an amount of dollars",
+        "column price_cached: \"0.1234567\" has more than 6 decimal places",
+        "column price_call: \"$1\" is not an amount of dollars",
+    ]);
+    assert!(out.stderr.contains(":3: column price_in"), "{out}");
+}

@@ -17,7 +17,6 @@ use crate::engine::settle::{self, Record, Said};
 use crate::engine::wait::{self, How, Wait};
 use crate::estimate;
 use crate::output;
-use crate::quota::Request;
 use crate::response::{Response, Went, usage};
 use attempt::{Finished, Input, Signals};
 
@@ -88,8 +87,8 @@ impl Verdict {
 pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
     // `--tokens-from -` reads stdin for the estimate; every attempt then gets those bytes.
-    let (tokens, stdin) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
-    let request = Request::new(tokens);
+    let (estimate, stdin) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
+    let request = estimate.request();
     let (candidates, never) =
         choose::candidates(&all, &args.request.only, &args.request.exclude, request)?;
     let (program, program_args) = args.command.split_first().expect("clap requires a command");
@@ -102,7 +101,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
     let signals = Signals::start()?;
     let wait = Wait::new(args.request.wait)?.stopped_by(signals.flag());
     let how = How {
-        request,
+        estimate,
         strategy: args.request.strategy,
         reserve: true,
     };
