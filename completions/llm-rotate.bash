@@ -327,7 +327,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__rotate__subcmd__history)
-            opts="-h --since --by --format --endpoints --db --color --help"
+            opts="-h --since --by --format --json --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,7 +391,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__rotate__subcmd__pick)
-            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --dry-run --format --endpoints --db --color --help"
+            opts="-h --tokens --tokens-from --max-output --only --exclude --strategy --wait --dry-run --format --json --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -525,7 +525,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__rotate__subcmd__state)
-            opts="-h --format --output --no-header --endpoints --db --color --help"
+            opts="-h --format --json --output --no-header --endpoints --db --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -48,6 +48,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
             cand --dry-run 'Show what would be chosen; reserve nothing'
+            cand --json 'Short for `--format json`'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -89,6 +90,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
+            cand --json 'Short for `--format json`'
             cand --no-header 'CSV without its header row, for appending readings to one file'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -108,6 +110,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
             cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
+            cand --json 'Short for `--format json`'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

@@ -60,6 +60,7 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l color -d 
 always\t''
 never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l dry-run -d 'Show what would be chosen; reserve nothing'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -l json -d 'Short for `--format json`'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand pick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens -d 'Input tokens the request will use (estimate); `1200`, `4k`, `1_000`' -r
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand exec" -l tokens-from -d 'Estimate the tokens from the prompt\'s size: FILE\'s bytes / 3, rounded up; `-` for stdin' -r -F
@@ -105,6 +106,7 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l db -d 'U
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l json -d 'Short for `--format json`'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -l no-header -d 'CSV without its header row, for appending readings to one file'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand state" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand reset" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
@@ -126,6 +128,7 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l db -d 
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l json -d 'Short for `--format json`'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F

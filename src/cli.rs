@@ -73,6 +73,10 @@ pub struct PickArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = PickFormat::Text)]
     pub format: PickFormat,
+
+    /// Short for `--format json`
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 /// What `pick` and `exec` share: the request's size, which endpoints may take it, how to
@@ -238,6 +242,10 @@ pub struct StateArgs {
     #[arg(long, value_enum, default_value_t = StateFormat::Table)]
     pub format: StateFormat,
 
+    /// Short for `--format json`
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+
     /// Write to FILE atomically (a temporary file in its folder, then a rename) instead of
     /// stdout
     #[arg(long, value_name = "FILE")]
@@ -285,6 +293,10 @@ pub struct HistoryArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
     pub format: HistoryFormat,
+
+    /// Short for `--format json`
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

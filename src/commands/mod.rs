@@ -32,12 +32,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         color: cli.color,
     };
     match cli.command {
-        Command::Pick(args) => pick::run(&ctx, &args),
+        Command::Pick(mut args) => {
+            if args.json {
+                args.format = crate::cli::PickFormat::Json;
+            }
+            pick::run(&ctx, &args)
+        }
         Command::Record(args) => record::run(&ctx, &args),
-        Command::State(args) => state::run(&ctx, &args),
+        Command::State(mut args) => {
+            if args.json {
+                args.format = crate::cli::StateFormat::Json;
+            }
+            state::run(&ctx, &args)
+        }
         Command::Reset(args) => reset::run(&ctx, &args),
         Command::Exec(args) => exec::run(&ctx, &args),
-        Command::History(args) => history::run(&ctx, &args),
+        Command::History(mut args) => {
+            if args.json {
+                args.format = crate::cli::HistoryFormat::Json;
+            }
+            history::run(&ctx, &args)
+        }
         Command::Man => {
             crate::output::bytes(&manual()?)?;
             Ok(ExitCode::SUCCESS)

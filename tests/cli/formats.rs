@@ -400,3 +400,35 @@ fn the_shipped_example_parses_and_pick_takes_its_first_high_priority_row() {
         format!("{first_best}\n")
     );
 }
+
+#[test]
+fn json_is_short_for_format_json_and_usage_errors_speak_as_llm_rotate() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,5\n");
+    let long = env.ok(["pick", "--dry-run", "--format", "json"]);
+    let short = env.ok(["pick", "--dry-run", "--json"]);
+    assert_eq!(long, short);
+    assert!(short.starts_with('{'), "{short}");
+    assert_eq!(
+        env.ok(["state", "--json"]),
+        env.ok(["state", "--format", "json"])
+    );
+    assert_eq!(
+        env.ok(["history", "--json"]),
+        env.ok(["history", "--format", "json"])
+    );
+    // Every line of a usage error is ours, clap's included; the status is 2.
+    for args in [
+        &["pick", "--json", "--format", "text"][..],
+        &["pick", "--bogus"],
+        &["pick", "--tokens", "x"],
+        &["frobnicate"],
+    ] {
+        let out = env.fails(args.iter().copied(), 2);
+        assert!(!out.stderr.is_empty(), "{args:?}");
+        for line in out.stderr.lines() {
+            assert!(line.starts_with("llm-rotate: "), "{args:?}: {line:?}");
+        }
+    }
+    env.fails(["pick", "--bogus"], 2)
+        .says(&["llm-rotate: unexpected argument '--bogus' found"]);
+}
