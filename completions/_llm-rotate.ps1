@@ -34,6 +34,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Show each endpoint''s usage against its limits')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget the usage and reservations of endpoints')
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write the example endpoints file to start from')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), from the same definitions as --help')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -124,6 +125,16 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'llm-rotate;init' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write to FILE instead')
+            [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace a file that is already there')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'llm-rotate;man' {
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]')
@@ -147,6 +158,7 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Show each endpoint''s usage against its limits')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Forget the usage and reservations of endpoints')
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write the example endpoints file to start from')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (roff), from the same definitions as --help')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -168,6 +180,9 @@ Register-ArgumentCompleter -Native -CommandName 'llm-rotate' -ScriptBlock {
             break
         }
         'llm-rotate;help;history' {
+            break
+        }
+        'llm-rotate;help;init' {
             break
         }
         'llm-rotate;help;man' {

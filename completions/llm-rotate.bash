@@ -28,6 +28,9 @@ _llm__rotate() {
             llm__rotate,history)
                 cmd="llm__rotate__subcmd__history"
                 ;;
+            llm__rotate,init)
+                cmd="llm__rotate__subcmd__init"
+                ;;
             llm__rotate,man)
                 cmd="llm__rotate__subcmd__man"
                 ;;
@@ -55,6 +58,9 @@ _llm__rotate() {
             llm__rotate__subcmd__help,history)
                 cmd="llm__rotate__subcmd__help__subcmd__history"
                 ;;
+            llm__rotate__subcmd__help,init)
+                cmd="llm__rotate__subcmd__help__subcmd__init"
+                ;;
             llm__rotate__subcmd__help,man)
                 cmd="llm__rotate__subcmd__help__subcmd__man"
                 ;;
@@ -77,7 +83,7 @@ _llm__rotate() {
 
     case "${cmd}" in
         llm__rotate)
-            opts="-h -V --endpoints --db --color --help --version pick exec record state reset history man completions help"
+            opts="-h -V --endpoints --db --color --help --version pick exec record state reset history init man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,7 +193,7 @@ _llm__rotate() {
             return 0
             ;;
         llm__rotate__subcmd__help)
-            opts="pick exec record state reset history man completions help"
+            opts="pick exec record state reset history init man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -243,6 +249,20 @@ _llm__rotate() {
             return 0
             ;;
         llm__rotate__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__rotate__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -343,6 +363,36 @@ _llm__rotate() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json csv svg" -- "${cur}"))
+                    return 0
+                    ;;
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llm__rotate__subcmd__init)
+            opts="-h --output --force --endpoints --db --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --endpoints)

@@ -31,6 +31,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand state 'Show each endpoint''s usage against its limits'
             cand reset 'Forget the usage and reservations of endpoints'
             cand history 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+            cand init 'Write the example endpoints file to start from'
             cand man 'Print the manual page (roff), from the same definitions as --help'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -114,6 +115,15 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'llm-rotate;init'= {
+            cand --output 'Write to FILE instead'
+            cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
+            cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
+            cand --color 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never'
+            cand --force 'Replace a file that is already there'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'llm-rotate;man'= {
             cand --endpoints 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]'
             cand --db 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]'
@@ -135,6 +145,7 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
             cand state 'Show each endpoint''s usage against its limits'
             cand reset 'Forget the usage and reservations of endpoints'
             cand history 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+            cand init 'Write the example endpoints file to start from'
             cand man 'Print the manual page (roff), from the same definitions as --help'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -150,6 +161,8 @@ set edit:completion:arg-completer[llm-rotate] = {|@words|
         &'llm-rotate;help;reset'= {
         }
         &'llm-rotate;help;history'= {
+        }
+        &'llm-rotate;help;init'= {
         }
         &'llm-rotate;help;man'= {
         }

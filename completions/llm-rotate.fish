@@ -37,6 +37,7 @@ complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "record" -d 'S
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "history" -d 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "init" -d 'Write the example endpoints file to start from'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "man" -d 'Print the manual page (roff), from the same definitions as --help'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llm-rotate -n "__fish_llm_rotate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -130,6 +131,14 @@ always\t''
 never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -l json -d 'Short for `--format json`'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand init" -l output -d 'Write to FILE instead' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand init" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand init" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand init" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand init" -l force -d 'Replace a file that is already there'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l endpoints -d 'Endpoints file: CSV or a Markdown table [default: endpoints.csv in the user config directory] [env: LLM_ROTATE_ENDPOINTS]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l db -d 'Usage database [default: usage.sqlite3 in the user cache directory] [env: LLM_ROTATE_DB]' -r -F
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand man" -l color -d 'Colour in tables: auto (on a terminal, without NO_COLOR), always or never' -r -f -a "auto\t''
@@ -142,12 +151,13 @@ complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -l co
 always\t''
 never\t''"
 complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "history" -d 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "man" -d 'Print the manual page (roff), from the same definitions as --help'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history man completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "pick" -d 'Choose an endpoint that fits the request now and reserve it'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "exec" -d 'Pick an endpoint, run a command with it, record what happened, and fail over'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "record" -d 'Settle a reservation with the real usage, or record a call made without pick'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "state" -d 'Show each endpoint\'s usage against its limits'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "reset" -d 'Forget the usage and reservations of endpoints'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "history" -d 'Requests and tokens per endpoint per UTC hour or day (kept 90 days)'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "init" -d 'Write the example endpoints file to start from'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "man" -d 'Print the manual page (roff), from the same definitions as --help'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llm-rotate -n "__fish_llm_rotate_using_subcommand help; and not __fish_seen_subcommand_from pick exec record state reset history init man completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -48,6 +48,7 @@ pub enum Command {
     State(StateArgs),
     Reset(ResetArgs),
     History(HistoryArgs),
+    Init(InitArgs),
     /// Print the manual page (roff), from the same definitions as --help
     Man,
     /// Print a shell completion script
@@ -55,6 +56,22 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Write the example endpoints file to start from
+///
+/// Writes it where the endpoints file is looked for (--endpoints, $LLM_ROTATE_ENDPOINTS, else
+/// endpoints.csv in the user config directory), or to --output, creating the folders. An
+/// existing file is left alone unless --force.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write to FILE instead
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Replace a file that is already there
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Choose an endpoint that fits the request now and reserve it

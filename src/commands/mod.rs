@@ -3,6 +3,7 @@
 
 mod exec;
 mod history;
+mod init;
 mod pick;
 mod record;
 mod reset;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             history::run(&ctx, &args)
         }
+        Command::Init(args) => init::run(&ctx, &args),
         Command::Man => {
             crate::output::bytes(&manual()?)?;
             Ok(ExitCode::SUCCESS)
@@ -113,6 +115,13 @@ impl Context {
     /// `endpoints.csv`. When none exists, the error names every place looked at.
     pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
         if let Some(path) = &self.endpoints {
+            if !path.exists() {
+                bail!(
+                    "no endpoints file at {0}; `llm-rotate --endpoints {0} init` writes an \
+                     example there to start from",
+                    path.display()
+                );
+            }
             return endpoints::load(path);
         }
         let default = default_endpoints_path();
@@ -120,7 +129,8 @@ impl Context {
             Some(path) if path.exists() => endpoints::load(path),
             _ => bail!(
                 "no endpoints file: looked for --endpoints (not given), ${} \
-                 (not set) and {}; create one (see endpoints.example.csv) or pass --endpoints FILE",
+                 (not set) and {}; `llm-rotate init` writes an example there to start from, or pass \
+                 --endpoints FILE",
                 env::ENDPOINTS,
                 default.as_deref().map_or(
                     "the user config directory (not found)".into(),
@@ -128,6 +138,12 @@ impl Context {
                 )
             ),
         }
+    }
+
+    /// Where the endpoints file is looked for: `--endpoints`, `$LLM_ROTATE_ENDPOINTS`, else
+    /// the config folder's `endpoints.csv`.
+    pub fn endpoints_path(&self) -> Option<PathBuf> {
+        self.endpoints.clone().or_else(default_endpoints_path)
     }
 
     /// The endpoints when a file is configured or present; `None` when there is none at all.

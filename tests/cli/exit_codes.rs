@@ -145,3 +145,46 @@ fn messages_go_to_stderr_with_the_program_name() {
         assert!(line.starts_with("llm-rotate: "), "{out}");
     }
 }
+
+#[test]
+fn init_writes_the_example_where_endpoints_are_looked_for_and_never_overwrites() {
+    let env = Env::new();
+    // Nothing yet: the error says how to start.
+    env.fails(["state"], 1)
+        .says(&["`llm-rotate init` writes an example"]);
+    let out = env.run(["init"]);
+    out.code(0)
+        .no_stdout()
+        .says(&["wrote the example endpoints file to"]);
+    let written = env.path("llm-rotate/endpoints.csv");
+    let example = include_str!("../../endpoints.example.csv");
+    assert_eq!(std::fs::read_to_string(&written).expect("written"), example);
+    // The file is in use at once.
+    let rows = env.state();
+    assert_eq!(
+        rows.len(),
+        example.lines().filter(|l| l.contains(",http")).count()
+    );
+    // A second init leaves the user's edits alone; --force replaces them.
+    std::fs::write(&written, "provider,model\nmine,m\n").expect("edit");
+    env.fails(["init"], 1)
+        .says(&["already exists; left as it is"]);
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("kept"),
+        "provider,model\nmine,m\n"
+    );
+    env.ok(["init", "--force"]);
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("replaced"),
+        example
+    );
+    // --output and --endpoints name the file; folders are created.
+    env.ok(["init", "--output", "a/b/e.csv"]);
+    assert!(env.path("a/b/e.csv").is_file());
+    env.fails(["--endpoints", "c/e.csv", "state"], 1).says(&[
+        "no endpoints file at c/e.csv",
+        "llm-rotate --endpoints c/e.csv init",
+    ]);
+    env.ok(["--endpoints", "c/e.csv", "init"]);
+    assert!(env.path("c/e.csv").is_file());
+}
