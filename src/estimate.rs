@@ -34,8 +34,8 @@ impl Estimate {
 
 /// The estimate, and stdin's bytes when the estimate read them (for `exec` to replay).
 pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(Estimate, Option<Vec<u8>>)> {
-    let (prompt, stdin) = match source {
-        Source::Count(n) => (n, None),
+    let (prompt, asked, stdin) = match source {
+        Source::Count(n) => (n, None, None),
         Source::File(path) if path.as_os_str() == "-" => {
             let mut bytes = Vec::new();
             std::io::stdin()
@@ -46,7 +46,8 @@ pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(Estimate, Opti
                 bytes.len() as u64 <= LARGEST_PROMPT,
                 "the prompt on stdin (--tokens-from -) is larger than 256 MiB"
             );
-            (of_size(bytes.len() as u64), Some(bytes))
+            let asked = asked_output(&bytes);
+            (of_size(bytes.len() as u64), asked, Some(bytes))
         }
         Source::File(path) => {
             let size = file_size(path)
@@ -56,14 +57,56 @@ pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(Estimate, Opti
                 "--tokens-from {} is larger than 256 MiB",
                 path.display()
             );
-            (of_size(size), None)
+            // A request body says how many completion tokens it allows.
+            let asked = match max_output {
+                None if looks_like_json(path) => std::fs::read(path)
+                    .ok()
+                    .and_then(|bytes| asked_output(&bytes)),
+                _ => None,
+            };
+            (of_size(size), asked, None)
         }
     };
     let estimate = Estimate {
         input: prompt,
-        output: max_output.unwrap_or(0),
+        output: max_output.or(asked).unwrap_or(0),
     };
     Ok((estimate, stdin))
+}
+
+/// The completion tokens a JSON request body allows: `max_completion_tokens` or
+/// `max_tokens` (OpenAI, Anthropic), `max_output_tokens` (OpenAI responses),
+/// `generationConfig.maxOutputTokens` (Gemini). `None` for anything else.
+fn asked_output(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?.trim_start();
+    if !text.starts_with('{') {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_str(text).ok()?;
+    [
+        "/max_completion_tokens",
+        "/max_tokens",
+        "/max_output_tokens",
+        "/generationConfig/maxOutputTokens",
+    ]
+    .iter()
+    .find_map(|path| body.pointer(path).and_then(serde_json::Value::as_u64))
+}
+
+/// Whether a regular file begins (after blanks) with `{`: only then is it read whole.
+fn looks_like_json(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut start = Vec::new();
+    let _ = file.take(4096).read_to_end(&mut start);
+    start
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
 }
 
 /// Bytes / 3, rounded up.
@@ -91,7 +134,23 @@ fn file_size(path: &Path) -> std::io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::of_size;
+    use super::{asked_output, of_size};
+
+    #[test]
+    fn a_request_body_says_how_many_completion_tokens_it_allows() {
+        for (body, expected) in [
+            (r#"{"model":"m","max_tokens":300}"#, Some(300)),
+            (r#" {"max_completion_tokens":50,"max_tokens":9}"#, Some(50)),
+            (r#"{"max_output_tokens":70}"#, Some(70)),
+            (r#"{"generationConfig":{"maxOutputTokens":12}}"#, Some(12)),
+            (r#"{"max_tokens":-1}"#, None),
+            (r#"{"messages":[]}"#, None),
+            ("max_tokens: 300", None),
+            ("{not json", None),
+        ] {
+            assert_eq!(asked_output(body.as_bytes()), expected, "{body}");
+        }
+    }
 
     #[test]
     fn a_third_of_the_bytes_rounded_up() {

@@ -464,3 +464,13 @@ fn a_streamed_body_on_stdout_or_in_the_usage_file_settles_its_final_usage() {
         assert_eq!(env.used("p/a", "tpm"), expected, "{body}");
     }
 }
+
+#[test]
+fn a_fail_over_says_when_the_others_were_left_out_rather_than_full() {
+    let env = Env::with_endpoints(TWO);
+    let always = stub(&env, "429.sh", &dump("429 Slow", ""));
+    exec(&env, &["--only", "p/a"], &always, "").code(75).says(&[
+        "p/a: rate-limited (429); no other endpoint to try: the rest are left out by --only/--exclude",
+    ]);
+    assert_eq!(env.used("p/b", "rpm"), 0);
+}

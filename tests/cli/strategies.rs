@@ -194,3 +194,25 @@ fn a_price_is_a_decimal_of_at_most_six_places() {
     ]);
     assert!(out.stderr.contains(":3: column price_in"), "{out}");
 }
+
+#[test]
+fn tokens_from_a_request_body_takes_its_max_tokens_as_the_output_estimate() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let body = r#"{"model":"m","max_tokens":300,"messages":[{"role":"user","content":"hi"}]}"#;
+    env.write("body.json", body);
+    let input = (body.len() as u64).div_ceil(3);
+    let chosen = env.pick_json(&["--tokens-from", "body.json"]);
+    assert_eq!(chosen["input_tokens"], input);
+    assert_eq!(chosen["output_tokens"], 300);
+    // --max-output wins; stdin reads the same way; a prompt that is not JSON asks nothing.
+    let chosen = env.pick_json(&["--tokens-from", "body.json", "--max-output", "10"]);
+    assert_eq!(chosen["output_tokens"], 10);
+    let out = env.run_stdin(["pick", "--json", "--tokens-from", "-"], body);
+    out.code(0);
+    assert_eq!(crate::json(&out.stdout)["output_tokens"], 300);
+    env.write("prompt.txt", "max_tokens: 300\n");
+    assert_eq!(
+        env.pick_json(&["--tokens-from", "prompt.txt"])["output_tokens"],
+        0
+    );
+}

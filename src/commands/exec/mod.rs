@@ -151,10 +151,17 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             }
         };
         let Some((endpoint, Some(lease))) = chosen else {
-            if let Some((finished, verdict, left)) = &last {
+            if let Some((finished, verdict, previous)) = &last {
+                // Full (or refused already) is not the same as left out: say which.
+                let why = if left.is_empty() && candidates.len() < all.len() {
+                    "no other endpoint to try: the rest are left out by --only/--exclude or \
+                     can never take the request"
+                } else {
+                    "no other endpoint has quota now"
+                };
                 output::message(&format!(
-                    "{}: {}; no other endpoint has quota now",
-                    left.id,
+                    "{}: {}; {why}",
+                    previous.id,
                     verdict.reason(finished)
                 ));
             }
