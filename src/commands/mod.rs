@@ -80,12 +80,18 @@ fn completions(shell: clap_complete::Shell) -> String {
     }
 }
 
-/// The manual page: the command's, then a section per subcommand with its synopsis,
-/// description and options, all from the definitions `--help` prints.
+/// The manual page: NAME, SYNOPSIS, DESCRIPTION and the global options from the
+/// definitions `--help` prints, a section per subcommand (synopsis, description, options),
+/// then ENVIRONMENT, FILES, EXIT STATUS and EXAMPLES. One page: it names no other.
 fn manual() -> Result<Vec<u8>> {
     let cli = Cli::command();
+    let man = clap_mangen::Man::new(cli.clone());
     let mut page = Vec::new();
-    clap_mangen::Man::new(cli.clone()).render(&mut page)?;
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
     for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = format!("llm-rotate {}", sub.get_name());
         let sub = sub.clone().bin_name(name.clone());
@@ -99,8 +105,91 @@ fn manual() -> Result<Vec<u8>> {
         page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
         page.extend_from_slice(part.as_bytes());
     }
+    page.extend_from_slice(MANUAL_END.as_bytes());
     Ok(page)
 }
+
+/// The sections of the manual that no `--help` holds.
+const MANUAL_END: &str = r#".SH ENVIRONMENT
+.TP
+\fBLLM_ROTATE_ENDPOINTS\fR
+The endpoints file, when \-\-endpoints is not given.
+.TP
+\fBLLM_ROTATE_DB\fR
+The ledger: an SQLite file, or a redis:// or rediss:// URL (a shared ledger), when \-\-db is not given.
+.TP
+\fBLLM_ROTATE_NOW\fR
+The time, as Unix seconds or RFC 3339, instead of the clock (for tests and what\-ifs).
+.TP
+\fBNO_COLOR\fR
+When set, tables get no colour unless \-\-color always.
+.TP
+\fBLLM_ROTATE_ID\fR, \fBLLM_ROTATE_PROVIDER\fR, \fBLLM_ROTATE_MODEL\fR, \fBLLM_ROTATE_LEASE\fR, \fBLLM_ROTATE_TOKENS\fR, \fBLLM_ROTATE_KEY\fR, \fBLLM_ROTATE_\fR\fINAME\fR
+Exported by pick \-\-format shell and set for the command of exec: the endpoint chosen, its lease, the estimate, its key and every property column (NAME in upper case).
+.TP
+\fBLLM_ROTATE_HEADERS\fR, \fBLLM_ROTATE_USAGE\fR, \fBLLM_ROTATE_ATTEMPT\fR
+Set by exec for its command: where to write the response's header dump and its usage, and the attempt's number.
+.SH FILES
+.TP
+\fI~/.config/llm\-rotate/endpoints.csv\fR
+The endpoints file (under $XDG_CONFIG_HOME when set); llm\-rotate init writes an example there.
+.TP
+\fI~/.cache/llm\-rotate/usage.sqlite3\fR
+The ledger of usage (under $XDG_CACHE_HOME when set), shared by every process of the user.
+.SH "EXIT STATUS"
+.TP
+\fB0\fR
+Done: an endpoint was chosen, a record was taken.
+.TP
+\fB1\fR
+An error: a bad endpoints file, a damaged ledger, an unreachable server.
+.TP
+\fB2\fR
+A usage error: a bad option or value.
+.TP
+\fB75\fR
+No endpoint has quota right now (EX_TEMPFAIL); try again later, or use \-\-wait.
+.PP
+exec exits with its command's status (128 + N when a signal N killed it); when the command exited 0 but its response was refused, 75 for a 429 and 1 otherwise.
+.SH EXAMPLES
+Write the example endpoints file, then see what each endpoint has left:
+.PP
+.nf
+.RS 4
+llm\-rotate init
+llm\-rotate state
+.RE
+.fi
+.PP
+Pick an endpoint for a call of about 1200 tokens, stopping when none has quota:
+.PP
+.nf
+.RS 4
+vars=$(llm\-rotate pick \-\-tokens 1200 \-\-format shell) || exit
+eval "$vars"
+.RE
+.fi
+.PP
+Let exec pick, run curl with the endpoint, record what happened and fail over after a 429:
+.PP
+.nf
+.RS 4
+llm\-rotate exec \-\-tokens\-from request.json \-\- sh \-c \(aq
+  curl \-sS \-D "$LLM_ROTATE_HEADERS" "$LLM_ROTATE_BASE_URL/chat/completions" \e
+    \-H "Authorization: Bearer $(printenv "$LLM_ROTATE_API_KEY_ENV")" \e
+    \-H "Content\-Type: application/json" \-d @request.json\(aq
+.RE
+.fi
+.PP
+Install this page where man finds it for a binary in ~/.cargo/bin:
+.PP
+.nf
+.RS 4
+mkdir \-p ~/.cargo/share/man/man1
+llm\-rotate man > ~/.cargo/share/man/man1/llm\-rotate.1
+.RE
+.fi
+"#;
 
 /// Where the endpoints file and the database are, as the global options (or their
 /// variables) say.

@@ -174,3 +174,76 @@ fn the_manual_page_documents_every_option_of_every_subcommand() {
         }
     }
 }
+
+#[test]
+fn the_manual_has_every_section_and_names_no_page_that_does_not_exist() {
+    let page = Env::new().ok(["man"]);
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH DESCRIPTION",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH \"EXIT STATUS\"",
+        ".SH EXAMPLES",
+    ] {
+        assert!(page.contains(section), "no {section}");
+    }
+    // The only page named is this one: no llm-rotate-pick(1) and the like.
+    let named: Vec<&str> = page
+        .split_whitespace()
+        .filter(|w| w.contains("(1)") || w.contains("(5)"))
+        .collect();
+    assert!(named.is_empty(), "{named:?}");
+}
+
+#[test]
+fn man_finds_the_page_after_the_readmes_install_lines() {
+    if !crate::installed("man", "man-db") {
+        return;
+    }
+    // A fresh home where cargo install put the binary.
+    let env = Env::new();
+    let home = env.dir();
+    let bin_dir = home.join(".cargo/bin");
+    std::fs::create_dir_all(&bin_dir).expect("mkdir");
+    std::fs::copy(crate::bin(), bin_dir.join("llm-rotate")).expect("install");
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("llm-rotate man >"))
+        .expect("the README's install line for the manual");
+    let path = format!("{}:/usr/bin:/bin", bin_dir.display());
+    let run = |script: &str| {
+        let out = env
+            .std_command("sh")
+            .arg("-c")
+            .arg(script)
+            .env("HOME", home)
+            .env("PATH", &path)
+            .env_remove("MANPATH")
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("run sh");
+        crate::Out::from(out)
+    };
+    run(line).code(0);
+    let out = run("man llm-rotate");
+    out.code(0);
+    for heading in [
+        "NAME",
+        "ENVIRONMENT",
+        "FILES",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "LLM-ROTATE PICK",
+    ] {
+        assert!(
+            out.stdout.contains(heading),
+            "{heading} not in:\n{}",
+            out.stdout
+        );
+    }
+}
