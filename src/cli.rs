@@ -114,11 +114,11 @@ pub struct RequestArgs {
     pub max_output: Option<u64>,
 
     /// Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
     pub only: Vec<String>,
 
     /// Skip endpoints whose id matches this glob; repeatable
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
     pub exclude: Vec<String>,
 
     /// How to choose among the fitting endpoints of the highest priority
@@ -206,7 +206,7 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Endpoint id
-    #[arg(required_unless_present = "lease")]
+    #[arg(required_unless_present = "lease", add = crate::complete::ids())]
     pub id: Option<String>,
 
     /// The lease printed by `pick --format json|shell`
@@ -252,7 +252,7 @@ pub struct RecordArgs {
 #[derive(Debug, Args)]
 pub struct StateArgs {
     /// Only endpoints whose id matches one of these globs
-    #[arg(value_name = "PATTERN")]
+    #[arg(value_name = "PATTERN", add = crate::complete::ids())]
     pub patterns: Vec<String>,
 
     /// Output format
@@ -296,7 +296,7 @@ pub enum StateFormat {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Only endpoints whose id matches one of these globs
-    #[arg(value_name = "PATTERN")]
+    #[arg(value_name = "PATTERN", add = crate::complete::ids())]
     pub patterns: Vec<String>,
 
     /// How far back: 24h, 7d, 90d [default: 24h by hour, 30d by day]
@@ -339,7 +339,7 @@ pub enum HistoryFormat {
 #[command(group = clap::ArgGroup::new("what").required(true).args(["names", "all"]))]
 pub struct ResetArgs {
     /// Endpoint ids or globs
-    #[arg(value_name = "ID|PATTERN")]
+    #[arg(value_name = "ID|PATTERN", add = crate::complete::ids())]
     pub names: Vec<String>,
 
     /// Every endpoint in the database

@@ -6,6 +6,8 @@ use std::ffi::OsString;
 pub const ENDPOINTS: &str = "LLM_ROTATE_ENDPOINTS";
 pub const DB: &str = "LLM_ROTATE_DB";
 pub const NOW: &str = "LLM_ROTATE_NOW";
+/// Set by the completion scripts when they ask for completions.
+pub const COMPLETE: &str = "LLM_ROTATE_COMPLETE";
 
 /// Every variable llm-rotate reads or exports itself. A property column exported under one
 /// of these names would re-point every later llm-rotate call in a shell that evals it.
@@ -13,6 +15,7 @@ pub const OWN: &[&str] = &[
     ENDPOINTS,
     DB,
     NOW,
+    COMPLETE,
     "LLM_ROTATE_ID",
     "LLM_ROTATE_PROVIDER",
     "LLM_ROTATE_MODEL",

@@ -5,6 +5,7 @@ pub mod anchor;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod complete;
 pub mod cooldown;
 pub mod duration;
 pub mod endpoints;

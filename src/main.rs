@@ -7,6 +7,8 @@ use clap::error::ErrorKind;
 use llm_rotate::{cli::Cli, output};
 
 fn main() -> ExitCode {
+    // A shell's completion script calls back with COMPLETE set: answer and exit.
+    llm_rotate::complete::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),

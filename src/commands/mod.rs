@@ -60,23 +60,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
-            crate::output::data(&completions(shell))?;
+            crate::output::data(&crate::complete::registration(shell)?)?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// The completion script for `shell`. clap_complete's bash script names the state of a
-/// hyphenated command two ways (`llm__rotate__subcmd__pick` where it walks the words,
-/// `llm__subcmd__rotate__subcmd__pick` in its case arms), so no arm below the top level
-/// ever matched: the arms are renamed to the spelling the walk uses.
-fn completions(shell: clap_complete::Shell) -> String {
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "llm-rotate", &mut script);
-    let script = String::from_utf8_lossy(&script);
-    match shell {
-        clap_complete::Shell::Bash => script.replace("llm__subcmd__rotate", "llm__rotate"),
-        _ => script.into_owned(),
     }
 }
 
@@ -267,7 +253,7 @@ impl Context {
     }
 }
 
-fn default_endpoints_path() -> Option<PathBuf> {
+pub fn default_endpoints_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "llm-rotate")
         .map(|dirs| dirs.config_dir().join("endpoints.csv"))
 }

@@ -42,10 +42,42 @@ fn completion_files_are_current() {
     assert!(!env.db().exists());
 }
 
-/// What the bash completion registered for `llm-rotate` offers for `line` (the word under
-/// the cursor is the last one, possibly empty), asked through a real bash.
-fn complete(words: &[&str]) -> Vec<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/llm-rotate.bash");
+/// The test's PATH with the binary's folder first: the scripts call `llm-rotate` back.
+fn path_with_binary() -> String {
+    let bin_dir = crate::bin().parent().expect("a folder").to_owned();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Runs `program` in `shell` (with `args`) in the folder of `env`, the committed script for
+/// that shell as `$1`; returns its lines of output.
+fn in_shell(env: &Env, shell: &str, args: &[&str], program: &str, file: &str) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("completions")
+        .join(file);
+    let out = env
+        .std_command(shell)
+        .args(args)
+        .arg(program)
+        .arg(shell)
+        .arg(&script)
+        .env("PATH", path_with_binary())
+        .output()
+        .expect("run the shell");
+    assert!(out.status.success(), "{shell}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or(l).to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// What the bash completion registered for `llm-rotate` offers for `words` (the word
+/// under the cursor is the last one, possibly empty), asked through a real bash.
+fn complete_in(env: &Env, words: &[&str]) -> Vec<String> {
     let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
     let program = format!(
         r#"source "$1"
@@ -58,16 +90,17 @@ COMP_POINT=${{#COMP_LINE}}
 printf '%s\n' "${{COMPREPLY[@]}}""#,
         words = quoted.join(" ")
     );
-    let out = std::process::Command::new("bash")
-        .args(["--norc", "--noprofile", "-c", &program, "bash"])
-        .arg(&script)
-        .output()
-        .expect("run bash");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
+    in_shell(
+        env,
+        "bash",
+        &["--norc", "--noprofile", "-c"],
+        &program,
+        "llm-rotate.bash",
+    )
+}
+
+fn complete(words: &[&str]) -> Vec<String> {
+    complete_in(&Env::new(), words)
 }
 
 #[test]
@@ -108,6 +141,131 @@ fn bash_completes_subcommands_options_and_values() {
     );
 }
 
+const IDS: &str = "provider,model\ngroq,llama-8b\ngroq,llama-70b\nopenai,gpt-4o\n";
+
+/// Where an id or pattern goes, each shell offers the ids of the endpoints file in use,
+/// read when TAB is pressed: `--endpoints` on the line, else the variable.
+#[test]
+fn bash_completes_endpoint_ids_from_the_file_in_use() {
+    let env = Env::with_endpoints(IDS);
+    env.write("other.csv", "provider,model\nmistral,small\n");
+    let groq = ["groq/llama-8b", "groq/llama-70b"];
+    for words in [
+        &[
+            "llm-rotate",
+            "--endpoints",
+            "endpoints.csv",
+            "pick",
+            "--only",
+            "g",
+        ][..],
+        &[
+            "llm-rotate",
+            "--endpoints",
+            "endpoints.csv",
+            "exec",
+            "--exclude",
+            "gr",
+        ],
+        &["llm-rotate", "--endpoints", "endpoints.csv", "record", "g"],
+        &["llm-rotate", "--endpoints", "endpoints.csv", "reset", "g"],
+        &["llm-rotate", "--endpoints", "endpoints.csv", "state", "g"],
+        &["llm-rotate", "--endpoints", "endpoints.csv", "history", "g"],
+    ] {
+        assert_eq!(complete_in(&env, words), groq, "{words:?}");
+    }
+    let other = complete_in(
+        &env,
+        &["llm-rotate", "--endpoints", "other.csv", "state", ""],
+    );
+    assert!(other.contains(&"mistral/small".to_string()), "{other:?}");
+    assert!(!other.iter().any(|id| id.starts_with("groq")), "{other:?}");
+    // A file edited after the script was installed is read as it is now.
+    env.write("endpoints.csv", "provider,model\ngroq,new\n");
+    assert_eq!(
+        complete_in(
+            &env,
+            &["llm-rotate", "--endpoints", "endpoints.csv", "state", "g"]
+        ),
+        ["groq/new"]
+    );
+    // A file that is not there offers nothing, and says nothing.
+    assert!(
+        complete_in(
+            &env,
+            &["llm-rotate", "--endpoints", "gone.csv", "state", "g"]
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn zsh_completes_shells_values_and_endpoint_ids() {
+    if !crate::installed("zsh", "zsh") {
+        return;
+    }
+    let env = Env::with_endpoints(IDS);
+    // The registered function runs in a real zsh; `_describe`, which would draw the menu,
+    // prints what it was given instead, and `compdef` needs no completion system.
+    let ask = |line: &str| {
+        let program = format!(
+            r#"compdef() {{ :; }}
+_describe() {{ print -l -- "${{(@P)${{@[-1]}}}}"; }}
+source "$1"
+words=({line})
+CURRENT=${{#words}}
+_clap_dynamic_completer_llm_rotate"#
+        );
+        // `_describe` takes `value:description`.
+        let offered = in_shell(&env, "zsh", &["-f", "-c"], &program, "_llm-rotate");
+        offered
+            .iter()
+            .map(|o| o.split(':').next().unwrap_or(o).to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ask("llm-rotate --endpoints endpoints.csv pick --only g"),
+        ["groq/llama-8b", "groq/llama-70b"]
+    );
+    let shells = ask("llm-rotate completions ''");
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(shells.contains(&shell.to_string()), "{shell} in {shells:?}");
+    }
+    assert_eq!(ask("llm-rotate pick --format j"), ["json"]);
+}
+
+#[test]
+fn fish_completes_shells_values_and_endpoint_ids() {
+    if !crate::installed("fish", "fish") {
+        return;
+    }
+    let env = Env::with_endpoints(IDS);
+    let ask = |line: &str| {
+        let program = format!(r#"source $argv[-1]; complete --do-complete "{line}""#);
+        // fish -c hands what follows the program to $argv: the script's path comes last.
+        in_shell(
+            &env,
+            "fish",
+            &["--no-config", "-c"],
+            &program,
+            "llm-rotate.fish",
+        )
+    };
+    assert_eq!(
+        ask("llm-rotate --endpoints endpoints.csv reset g"),
+        ["groq/llama-8b", "groq/llama-70b"]
+    );
+    let shells = ask("llm-rotate completions ");
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(shells.contains(&shell.to_string()), "{shell} in {shells:?}");
+    }
+    assert!(
+        !shells.iter().any(|s| s.contains('.')),
+        "no files: {shells:?}"
+    );
+    assert_eq!(ask("llm-rotate state --format p"), ["prometheus"]);
+}
+
 #[test]
 fn the_readmes_install_lines_work_on_a_fresh_home() {
     let readme = include_str!("../../README.md");
@@ -140,7 +298,7 @@ fn the_readmes_install_lines_work_on_a_fresh_home() {
         ".local/share/bash-completion/completions/llm-rotate",
         ".zfunc/_llm-rotate",
         ".config/fish/completions/llm-rotate.fish",
-        ".local/share/man/man1/llm-rotate.1",
+        ".cargo/share/man/man1/llm-rotate.1",
     ] {
         let text = std::fs::read_to_string(home.join(file)).expect(file);
         assert!(text.len() > 100, "{file} is nearly empty");
