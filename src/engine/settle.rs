@@ -68,6 +68,15 @@ pub fn record(
         },
     };
     let before = account::read(book, &[ask], now)?.remove(0);
+    let row = endpoints.iter().find(|e| e.id == endpoint);
+    // A note that every call of the endpoint would repeat is said once per ledger.
+    let once = match (call.response, row) {
+        (Some(response), Some(row)) => match unknown_dialect(row, response) {
+            Some(note) if !book.said_before(&note)? => Some(note),
+            _ => None,
+        },
+        _ => None,
+    };
     let reservation = match (leased, call.add) {
         (Some(entry), _) => Some(entry),
         // With only an id, the oldest reservation still open is the one settled.
@@ -99,8 +108,15 @@ pub fn record(
     };
     // The provider's report counts from the usage that includes this call.
     let running = account::after(before.running, change);
-    let told = match (call.response, endpoints.iter().find(|e| e.id == endpoint)) {
-        (Some(response), Some(row)) => Some(read_headers(book, row, response, running, now)?),
+    let told = match (call.response, row) {
+        (Some(response), Some(row)) => {
+            let mut told = read_headers(book, row, response, running, now)?;
+            if let Some(note) = once {
+                book.set_said(&note)?;
+                told.notes.insert(0, note);
+            }
+            Some(told)
+        }
         (Some(_), None) => Some(Told {
             notes: vec![format!(
                 "{endpoint} is not in the endpoints file; headers ignored"
@@ -173,6 +189,33 @@ fn outcome(
     }))
 }
 
+/// The dialect an endpoint's rate-limit headers are read in: its `headers` column, else
+/// its provider's.
+fn dialect_of(endpoint: &Endpoint) -> Option<Dialect> {
+    match endpoint.headers.as_deref() {
+        Some(name) => Dialect::from_name(name),
+        None => Dialect::for_provider(&endpoint.provider),
+    }
+}
+
+/// The note for rate-limit headers that no known dialect reads. Retry-After and the status
+/// mean the same everywhere; the limits do not.
+fn unknown_dialect(endpoint: &Endpoint, response: &Response) -> Option<String> {
+    if dialect_of(endpoint).is_some() || !response.has_limits() {
+        return None;
+    }
+    Some(match endpoint.headers.as_deref() {
+        Some(name) => format!(
+            "{}: unknown headers dialect {name:?}; rate-limit headers ignored (use openai, groq, anthropic or cerebras); said once",
+            endpoint.id
+        ),
+        None => format!(
+            "{}: no known headers dialect for provider {:?}; rate-limit headers ignored (add a headers column: openai, groq, anthropic or cerebras); said once",
+            endpoint.id, endpoint.provider
+        ),
+    })
+}
+
 /// Takes the provider's word on each limit its headers report. Usage recorded from now on
 /// counts against what it said remains.
 fn read_headers(
@@ -182,22 +225,8 @@ fn read_headers(
     running: Request,
     now: Millis,
 ) -> Result<Told> {
-    let named = endpoint.headers.as_deref();
-    let dialect = match named {
-        Some(name) => Dialect::from_name(name),
-        None => Dialect::for_provider(&endpoint.provider),
-    };
-    let mut told = response.at(dialect, now);
-    if dialect.is_none() && response.has_limits() {
-        // Retry-After and the status mean the same everywhere; the limits do not.
-        told.notes.insert(
-            0,
-            match named {
-                Some(name) => format!("{}: unknown headers dialect {name:?}; rate-limit headers ignored (use openai, groq, anthropic or cerebras)", endpoint.id),
-                None => format!("{}: no known headers dialect for provider {:?}; rate-limit headers ignored (add a headers column: openai, groq, anthropic or cerebras)", endpoint.id, endpoint.provider),
-            },
-        );
-    }
+    let dialect = dialect_of(endpoint);
+    let told = response.at(dialect, now);
     for reading in &told.readings {
         account::take_report(book, &endpoint.id, reading, running)?;
     }

@@ -34,6 +34,7 @@ struct State {
     cooldowns: HashMap<String, Cooldown>,
     reports: HashMap<(String, &'static str), Said>,
     turn: Option<String>,
+    said: std::collections::HashSet<String>,
 }
 
 #[derive(Default)]
@@ -223,6 +224,10 @@ impl Book for MemoryBook {
         Ok(ids)
     }
 
+    fn said_before(&self, note: &str) -> Result<bool> {
+        Ok(self.0.borrow().said.contains(note))
+    }
+
     fn last_turn(&self) -> Result<Option<String>> {
         Ok(self.0.borrow().turn.clone())
     }
@@ -316,6 +321,11 @@ impl Book for MemoryBook {
             .borrow_mut()
             .reports
             .insert((endpoint.to_owned(), said.limit.name()), *said);
+        Ok(())
+    }
+
+    fn set_said(&self, note: &str) -> Result<()> {
+        self.0.borrow_mut().said.insert(note.to_owned());
         Ok(())
     }
 

@@ -233,6 +233,8 @@ pub trait Book {
     fn prune_due(&self, horizon: Millis) -> Result<bool>;
     /// The estimates of reservations stamped at or before `until` still open, per endpoint.
     fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>>;
+    /// Whether a note meant to be said once was said already.
+    fn said_before(&self, note: &str) -> Result<bool>;
 
     /// Writes a call at `at`: a reservation (open) under `lease`, else a call already made.
     fn insert_call(
@@ -254,6 +256,8 @@ pub trait Book {
     /// Takes the provider's word on one limit, replacing what it said before.
     fn set_report(&self, endpoint: &str, said: &Said) -> Result<()>;
     fn set_turn(&self, endpoint: &str) -> Result<()>;
+    /// Remembers that a note meant to be said once was said.
+    fn set_said(&self, note: &str) -> Result<()>;
     /// Forgets what the horizons leave behind.
     fn drop_before(&self, horizons: &Horizons) -> Result<()>;
     /// Forgets everything of `endpoint` but its hourly history (a record of calls that were

@@ -508,10 +508,18 @@ fn unknown_and_malformed_headers_are_notes_and_the_call_still_counts() {
     ]);
     env.write("mistral.txt", text);
     let out = env.run(["record", "mistral/small", "--headers", "mistral.txt"]);
-    out.code(0).says(&["llm-rotate: note:"]);
+    out.code(0).says(&[
+        "llm-rotate: note: mistral/small: no known headers dialect for provider \"mistral\"",
+        "said once",
+    ]);
     let row = env.state_of("mistral/small");
     assert_window(&row, "rpm", None, 1);
     assert_eq!(row["available"], true, "{row}");
+    // Every later call of that endpoint would say the same: it is said once per ledger.
+    let out = env.run(["record", "mistral/small", "--headers", "mistral.txt"]);
+    out.code(0);
+    assert_eq!(out.stderr, "", "{out}");
+    assert_eq!(env.used("mistral/small", "rpm"), 2);
 }
 
 #[test]

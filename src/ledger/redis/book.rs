@@ -253,6 +253,14 @@ impl Book for RedisBook<'_> {
         self.query(redis::cmd("GET").arg(self.global(Global::Turn)))
     }
 
+    fn said_before(&self, note: &str) -> Result<bool> {
+        self.query(
+            redis::cmd("SISMEMBER")
+                .arg(self.global(Global::Said))
+                .arg(note),
+        )
+    }
+
     fn prune_due(&self, horizon: Millis) -> Result<bool> {
         let now = horizon + RETENTION_MS;
         Ok(self.pruned.is_none_or(|at| now - at >= PRUNE_EVERY_MS))
@@ -344,6 +352,11 @@ impl Book for RedisBook<'_> {
 
     fn set_turn(&self, endpoint: &str) -> Result<()> {
         self.write(|j| j.set_turn(endpoint));
+        Ok(())
+    }
+
+    fn set_said(&self, note: &str) -> Result<()> {
+        self.write(|j| j.set_said(note));
         Ok(())
     }
 

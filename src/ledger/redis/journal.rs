@@ -137,6 +137,10 @@ impl Journal<'_> {
         self.send("SET", self.keys.global(Global::Turn), endpoint);
     }
 
+    pub fn set_said(&mut self, note: &str) {
+        self.send("SADD", self.keys.global(Global::Said), note);
+    }
+
     /// Drops what scores at or below `until` (a call's instant, or `(minute` for buckets
     /// before it) from a sorted set of `endpoint`.
     pub fn drop_scored(&mut self, kind: Of, endpoint: &str, until: String) {

@@ -71,6 +71,8 @@ pub enum Global {
     Leases,
     /// The endpoint that took the last round-robin turn.
     Turn,
+    /// Set: the notes said once.
+    Said,
 }
 
 impl Global {
@@ -84,6 +86,7 @@ impl Global {
             Global::History => "history",
             Global::Leases => "leases",
             Global::Turn => "turn",
+            Global::Said => "said",
         }
     }
 }

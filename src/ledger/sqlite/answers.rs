@@ -118,6 +118,20 @@ impl Tx<'_> {
         Ok(())
     }
 
+    pub(super) fn said_before(&self, note: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT 1 FROM said WHERE note = ?1")?
+            .exists([note])?)
+    }
+
+    pub(super) fn set_said(&self, note: &str) -> Result<()> {
+        self.0
+            .prepare_cached("INSERT OR IGNORE INTO said (note) VALUES (?1)")?
+            .execute([note])?;
+        Ok(())
+    }
+
     pub(super) fn endpoints_answered(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .0

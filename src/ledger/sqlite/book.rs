@@ -93,6 +93,10 @@ impl Book for Tx<'_> {
         Tx::open_estimates_until(self, until)
     }
 
+    fn said_before(&self, note: &str) -> Result<bool> {
+        Tx::said_before(self, note)
+    }
+
     fn insert_call(
         &self,
         endpoint: &str,
@@ -126,6 +130,10 @@ impl Book for Tx<'_> {
 
     fn set_turn(&self, endpoint: &str) -> Result<()> {
         Tx::set_turn(self, endpoint)
+    }
+
+    fn set_said(&self, note: &str) -> Result<()> {
+        Tx::set_said(self, note)
     }
 
     fn drop_before(&self, horizons: &Horizons) -> Result<()> {

@@ -88,6 +88,9 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO hourly (endpoint, hour, requests, tokens)
         SELECT endpoint, at_ms / 3600000, sum(requests), sum(tokens)
         FROM usage GROUP BY 1, 2;",
+    // 4: notes said once per ledger (an endpoint whose provider has no known headers
+    // dialect), so that a fan-out of calls does not repeat them.
+    "CREATE TABLE said (note TEXT PRIMARY KEY) WITHOUT ROWID;",
 ];
 
 /// True when the file holds the current schema and nothing needs doing.
