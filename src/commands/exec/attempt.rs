@@ -197,6 +197,8 @@ pub fn run(
         .stderr(Stdio::inherit())
         .stdin(match input {
             Input::Terminal => Stdio::inherit(),
+            // Nothing to give: the command reads an end of file, with no pipe to feed.
+            Input::Bytes(bytes) if bytes.is_empty() => Stdio::null(),
             Input::Bytes(_) => Stdio::piped(),
         });
     let mut child = cmd
@@ -211,36 +213,12 @@ pub fn run(
             let _ = stdin.write_all(&bytes);
         });
     }
-    let mut out = child.stdout.take().context("the command's stdout")?;
-    let reader = std::thread::spawn(move || -> (Vec<u8>, bool) {
-        let mut held = Vec::new();
-        if !stream {
-            let _ = out.read_to_end(&mut held);
-            return (held, false);
-        }
-        let mut streamed = false;
-        let mut buf = [0u8; 8192];
-        let mut ours = Some(io::stdout());
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            streamed = true;
-            // A reader of ours that went away stops the copy, not the command.
-            if let Some(stdout) = &mut ours
-                && stdout
-                    .write_all(&buf[..n])
-                    .and_then(|_| stdout.flush())
-                    .is_err()
-            {
-                ours = None;
-            }
-        }
-        (held, streamed)
-    });
+    let out = child.stdout.take().context("the command's stdout")?;
+    // Read here, not on a thread of its own: the command's exit is waited for only once
+    // its output has ended, as it would be anyway.
+    let (stdout, streamed) = read_output(out, stream);
     let status = child.wait().context("cannot wait for the command")?;
     signals.child.store(0, Ordering::SeqCst);
-    let (stdout, streamed) = reader.join().unwrap_or_default();
     let mut notes = Vec::new();
     let response = regular_file(&headers)
         .filter(|file| file.metadata().is_ok_and(|m| m.len() > 0))
@@ -264,6 +242,35 @@ pub fn run(
         notes,
         interrupted: signals.interrupted(),
     })
+}
+
+/// The command's output: held back whole, or (`stream`) copied to our stdout as it comes;
+/// and whether anything was streamed.
+fn read_output(mut out: std::process::ChildStdout, stream: bool) -> (Vec<u8>, bool) {
+    let mut held = Vec::new();
+    if !stream {
+        let _ = out.read_to_end(&mut held);
+        return (held, false);
+    }
+    let mut streamed = false;
+    let mut buf = [0u8; 8192];
+    let mut ours = Some(io::stdout());
+    while let Ok(n) = out.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        streamed = true;
+        // A reader of ours that went away stops the copy, not the command.
+        if let Some(stdout) = &mut ours
+            && stdout
+                .write_all(&buf[..n])
+                .and_then(|_| stdout.flush())
+                .is_err()
+        {
+            ours = None;
+        }
+    }
+    (held, streamed)
 }
 
 /// The file COMMAND left at `path`, when it is a regular file: a FIFO would block the
