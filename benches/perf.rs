@@ -77,6 +77,11 @@ fn main() {
     );
     let exec_time = compare(&exec, end_of_day, 0);
     report.ratio("exec -- true, reserves on the 10th", &exec_time, 4.0);
+    // PERF_ONLY=exec stops here: the picks and exec on a full day of history.
+    if std::env::var("PERF_ONLY").is_ok_and(|only| only == "exec") {
+        report.print();
+        return;
+    }
 
     // state: 100 endpoints with the same kind of history.
     let hundred = write_endpoints(dir.as_path(), "hundred.csv", 100, 1_440, None);
