@@ -314,7 +314,36 @@ impl dyn Ledger + '_ {
 /// The time of a step, read with the ledger's lock held: the clock, but never earlier than
 /// the newest entry already in the ledger.
 pub fn time_of_step(clock: Millis, book: &dyn Book) -> Result<Millis> {
-    Ok(book.newest()?.map_or(clock, |newest| clock.max(newest)))
+    Ok(step_time(clock, book.newest()?))
+}
+
+/// How far ahead of the clock the newest entry may be and still set the time of a step: a
+/// process that waited for the lock, or a clock a little behind, is seconds behind. An
+/// entry further ahead comes from a pinned `LLM_ROTATE_NOW` in the future or a clock that
+/// jumped, and following it would shut every later step out until the clock caught up.
+pub const FURTHEST_AHEAD_MS: Millis = 5 * MINUTE_MS;
+
+/// The time of a step at `clock` in a ledger whose newest entry is `newest`: the later of
+/// the two, unless the newest entry is more than [`FURTHEST_AHEAD_MS`] ahead; then the
+/// clock stands and a note says so (once per process). Such an entry still counts in its
+/// windows until it passes, and `reset` clears it.
+pub fn step_time(clock: Millis, newest: Option<Millis>) -> Millis {
+    match newest {
+        Some(newest) if newest > clock.saturating_add(FURTHEST_AHEAD_MS) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                crate::output::notes([format!(
+                    "the ledger holds usage stamped {}, over 5 minutes ahead of this clock \
+                     ({}); steps keep to the clock, and `reset` clears that usage",
+                    crate::output::rfc3339_seconds(newest),
+                    crate::output::rfc3339_seconds(clock)
+                )]);
+            });
+            clock
+        }
+        Some(newest) => clock.max(newest),
+        None => clock,
+    }
 }
 
 /// The time of a step on the system clock (or `LLM_ROTATE_NOW`).

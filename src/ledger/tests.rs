@@ -11,7 +11,10 @@ use proptest::prelude::*;
 use super::memory::MemoryLedger;
 use super::redis::{RedisLedger, test_server};
 use super::sqlite::SqliteLedger;
-use super::{Book, Departing, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Source, time_of_step};
+use super::{
+    Book, Departing, FURTHEST_AHEAD_MS, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Source,
+    time_of_step,
+};
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 use crate::engine::account::{self, Tally, Totals};
 use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
@@ -328,40 +331,75 @@ proptest! {
         }
     }
 
-    /// Steps whose clocks read in any order, each admitting only what fits at the time it
-    /// is handed, never let a rolling window hold more than its limit, and stamp in order.
+    /// Steps whose clocks read in any order (within the 5 minutes a step follows the newest
+    /// entry), each admitting only what fits at the time it is handed, never let a rolling
+    /// window hold more than its limit, and stamp in order.
     #[test]
     fn no_window_overfills_whatever_order_the_clocks_read(
-        clocks in prop::collection::vec(0..10 * MINUTE_MS, 1..80),
+        clocks in prop::collection::vec(0..FURTHEST_AHEAD_MS, 1..80),
         sizes in prop::collection::vec(0u64..40, 80),
     ) {
-        let mut limits = Limits::default();
-        limits.set(limit("rpm"), Some(5));
-        limits.set(limit("tpm"), Some(100));
-        limits.set(limit("rph"), Some(40));
-        let (_dir, mut all) = ledgers();
-        for (name, ledger) in &mut all {
-            let mut admitted: Vec<(Millis, u64)> = Vec::new();
-            for (&clock, &tokens) in clocks.iter().zip(&sizes) {
-                let request = Request::new(tokens);
-                ledger.write(|book, _| {
+        overfill_and_order(&clocks, &sizes, true)?;
+    }
+
+    /// Clocks further apart than that: a step behind the newest entry by more than 5 minutes
+    /// keeps to its clock, so stamps may go back, but what is ahead still counts and no
+    /// rolling window holds more than its limit.
+    #[test]
+    fn no_window_overfills_when_a_clock_is_far_behind_the_newest_entry(
+        clocks in prop::collection::vec(0..30 * MINUTE_MS, 1..80),
+        sizes in prop::collection::vec(0u64..40, 80),
+    ) {
+        overfill_and_order(&clocks, &sizes, false)?;
+    }
+}
+
+/// Runs one step per clock on every ledger; checks the windows, and the order of the
+/// stamps when `in_order`.
+fn overfill_and_order(
+    clocks: &[Millis],
+    sizes: &[u64],
+    in_order: bool,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let mut limits = Limits::default();
+    limits.set(limit("rpm"), Some(5));
+    limits.set(limit("tpm"), Some(100));
+    limits.set(limit("rph"), Some(40));
+    let (_dir, mut all) = ledgers();
+    for (name, ledger) in &mut all {
+        let mut admitted: Vec<(Millis, u64)> = Vec::new();
+        for (&clock, &tokens) in clocks.iter().zip(sizes) {
+            let request = Request::new(tokens);
+            ledger
+                .write(|book, _| {
                     let now = time_of_step(T0 + clock, book)?;
-                    if shortfalls(&limits, &account::account(book, "e", now)?.used, request).is_empty() {
+                    if shortfalls(&limits, &account::account(book, "e", now)?.used, request)
+                        .is_empty()
+                    {
                         account::reserve(book, "e", request, now)?;
                         admitted.push((now, tokens));
                     }
                     Ok(())
-                }).expect("pick");
-            }
-            prop_assert!(admitted.windows(2).all(|w| w[0].0 <= w[1].0), "{name}: out of order");
-            for &(t, _) in &admitted {
-                let within = |w: Millis| admitted.iter().filter(move |&&(a, _)| a > t - w && a <= t);
-                prop_assert!(within(MINUTE_MS).count() <= 5, "{name}");
-                prop_assert!(within(MINUTE_MS).map(|&(_, k)| k).sum::<u64>() <= 100, "{name}");
-                prop_assert!(within(HOUR_MS).count() <= 40, "{name}");
-            }
+                })
+                .expect("pick");
+        }
+        if in_order {
+            prop_assert!(
+                admitted.windows(2).all(|w| w[0].0 <= w[1].0),
+                "{name}: out of order"
+            );
+        }
+        for &(t, _) in &admitted {
+            let within = |w: Millis| admitted.iter().filter(move |&&(a, _)| a > t - w && a <= t);
+            prop_assert!(within(MINUTE_MS).count() <= 5, "{name}");
+            prop_assert!(
+                within(MINUTE_MS).map(|&(_, k)| k).sum::<u64>() <= 100,
+                "{name}"
+            );
+            prop_assert!(within(HOUR_MS).count() <= 40, "{name}");
         }
     }
+    Ok(())
 }
 
 #[test]

@@ -162,3 +162,37 @@ fn usage_recorded_above_a_limit_blocks_until_it_leaves_the_window() {
     env.set_time(60_000);
     env.pick(&["--tokens", "1000"]);
 }
+
+#[test]
+fn a_what_if_in_the_future_does_not_shut_the_present_out() {
+    let env = Env::with_endpoints("provider,model,rpm\np,a,5\np,b,5\n");
+    // A what-if a day ahead records a call there.
+    env.set_time(24 * 3_600_000);
+    assert_eq!(env.pick(&[]), "p/a");
+    // Back to the present: steps keep to the clock, say why once, and still pick.
+    env.set_time(0);
+    let out = env.run(["pick"]);
+    out.code(0).says(&[
+        "llm-rotate: note: the ledger holds usage stamped 2026-01-02T00:00:00Z, over 5 minutes ahead of this clock (2026-01-01T00:00:00Z)",
+    ]);
+    assert_eq!(out.stdout, "p/a\n");
+    // The calls are stamped at the clock, not a day ahead, and the future call counts.
+    let stamps = env.stamps();
+    assert!(stamps.contains(&0), "{stamps:?}");
+    assert_eq!(env.used("p/a", "rpm"), 2);
+    // Within 5 minutes, a step still follows the newest entry (a late process).
+    env.set_time(24 * 3_600_000 - 4 * 60_000);
+    env.ok(["pick"]);
+    assert!(
+        env.stamps().contains(&(24 * 3_600_000)),
+        "{:?}",
+        env.stamps()
+    );
+    // reset clears what is ahead; the note is not said again.
+    env.set_time(0);
+    env.ok(["reset", "p/a"]);
+    let out = env.run(["pick"]);
+    out.code(0);
+    assert_eq!(out.stderr, "", "{out}");
+    assert_eq!(env.stamps(), [0], "{:?}", env.stamps());
+}

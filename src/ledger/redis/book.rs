@@ -413,12 +413,27 @@ impl Book for RedisBook<'_> {
                 .arg(-1),
         )?;
         let had_the_turn = self.last_turn()?.as_deref() == Some(endpoint);
+        // When this endpoint holds the newest stamp (one far ahead, say), the namespace
+        // forgets it too: it is set again by the next call written.
+        let last: Vec<(String, Millis)> = self.query(
+            redis::cmd("ZREVRANGE")
+                .arg(self.of(Of::Calls, endpoint))
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES"),
+        )?;
+        let held_newest = last
+            .first()
+            .is_some_and(|&(_, at)| Some(at) >= self.newest.get());
+        if held_newest {
+            self.newest.set(None);
+        }
         let leases: Vec<String> = ids
             .iter()
             .filter(|id| !id.starts_with('+'))
             .cloned()
             .collect();
-        self.write(|j| j.forget(endpoint, &leases, had_the_turn));
+        self.write(|j| j.forget(endpoint, &leases, had_the_turn, held_newest));
         Ok(ids.len() as u64)
     }
 }

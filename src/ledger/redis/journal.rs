@@ -162,7 +162,13 @@ impl Journal<'_> {
     }
 
     /// Forgets all of `endpoint` but its history; `leases` are its reservations' leases.
-    pub fn forget(&mut self, endpoint: &str, leases: &[String], had_the_turn: bool) {
+    pub fn forget(
+        &mut self,
+        endpoint: &str,
+        leases: &[String],
+        had_the_turn: bool,
+        held_newest: bool,
+    ) {
         for kind in Of::FORGOTTEN {
             self.pipe
                 .cmd("DEL")
@@ -175,6 +181,12 @@ impl Journal<'_> {
             self.pipe
                 .cmd("DEL")
                 .arg(self.keys.global(Global::Turn))
+                .ignore();
+        }
+        if held_newest {
+            self.pipe
+                .cmd("DEL")
+                .arg(self.keys.global(Global::Newest))
                 .ignore();
         }
     }

@@ -185,7 +185,7 @@ impl RedisLedger {
         }
         let server = time.0 * 1000 + time.1 / 1000;
         let clock = clock::pinned_now()?.unwrap_or(server);
-        let now: Millis = newest.map_or(clock, |n| clock.max(n));
+        let now: Millis = super::step_time(clock, newest);
         let book = book::RedisBook::new(&mut self.con, &self.keys, newest, pruned);
         let result = step(&book, now);
         let journal = book.into_journal();
