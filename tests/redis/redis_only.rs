@@ -210,3 +210,106 @@ fn a_server_that_never_answers_is_an_error_after_one_timeout() {
         .code(1)
         .says(&["timeout in the Redis URL", "\"soon\""]);
 }
+
+/// A redis-server speaking only TLS, with a certificate from a CA made for the test; stops
+/// when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_server() -> Option<TlsServer> {
+    if !harness::installed("redis-server", "redis-server")
+        || !harness::installed("openssl", "openssl")
+    {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let made = std::process::Command::new("sh")
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            "set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=llm-rotate test CA' 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null",
+        ])
+        .status()
+        .expect("run openssl");
+    assert!(made.success(), "openssl could not make the certificates");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--tls-cert-file", &path("server.pem")])
+        .args(["--tls-key-file", &path("server.key")])
+        .args(["--tls-ca-cert-file", &path("ca.pem")])
+        .args(["--tls-auth-clients", "no"])
+        .args(["--dir", &dir.path().display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let server = TlsServer { child, port, dir };
+    for _ in 0..2_000 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(server);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("redis-server with TLS did not start on port {port}");
+}
+
+#[test]
+fn rediss_trusts_a_ca_named_in_the_url_or_by_ssl_cert_file_and_says_when_it_cannot() {
+    let Some(server) = tls_server() else { return };
+    let env = Env::with_endpoints("provider,model,rpm\np,m,5\n");
+    let ca = server.dir.path().join("ca.pem");
+    let base = format!("rediss://127.0.0.1:{}/?prefix=tls", server.port);
+    // The CA in the URL: picks and state work, and share one ledger.
+    let with_ca = format!("{base}&ca={}", ca.display());
+    assert_eq!(with_db(&env, &with_ca, &["pick"]).code(0).stdout, "p/m\n");
+    // The system's certificates, as SSL_CERT_FILE names them.
+    let out = Out::from(
+        env.cmd()
+            .env("LLM_ROTATE_DB", &base)
+            .env("SSL_CERT_FILE", &ca)
+            .args(["state", "--json"])
+            .output()
+            .expect("run llm-rotate"),
+    );
+    out.code(0);
+    assert_eq!(crate::json(&out.stdout)[0]["used"]["rpm"], 1, "{out}");
+    // A certificate nobody vouches for is an error naming the server, not an abort.
+    let out = Out::from(
+        env.cmd()
+            .env("LLM_ROTATE_DB", &base)
+            // The system's certificates alone, which do not hold the test's CA.
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .args(["pick"])
+            .output()
+            .expect("run llm-rotate"),
+    );
+    out.code(1).no_stdout().says(&[
+        &format!("Redis at 127.0.0.1:{}, prefix tls", server.port),
+        // The reason follows: an unknown issuer where the system has certificates.
+        "cannot be reached (",
+    ]);
+    // A CA file that is not there.
+    with_db(&env, &format!("{base}&ca=/nonexistent/ca.pem"), &["pick"])
+        .code(1)
+        .says(&["cannot read the CA file /nonexistent/ca.pem"]);
+}

@@ -20,6 +20,7 @@ mod scripts;
 #[cfg(test)]
 pub mod test_server;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -58,6 +59,8 @@ struct Place {
     prefix: String,
     host_port: String,
     timeout: Duration,
+    /// `?ca=PATH`: a CA certificate (PEM) to trust for `rediss://`, instead of the system's.
+    ca: Option<PathBuf>,
 }
 
 /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME][&timeout=SECONDS]`.
@@ -65,11 +68,14 @@ fn parse(url: &str) -> Result<Place> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut prefix = "llm-rotate".to_owned();
     let mut timeout = ANSWER_TIMEOUT;
+    let mut ca = None;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("prefix", name)) if !name.is_empty() => prefix = name.to_owned(),
             Some(("prefix", _)) => bail!("the prefix in the Redis URL is empty"),
+            Some(("ca", path)) if !path.is_empty() => ca = Some(PathBuf::from(path)),
+            Some(("ca", _)) => bail!("the ca in the Redis URL names no file"),
             Some(("timeout", seconds)) => {
                 timeout = seconds
                     .parse::<f64>()
@@ -107,6 +113,7 @@ fn parse(url: &str) -> Result<Place> {
         prefix,
         host_port,
         timeout,
+        ca,
     })
 }
 
@@ -117,14 +124,33 @@ impl RedisLedger {
             prefix,
             host_port,
             timeout,
+            ca,
         } = parse(url)?;
         let place = format!("Redis at {host_port}, prefix {prefix}");
         let info = redis::IntoConnectionInfo::into_connection_info(client_url.as_str())
             .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
         // The client's name and version cost a round trip on every connection.
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let client = redis::Client::open(info.set_redis_settings(settings))
-            .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
+        let info = info.set_redis_settings(settings);
+        let client = if url.starts_with("rediss://") {
+            // rustls leaves the choice of cryptography to the program; without one it aborts.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let root_cert = match &ca {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("{place}: cannot read the CA file {}", path.display())
+                })?),
+                // The system's certificates, or the file SSL_CERT_FILE names.
+                None => None,
+            };
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert,
+            };
+            redis::Client::build_with_tls(info, certificates)
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
         let mut con = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
             .map_err(|e| explain(&e, &place))?;
@@ -249,7 +275,9 @@ fn explain(err: &redis::RedisError, place: &str) -> anyhow::Error {
         ErrorKind::Io if err.is_connection_refusal() => {
             "refused the connection (is it running?)".to_owned()
         }
-        ErrorKind::Io => format!("cannot be reached ({})", err.kind_text()),
+        // The I/O error says what went wrong (a TLS certificate nobody vouches for, say);
+        // it holds nothing of the URL.
+        ErrorKind::Io => format!("cannot be reached ({err})"),
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
             "does not answer as a Redis server does".to_owned()
         }
