@@ -211,22 +211,23 @@ fn a_server_that_never_answers_is_an_error_after_one_timeout() {
         .says(&["timeout in the Redis URL", "\"soon\""]);
 }
 
-/// A redis-server speaking only TLS, with a certificate from a CA made for the test; stops
-/// when dropped.
-struct TlsServer {
+/// A redis-server of one test's own (its settings are the test's to break); stops when
+/// dropped.
+struct OwnServer {
     child: std::process::Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
-impl Drop for TlsServer {
+impl Drop for OwnServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn tls_server() -> Option<TlsServer> {
+/// A redis-server speaking only TLS, with a certificate from a CA made for the test.
+fn tls_server() -> Option<OwnServer> {
     if !harness::installed("redis-server", "redis-server")
         || !harness::installed("openssl", "openssl")
     {
@@ -262,14 +263,90 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out s
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start redis-server");
-    let server = TlsServer { child, port, dir };
+    Some(answering(OwnServer { child, port, dir }))
+}
+
+/// Waits until `server` accepts connections.
+fn answering(server: OwnServer) -> OwnServer {
     for _ in 0..2_000 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(server);
+        if std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+            return server;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    panic!("redis-server with TLS did not start on port {port}");
+    panic!("redis-server did not start on port {}", server.port);
+}
+
+/// A plain redis-server of the test's own.
+fn own_server() -> Option<OwnServer> {
+    if !harness::installed("redis-server", "redis-server") {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--dir", &dir.path().display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    Some(answering(OwnServer { child, port, dir }))
+}
+
+#[test]
+fn a_full_server_a_replica_and_a_missing_right_each_say_so() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=team", server.port);
+    assert_eq!(with_db(&env, &url, &["pick"]).code(0).stdout, "p/m\n");
+    let place = format!("Redis at 127.0.0.1:{}, prefix team", server.port);
+    redis_cli(server.port, &["CONFIG", "SET", "maxmemory", "1"]);
+    with_db(&env, &url, &["pick"])
+        .code(1)
+        .no_stdout()
+        .says(&[&place, "is out of memory and refuses writes"]);
+    redis_cli(server.port, &["CONFIG", "SET", "maxmemory", "0"]);
+    // The rights the README lists are enough; without scripting, the command is named.
+    redis_cli(
+        server.port,
+        &[
+            "ACL",
+            "SETUSER",
+            "rot",
+            "on",
+            ">pw",
+            "~team:*",
+            "+@read",
+            "+@write",
+            "+@transaction",
+            "+@scripting",
+            "+@connection",
+            "+time",
+        ],
+    );
+    let user = format!("redis://rot:pw@127.0.0.1:{}/?prefix=team", server.port);
+    for args in [
+        &["pick"][..],
+        &["record", "p/m", "--add"],
+        &["state"],
+        &["reset", "--all"],
+    ] {
+        with_db(&env, &user, args).code(0);
+    }
+    redis_cli(server.port, &["ACL", "SETUSER", "rot", "-@scripting"]);
+    with_db(&env, &user, &["pick"])
+        .code(1)
+        .says(&[&place, "refused an ACL right", "'evalsha'"]);
+    // A replica refuses writes.
+    redis_cli(server.port, &["REPLICAOF", "127.0.0.1", "1"]);
+    with_db(&env, &url, &["pick"])
+        .code(1)
+        .says(&[&place, "is a read-only replica"]);
+    redis_cli(server.port, &["REPLICAOF", "NO", "ONE"]);
 }
 
 #[test]

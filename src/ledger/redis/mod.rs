@@ -213,7 +213,11 @@ impl RedisLedger {
         let clock = clock::pinned_now()?.unwrap_or(server);
         let now: Millis = super::step_time(clock, newest);
         let book = book::RedisBook::new(&mut self.con, &self.keys, newest, pruned);
-        let result = step(&book, now);
+        // An error of the server met by a read names the server like every other.
+        let result = step(&book, now).map_err(|e| match e.downcast_ref::<redis::RedisError>() {
+            Some(err) => explain(err, &self.place),
+            None => e,
+        });
         let journal = book.into_journal();
         let (mut journal, newest) = match (result, access, journal) {
             (Ok(()), Access::Write, Some(journal)) => journal,
@@ -234,10 +238,10 @@ impl RedisLedger {
                 .arg(newest)
                 .ignore();
         }
-        let reply: Value = journal
-            .atomic()
-            .query(&mut self.con)
-            .map_err(|e| explain(&e, &self.place))?;
+        let reply: Value = match journal.atomic().query(&mut self.con) {
+            Ok(reply) => reply,
+            Err(err) => return Err(self.why_not_written(&err)),
+        };
         // EXEC answers nil when a watched key changed: nothing was written.
         Ok(!matches!(reply, Value::Nil))
     }
@@ -267,8 +271,48 @@ fn back_off(lost: usize) {
     std::thread::sleep(Duration::from_micros(random::below(most_us)));
 }
 
+impl RedisLedger {
+    /// Why a step's writes were refused. A server refuses a whole transaction
+    /// (`EXECABORT`) for what it would have refused of one command, and does not say what;
+    /// one write outside it, to a key of our own that expires at once, tells.
+    fn why_not_written(&mut self, err: &redis::RedisError) -> anyhow::Error {
+        if err.code() != Some("EXECABORT") {
+            return explain(err, &self.place);
+        }
+        let probe = redis::cmd("SET")
+            .arg(format!("{}:probe", self.keys.prefix))
+            .arg(1)
+            .arg("PX")
+            .arg(1)
+            .query::<()>(&mut self.con);
+        match probe {
+            Err(reason) => explain(&reason, &self.place),
+            Ok(()) => explain(err, &self.place),
+        }
+    }
+}
+
 /// Says what went wrong in words that name the server and never the password.
 fn explain(err: &redis::RedisError, place: &str) -> anyhow::Error {
+    let server = match err.code() {
+        Some("OOM") => Some(
+            "is out of memory and refuses writes (maxmemory with noeviction): nothing was \
+             written; give it memory or free some"
+                .to_owned(),
+        ),
+        Some("READONLY") => Some("is a read-only replica: point --db at the primary".to_owned()),
+        Some("NOPERM") => Some(format!(
+            "refused an ACL right: {}; the README lists the rights llm-rotate needs",
+            err.detail().unwrap_or("a command or key")
+        )),
+        Some("LOADING") => {
+            Some("is still loading its data after a restart: try again in a moment".to_owned())
+        }
+        _ => None,
+    };
+    if let Some(what) = server {
+        return anyhow!("{place}: {what}; llm-rotate admits nothing without its ledger");
+    }
     let what = match err.kind() {
         ErrorKind::AuthenticationFailed => "refused the user or password".to_owned(),
         ErrorKind::Io if err.is_timeout() => "did not answer in time".to_owned(),
