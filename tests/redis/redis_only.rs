@@ -390,3 +390,27 @@ fn rediss_trusts_a_ca_named_in_the_url_or_by_ssl_cert_file_and_says_when_it_cann
         .code(1)
         .says(&["cannot read the CA file /nonexistent/ca.pem"]);
 }
+
+#[test]
+fn a_namespace_that_begins_anew_says_so_once_so_a_flushed_ledger_is_seen() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model,rpm\np,m,5\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=fleet", server.port);
+    let first = with_db(&env, &url, &["pick"]);
+    first
+        .code(0)
+        .says(&["prefix fleet: a new, empty namespace"]);
+    let again = with_db(&env, &url, &["pick"]);
+    again.code(0);
+    assert_eq!(again.stderr, "", "{again}");
+    // Reads of an empty namespace write nothing and say nothing.
+    redis_cli(server.port, &["FLUSHALL"]);
+    let read = with_db(&env, &url, &["state"]);
+    read.code(0);
+    assert_eq!(read.stderr, "", "{read}");
+    // The usage vanished with the flush: the next pick says so.
+    with_db(&env, &url, &["pick"]).code(0).says(&[
+        "prefix fleet: a new, empty namespace",
+        "the server lost its keys",
+    ]);
+}

@@ -28,6 +28,7 @@ use redis::{Connection, ErrorKind, Value};
 
 use super::{Access, Ledger, Step};
 use crate::clock::{self, Millis};
+use crate::output;
 use crate::random;
 use keys::{Global, Keys};
 
@@ -205,6 +206,7 @@ impl RedisLedger {
                 .arg(self.keys.global(Global::Pruned))
                 .query(&mut self.con)
                 .map_err(|e| explain(&e, &self.place))?;
+        let anew = layout.is_none();
         if let Err(err) = self.check_layout(layout) {
             let _: Result<(), _> = redis::cmd("UNWATCH").query(&mut self.con);
             return Err(err);
@@ -243,7 +245,17 @@ impl RedisLedger {
             Err(err) => return Err(self.why_not_written(&err)),
         };
         // EXEC answers nil when a watched key changed: nothing was written.
-        Ok(!matches!(reply, Value::Nil))
+        let written = !matches!(reply, Value::Nil);
+        if written && anew {
+            // A ledger that vanished (flushed, evicted, a restart without persistence) must
+            // not pass for a quiet one: its first write says it began anew.
+            output::notes([format!(
+                "{}: a new, empty namespace: its first use, or the server lost its keys \
+                 (flushed, evicted, restarted without persistence)",
+                self.place
+            )]);
+        }
+        Ok(written)
     }
 }
 

@@ -28,10 +28,17 @@ static PREFIXES: AtomicU64 = AtomicU64::new(0);
 pub fn fresh_url() -> Option<String> {
     let server = SERVER.get_or_init(start).as_ref()?;
     let n = PREFIXES.fetch_add(1, Ordering::Relaxed);
+    let prefix = format!("t{}-{n}", std::process::id());
+    // The namespace exists already, as a ledger in use would: the note a new one gets is
+    // for the tests that are about it.
+    if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", server.port)) {
+        let _ = stream.write_all(format!("SET {prefix}:layout 1\r\n").as_bytes());
+        let mut reply = String::new();
+        let _ = BufReader::new(&stream).read_line(&mut reply);
+    }
     Some(format!(
-        "redis://127.0.0.1:{}/?prefix=t{}-{n}",
-        server.port,
-        std::process::id()
+        "redis://127.0.0.1:{}/?prefix={prefix}",
+        server.port
     ))
 }
 
