@@ -49,6 +49,9 @@ pub enum Command {
     Reset(ResetArgs),
     History(HistoryArgs),
     Init(InitArgs),
+    /// Check the endpoints file and the ledger: for Redis, the server's version, round
+    /// trip, clock, eviction policy and persistence; exit 1 when something needs doing
+    Doctor,
     /// Print the manual page (roff), from the same definitions as --help
     Man,
     /// Print a shell completion script

@@ -1,6 +1,7 @@
 //! One module per subcommand: each reads its inputs, asks the ledger, and prints. What they
 //! share, finding the endpoints file and the database, lives here.
 
+mod doctor;
 mod exec;
 mod history;
 mod init;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             history::run(&ctx, &args)
         }
         Command::Init(args) => init::run(&ctx, &args),
+        Command::Doctor => doctor::run(&ctx),
         Command::Man => {
             crate::output::bytes(&manual()?)?;
             Ok(ExitCode::SUCCESS)

@@ -276,7 +276,41 @@ pub enum Access {
 /// One step over the ledger: what it reads and writes, at the time it is given.
 pub type Step<'a> = dyn FnMut(&dyn Book, Millis) -> Result<()> + 'a;
 
+/// One finding of `doctor`: what was looked at, what it is, and, when it is not as it
+/// should be, what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub what: &'static str,
+    pub value: String,
+    pub advice: Option<String>,
+}
+
+impl Finding {
+    pub fn fine(what: &'static str, value: impl Into<String>) -> Finding {
+        Finding {
+            what,
+            value: value.into(),
+            advice: None,
+        }
+    }
+
+    pub fn wrong(
+        what: &'static str,
+        value: impl Into<String>,
+        advice: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            what,
+            value: value.into(),
+            advice: Some(advice.into()),
+        }
+    }
+}
+
 pub trait Ledger {
+    /// How the ledger's storage is set up, for `doctor`.
+    fn findings(&mut self) -> Result<Vec<Finding>>;
+
     /// Runs `step` atomically: under the write lock for [`Access::Write`], on a snapshot for
     /// [`Access::Read`], with the time of the step from [`time_of_step`]. A ledger may run
     /// the step more than once (an optimistic one re-runs it on a conflict); only the last

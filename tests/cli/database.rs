@@ -265,3 +265,37 @@ fn ids_read_back_from_the_ledger_reach_the_terminal_escaped() {
     assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
     assert!(out.stderr.contains("evil\\u{1b}[2J"), "{:?}", out.stderr);
 }
+
+#[test]
+fn doctor_reports_the_file_and_the_endpoints() {
+    let env = Env::with_endpoints("provider,model\np,a\np,b\n");
+    env.ok(["pick"]);
+    let out = env.run(["doctor"]);
+    out.code(0);
+    shows(
+        &out,
+        &[
+            "ok endpoints  2 rows in",
+            "ok ledger     SQLite file",
+            "ok schema     4 of 4",
+            "ok journal    write-ahead log",
+        ],
+    );
+    // A broken endpoints file is a finding, and the exit status says something needs doing.
+    env.write("endpoints.csv", "provider\np\n");
+    let broken = env.run(["doctor"]);
+    broken.code(1);
+    shows(&broken, &["!! endpoints  not usable", "no model column"]);
+}
+
+/// `doctor` reports on stdout: every needle is in it.
+#[track_caller]
+fn shows(out: &Out, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} not in:\n{}",
+            out.stdout
+        );
+    }
+}

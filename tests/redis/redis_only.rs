@@ -414,3 +414,62 @@ fn a_namespace_that_begins_anew_says_so_once_so_a_flushed_ledger_is_seen() {
         "the server lost its keys",
     ]);
 }
+
+#[test]
+fn doctor_reports_the_server_and_what_to_change() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=team", server.port);
+    redis_cli(
+        server.port,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    );
+    let out = with_db(&env, &url, &["doctor"]);
+    out.code(1);
+    shows(
+        &out,
+        &[
+            "ok server",
+            "ok round trip",
+            "ok clock",
+            "!! eviction     allkeys-lru",
+            "--maxmemory-policy noeviction",
+            "!! persistence  no append-only file",
+            "~team:* +@read +@write",
+        ],
+    );
+    redis_cli(
+        server.port,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    );
+    redis_cli(server.port, &["CONFIG", "SET", "appendonly", "yes"]);
+    // The append-only file is turned on in the background; doctor reads it once on.
+    let mut out = with_db(&env, &url, &["doctor"]);
+    for _ in 0..200 {
+        if out.stdout.contains("ok persistence") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        out = with_db(&env, &url, &["doctor"]);
+    }
+    out.code(0);
+    shows(
+        &out,
+        &[
+            "ok eviction     noeviction",
+            "ok persistence  append-only file",
+        ],
+    );
+}
+
+/// `doctor` reports on stdout: every needle is in it.
+#[track_caller]
+fn shows(out: &Out, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} not in:\n{}",
+            out.stdout
+        );
+    }
+}

@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use redis::{Connection, ErrorKind, Value};
 
-use super::{Access, Ledger, Step};
+use super::{Access, Finding, Ledger, Step};
 use crate::clock::{self, Millis};
 use crate::output;
 use crate::random;
@@ -260,6 +260,95 @@ impl RedisLedger {
 }
 
 impl Ledger for RedisLedger {
+    /// The server as a shared ledger needs it: its version, the round trip and its clock
+    /// against ours, eviction and persistence. What the user may not read (an ACL without
+    /// INFO or CONFIG) is said as such.
+    fn findings(&mut self) -> Result<Vec<Finding>> {
+        let place = self.place.clone();
+        let mut findings = vec![Finding::fine("ledger", place.clone())];
+        let info = |con: &mut Connection, section: &str| -> Option<String> {
+            redis::cmd("INFO").arg(section).query::<String>(con).ok()
+        };
+        let field = |text: &str, name: &str| -> Option<String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        };
+        match info(&mut self.con, "server").and_then(|t| field(&t, "redis_version")) {
+            Some(version) => findings.push(Finding::fine("server", format!("Redis {version}"))),
+            None => findings.push(Finding::wrong(
+                "server",
+                "version unknown",
+                "INFO is not allowed for this user; the rest of these findings may be too",
+            )),
+        }
+        let mut trips = Vec::new();
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            redis::cmd("PING")
+                .query::<String>(&mut self.con)
+                .map_err(|e| explain(&e, &place))?;
+            trips.push(start.elapsed());
+        }
+        trips.sort();
+        findings.push(Finding::fine(
+            "round trip",
+            format!("{:.2} ms (median of 5)", trips[2].as_secs_f64() * 1_000.0),
+        ));
+        let (seconds, micros): (i64, i64) = redis::cmd("TIME")
+            .query(&mut self.con)
+            .map_err(|e| explain(&e, &place))?;
+        let offset = seconds * 1_000 + micros / 1_000 - clock::now()?;
+        findings.push(Finding::fine(
+            "clock",
+            format!("the server's is {offset:+} ms from this machine's (steps use the server's)"),
+        ));
+        let policy: Option<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query(&mut self.con)
+            .ok();
+        findings.push(match policy.as_ref().and_then(|p| p.get(1)) {
+            Some(policy) if policy == "noeviction" => Finding::fine("eviction", "noeviction"),
+            Some(policy) => Finding::wrong(
+                "eviction",
+                policy.clone(),
+                "the server may evict usage when full and llm-rotate would admit too much: \
+                 run it with --maxmemory-policy noeviction",
+            ),
+            None => Finding::wrong(
+                "eviction",
+                "unknown",
+                "CONFIG GET is not allowed for this user: check maxmemory-policy is noeviction",
+            ),
+        });
+        let persistence = info(&mut self.con, "persistence");
+        let aof = persistence.as_deref().and_then(|t| field(t, "aof_enabled"));
+        findings.push(match aof.as_deref() {
+            Some("1") => Finding::fine("persistence", "append-only file"),
+            Some(_) => Finding::wrong(
+                "persistence",
+                "no append-only file",
+                "usage since the last snapshot is lost when the server restarts: run it with \
+                 --appendonly yes",
+            ),
+            None => Finding::wrong(
+                "persistence",
+                "unknown",
+                "INFO is not allowed for this user: check appendonly is yes",
+            ),
+        });
+        findings.push(Finding::fine(
+            "rights",
+            format!(
+                "a user limited to this namespace needs ~{}:* +@read +@write +@transaction \
+                 +@scripting +@connection +time",
+                self.keys.prefix
+            ),
+        ));
+        Ok(findings)
+    }
+
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {
         for run in 0..MOST_RUNS {
             if self.run_once(access, step)? {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::{Access, Ledger, Step, now_under_lock};
+use super::{Access, Finding, Ledger, Step, now_under_lock};
 use crate::clock::Millis;
 
 /// How long a process waits for another one's lock before it gives up.
@@ -96,6 +96,33 @@ impl SqliteLedger {
 }
 
 impl Ledger for SqliteLedger {
+    fn findings(&mut self) -> Result<Vec<Finding>> {
+        let mode: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        let (version, _) = schema::header(&self.conn)?;
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let mut findings = vec![
+            Finding::fine("ledger", format!("SQLite file {}", self.path.display())),
+            Finding::fine("size", format!("{} KiB", size.div_ceil(1024))),
+            Finding::fine(
+                "schema",
+                format!("{version} of {}", schema::MIGRATIONS.len()),
+            ),
+        ];
+        findings.push(if mode.eq_ignore_ascii_case("wal") {
+            Finding::fine("journal", "write-ahead log")
+        } else {
+            Finding::wrong(
+                "journal",
+                mode,
+                "the file is not in WAL mode: readers wait on writers; a process alone with \
+                 the file switches it on first use",
+            )
+        });
+        Ok(findings)
+    }
+
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {
         let behavior = match access {
             Access::Read => TransactionBehavior::Deferred,
