@@ -109,6 +109,12 @@ The ledger: an SQLite file, or a redis:// or rediss:// URL (a shared ledger), wh
 \fBLLM_ROTATE_NOW\fR
 The time, as Unix seconds or RFC 3339, instead of the clock (for tests and what\-ifs).
 .TP
+\fBSSL_CERT_FILE\fR
+For a rediss:// ledger, the certificates to trust instead of the system's (or ?ca=PATH in the URL).
+.TP
+\fBLLM_ROTATE_COMPLETE\fR
+Set by the completion scripts when they ask the binary for completions at TAB time.
+.TP
 \fBNO_COLOR\fR
 When set, tables get no colour unless \-\-color always.
 .TP
