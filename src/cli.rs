@@ -225,6 +225,18 @@ pub struct RecordArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
     pub usage: Option<PathBuf>,
 
+    /// Prompt tokens not read from a cache (cache writes included)
+    #[arg(long, value_name = "N", value_parser = count, conflicts_with_all = ["tokens", "usage"])]
+    pub input_tokens: Option<u64>,
+
+    /// Completion tokens (reasoning included)
+    #[arg(long, value_name = "N", value_parser = count, conflicts_with_all = ["tokens", "usage"])]
+    pub output_tokens: Option<u64>,
+
+    /// Prompt tokens read from a cache
+    #[arg(long, value_name = "N", value_parser = count, conflicts_with_all = ["tokens", "usage"])]
+    pub cached_tokens: Option<u64>,
+
     /// Requests made [default: 1]
     #[arg(long, value_name = "N", value_parser = count)]
     pub requests: Option<u64>,

@@ -47,8 +47,13 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
                 None
             }
         });
+    let split = [args.input_tokens, args.output_tokens, args.cached_tokens];
     let tokens = match &args.usage {
         Some(path) => read_usage(path, response.as_ref(), args.rate_limited, &mut notes),
+        // By kind: the kinds not given count 0, and token limits count them all.
+        None if split.iter().any(Option::is_some) => {
+            Some(split.into_iter().flatten().fold(0u64, u64::saturating_add))
+        }
         None => args.tokens,
     };
     let said = if args.failed {

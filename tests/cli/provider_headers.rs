@@ -687,3 +687,28 @@ fn record_usage_reads_the_body_whatever_its_status() {
     env.fails(["record", id, "--headers", "-", "--usage", "-"], 1)
         .says(&["cannot both read stdin"]);
 }
+
+#[test]
+fn record_takes_tokens_by_kind_and_limits_count_them_all() {
+    let env = Env::with_endpoints("provider,model,tpm\np,m,10k\n");
+    env.pick(&["--tokens", "2k"]);
+    env.ok([
+        "record",
+        "p/m",
+        "--input-tokens",
+        "120",
+        "--output-tokens",
+        "30",
+        "--cached-tokens",
+        "1k",
+    ]);
+    assert_eq!(env.used("p/m", "tpm"), 1_150);
+    env.ok(["record", "p/m", "--add", "--output-tokens", "7"]);
+    assert_eq!(env.used("p/m", "tpm"), 1_157);
+    // The split beside a total, or beside --usage, is a usage error.
+    env.fails(["record", "p/m", "--tokens", "5", "--input-tokens", "5"], 2);
+    env.fails(
+        ["record", "p/m", "--usage", "u.json", "--cached-tokens", "5"],
+        2,
+    );
+}
