@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use llm_rotate::anchor::UTC_MONTHS;
 use llm_rotate::clock::{MINUTE_MS, Millis};
 use llm_rotate::endpoints;
 use llm_rotate::engine::account;
@@ -309,7 +310,8 @@ fn fill(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
                     let id = format!("p{}/model-{i}", i % 5);
                     for k in 0..per_minute {
                         let at = minute + (k as Millis * MINUTE_MS) / per_minute as Millis;
-                        account::reserve(book, &id, Request::new(500), at)?;
+                        let month = UTC_MONTHS.month_start(at);
+                        account::reserve(book, &id, Request::new(500), month, at)?;
                     }
                 }
                 Ok(())

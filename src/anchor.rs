@@ -16,6 +16,12 @@ use crate::clock::{MINUTE_MS, Millis};
 const MINUTES_PER_DAY: u32 = 24 * 60;
 const DAY_MS: Millis = 24 * 60 * MINUTE_MS;
 
+/// The calendar months of a row whose day is rolling: from 00:00 UTC on the 1st.
+pub static UTC_MONTHS: DayAnchor = DayAnchor {
+    minute_of_day: 0,
+    zone: TimeZone::UTC,
+};
+
 /// A daily reset at a local time of day, such as `00:00 America/Los_Angeles`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayAnchor {
@@ -42,6 +48,34 @@ impl DayAnchor {
             .filter(|&reset| reset > now)
             .min()
             .unwrap_or_else(|| self.grid_day_start(now).saturating_add(DAY_MS))
+    }
+
+    /// When the calendar month of `now` began: the reset on the 1st of the month of the
+    /// day `now` falls in (a moment before the 1st's reset is still in the month before).
+    pub fn month_start(&self, now: Millis) -> Millis {
+        self.month_reset(now, 0)
+    }
+
+    /// When the month after the month of `now` begins.
+    pub fn next_month_start(&self, now: Millis) -> Millis {
+        self.month_reset(now, 1)
+    }
+
+    /// When the month before the month of `now` began.
+    pub fn previous_month_start(&self, now: Millis) -> Millis {
+        self.month_reset(now, -1)
+    }
+
+    /// The reset on the 1st of the month `months` away from the month of `now`'s day.
+    fn month_reset(&self, now: Millis, months: i32) -> Millis {
+        let day = self.day_start(now);
+        Timestamp::from_millisecond(day)
+            .ok()
+            .map(|at| self.zone.to_datetime(at).date().first_of_month())
+            .and_then(|first| first.checked_add(Span::new().try_months(months).ok()?).ok())
+            .and_then(|first| self.reset_on(first))
+            // Beyond the calendar, months of 30 days on the grid keep the answers ordered.
+            .unwrap_or_else(|| day.saturating_add(Millis::from(months) * 30 * DAY_MS))
     }
 
     fn minute(&self) -> u32 {

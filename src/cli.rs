@@ -143,6 +143,7 @@ impl ValueEnum for Strategy {
             Strategy::Spread,
             Strategy::RoundRobin,
             Strategy::Cheapest,
+            Strategy::Fastest,
         ]
     }
 
@@ -161,6 +162,10 @@ impl ValueEnum for Strategy {
             Strategy::Cheapest => (
                 "cheapest",
                 "The lowest cost of this request at the `price_*` columns; ties in file order",
+            ),
+            Strategy::Fastest => (
+                "fastest",
+                "The lowest median latency over the last hour; unmeasured endpoints first",
             ),
         };
         Some(clap::builder::PossibleValue::new(name).help(help))
@@ -240,6 +245,10 @@ pub struct RecordArgs {
     /// Requests made [default: 1]
     #[arg(long, value_name = "N", value_parser = count)]
     pub requests: Option<u64>,
+
+    /// How long the call took (1.2s, 850ms); kept for a call that succeeded
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub latency: Option<Millis>,
 
     /// Record a new call now, even when a reservation is open
     #[arg(long, requires = "id", conflicts_with = "lease")]
@@ -322,6 +331,10 @@ pub struct HistoryArgs {
     #[arg(long, value_enum, default_value_t = Period::Hour)]
     pub by: Period,
 
+    /// What the table's bars and the chart show
+    #[arg(long, value_enum, default_value_t = Metric::Requests)]
+    pub metric: Metric,
+
     /// Output format
     #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
     pub format: HistoryFormat,
@@ -329,6 +342,16 @@ pub struct HistoryArgs {
     /// Short for `--format json`
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Metric {
+    /// Requests made
+    Requests,
+    /// Tokens of every kind
+    Tokens,
+    /// Cost in US dollars, at the `price_*` columns
+    Spend,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -26,9 +26,15 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// One request, and every token of the estimate: what limits are checked against.
+    /// One request of the estimate's input and output tokens (its cost is the row's to
+    /// price): what limits are checked against.
     pub fn request(self) -> Request {
-        Request::new(self.input.saturating_add(self.output))
+        Request {
+            requests: 1,
+            input: self.input,
+            output: self.output,
+            ..Request::default()
+        }
     }
 }
 

@@ -32,6 +32,11 @@ impl Money {
     pub fn plus(self, other: Money) -> Money {
         Money(self.0.saturating_add(other.0))
     }
+
+    /// In dollars, for JSON: the nearest float (exact to the cent and well beyond).
+    pub fn dollars(self) -> f64 {
+        self.0 as f64 / 1e12
+    }
 }
 
 /// Dollars with as many decimals as the amount needs (at most 12): `0.000123`, `5`.

@@ -4,92 +4,163 @@
 
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 
-/// A rolling window: a request made at `t` counts at `now` while `now - len < t`. Entries
-/// stamped after `now` count too: a process that judges a little late must still see what
-/// the processes ahead of it wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A window: rolling (a request made at `t` counts at `now` while `now - len < t`;
+/// entries stamped after `now` count too, so a process that judges a little late still sees
+/// what the processes ahead of it wrote), or the calendar month, which counts what was
+/// stamped since it began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Window {
     Minute,
     Hour,
     Day,
+    Month,
 }
 
 impl Window {
-    pub const ALL: [Window; 3] = [Window::Minute, Window::Hour, Window::Day];
+    /// The rolling windows.
+    pub const ROLLING: [Window; 3] = [Window::Minute, Window::Hour, Window::Day];
 
+    /// The length of a rolling window; a month is as long as the calendar makes it, which
+    /// is longer than every rolling window.
     pub fn len_ms(self) -> Millis {
         match self {
             Window::Minute => MINUTE_MS,
             Window::Hour => HOUR_MS,
-            Window::Day => 24 * HOUR_MS,
+            Window::Day | Window::Month => 24 * HOUR_MS,
+        }
+    }
+
+    /// Its place in a ledger's answer ([`crate::ledger::Stored::windows`]).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The longest rolling window: anything older counts in no rolling window and may be
+/// pruned (months are kept apart, as totals).
+pub const LONGEST_WINDOW_MS: Millis = 24 * HOUR_MS;
+
+/// What a limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unit {
+    Requests,
+    /// Input, cached and output tokens (cached ones unless the row reads its cache free).
+    Tokens,
+    /// Input tokens, and cached ones unless the row reads its cache free.
+    Input,
+    Output,
+    /// Cost, in pico-dollars.
+    Dollars,
+}
+
+/// Whether a row's cached input tokens count toward its token limits (`cache_reads`); they
+/// always count toward money.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CacheReads {
+    #[default]
+    Counted,
+    Free,
+}
+
+/// The measures a ledger keeps of every call, in [`Request::measures`] order.
+pub const MEASURES: usize = 5;
+
+impl Unit {
+    /// What the unit counts of each measure (requests, input, cached, output, cost): a
+    /// ledger sums a window's departures with these weights.
+    pub fn weights(self, cache: CacheReads) -> [u64; MEASURES] {
+        let cached = u64::from(cache == CacheReads::Counted);
+        match self {
+            Unit::Requests => [1, 0, 0, 0, 0],
+            Unit::Tokens => [0, 1, cached, 1, 0],
+            Unit::Input => [0, 1, cached, 0, 0],
+            Unit::Output => [0, 0, 0, 1, 0],
+            Unit::Dollars => [0, 0, 0, 0, 1],
         }
     }
 }
 
-/// The longest window: anything older no longer counts anywhere and may be pruned.
-pub const LONGEST_WINDOW_MS: Millis = 24 * HOUR_MS;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    Requests,
-    Tokens,
-}
-
-/// One of the six limits of an endpoint: a unit counted over a window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One limit of an endpoint: a unit counted over a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Limit {
     pub unit: Unit,
     pub window: Window,
 }
 
+/// Every limit, in the order of every report: the six of old first, then by kind.
+const LIMITS: [(Unit, Window, &str, &str); 16] = [
+    (Unit::Requests, Window::Minute, "rpm", "pool rpm"),
+    (Unit::Tokens, Window::Minute, "tpm", "pool tpm"),
+    (Unit::Requests, Window::Hour, "rph", "pool rph"),
+    (Unit::Tokens, Window::Hour, "tph", "pool tph"),
+    (Unit::Requests, Window::Day, "rpd", "pool rpd"),
+    (Unit::Tokens, Window::Day, "tpd", "pool tpd"),
+    (Unit::Input, Window::Minute, "itpm", "pool itpm"),
+    (Unit::Input, Window::Hour, "itph", "pool itph"),
+    (Unit::Input, Window::Day, "itpd", "pool itpd"),
+    (Unit::Output, Window::Minute, "otpm", "pool otpm"),
+    (Unit::Output, Window::Hour, "otph", "pool otph"),
+    (Unit::Output, Window::Day, "otpd", "pool otpd"),
+    (Unit::Requests, Window::Month, "rpmo", "pool rpmo"),
+    (Unit::Tokens, Window::Month, "tpmo", "pool tpmo"),
+    (Unit::Dollars, Window::Day, "usd_pd", "pool usd_pd"),
+    (Unit::Dollars, Window::Month, "usd_pmo", "pool usd_pmo"),
+];
+
+const COUNT: usize = LIMITS.len();
+
 impl Limit {
-    /// In the order of the file's columns and of every report.
-    pub const ALL: [Limit; 6] = [
-        Limit::new(Unit::Requests, Window::Minute),
-        Limit::new(Unit::Tokens, Window::Minute),
-        Limit::new(Unit::Requests, Window::Hour),
-        Limit::new(Unit::Tokens, Window::Hour),
-        Limit::new(Unit::Requests, Window::Day),
-        Limit::new(Unit::Tokens, Window::Day),
-    ];
+    /// In the order of every report.
+    pub const ALL: [Limit; COUNT] = {
+        let mut all = [Limit::new(Unit::Requests, Window::Minute); COUNT];
+        let mut i = 0;
+        while i < COUNT {
+            all[i] = Limit::new(LIMITS[i].0, LIMITS[i].1);
+            i += 1;
+        }
+        all
+    };
 
     pub const fn new(unit: Unit, window: Window) -> Limit {
         Limit { unit, window }
     }
 
-    /// The column name: `rpm`, `tpm`, `rph`, `tph`, `rpd`, `tpd`.
+    /// The column name: `rpm`, `tpm`, ..., `itpm`, `rpmo`, `usd_pd`.
     pub fn name(self) -> &'static str {
-        ["rpm", "tpm", "rph", "tph", "rpd", "tpd"][self.index()]
+        LIMITS[self.index()].2
     }
 
     /// The name of the pool's limit: `pool rpm`, ...
     pub fn pool_name(self) -> &'static str {
-        [
-            "pool rpm", "pool tpm", "pool rph", "pool tph", "pool rpd", "pool tpd",
-        ][self.index()]
+        LIMITS[self.index()].3
     }
 
     pub fn from_name(name: &str) -> Option<Limit> {
         Limit::ALL.into_iter().find(|l| l.name() == name)
     }
 
+    /// Whether its values are dollars (written with decimals, kept in pico-dollars).
+    pub fn is_money(self) -> bool {
+        self.unit == Unit::Dollars
+    }
+
     fn index(self) -> usize {
-        let unit = match self.unit {
-            Unit::Requests => 0,
-            Unit::Tokens => 1,
-        };
-        let window = match self.window {
-            Window::Minute => 0,
-            Window::Hour => 1,
-            Window::Day => 2,
-        };
-        window * 2 + unit
+        LIMITS
+            .iter()
+            .position(|&(unit, window, _, _)| unit == self.unit && window == self.window)
+            .unwrap_or(0)
     }
 }
 
 /// One value per limit, indexed by [`Limit`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PerLimit<T>([T; 6]);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerLimit<T>([T; COUNT]);
+
+impl<T: Default + Copy> Default for PerLimit<T> {
+    fn default() -> Self {
+        PerLimit([T::default(); COUNT])
+    }
+}
 
 impl<T: Copy> PerLimit<T> {
     pub fn get(&self, limit: Limit) -> T {
@@ -104,29 +175,83 @@ impl<T: Copy> PerLimit<T> {
 /// The caps of an endpoint; `None` is no limit, `Some(0)` disables the endpoint.
 pub type Limits = PerLimit<Option<u64>>;
 
+impl Limits {
+    /// The limits set, in report order.
+    pub fn set_ones(&self) -> impl Iterator<Item = (Limit, u64)> + '_ {
+        Limit::ALL
+            .into_iter()
+            .filter_map(|l| Some((l, self.get(l)?)))
+    }
+}
+
 /// What an endpoint has used in each window at some instant.
 pub type Used = PerLimit<u64>;
 
-/// What one call asks of an endpoint.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What one call asks of an endpoint, or what calls used: requests, tokens of each kind,
+/// and cost in pico-dollars. An estimate has no cached tokens (nothing says in advance
+/// what a cache will hold), so what it asks of a limit does not depend on `cache_reads`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Request {
     pub requests: u64,
-    pub tokens: u64,
+    pub input: u64,
+    pub cached: u64,
+    pub output: u64,
+    pub cost: u64,
 }
 
 impl Request {
+    /// One request of `tokens` input tokens, costing nothing.
     pub fn new(tokens: u64) -> Request {
         Request {
             requests: 1,
-            tokens,
+            input: tokens,
+            ..Request::default()
         }
     }
 
+    /// All its tokens.
+    pub fn tokens(&self) -> u64 {
+        self.input
+            .saturating_add(self.cached)
+            .saturating_add(self.output)
+    }
+
+    /// What it counts toward a limit of `unit`, its cached tokens counted.
     pub fn amount(&self, unit: Unit) -> u64 {
-        match unit {
-            Unit::Requests => self.requests,
-            Unit::Tokens => self.tokens,
+        self.measured(unit, CacheReads::Counted)
+    }
+
+    /// What it counts toward a limit of `unit` of a row whose cache reads are `cache`.
+    pub fn measured(&self, unit: Unit, cache: CacheReads) -> u64 {
+        self.measures()
+            .iter()
+            .zip(unit.weights(cache))
+            .fold(0u64, |sum, (&n, w)| sum.saturating_add(n.saturating_mul(w)))
+    }
+
+    pub fn measures(&self) -> [u64; MEASURES] {
+        [
+            self.requests,
+            self.input,
+            self.cached,
+            self.output,
+            self.cost,
+        ]
+    }
+
+    pub fn from_measures([requests, input, cached, output, cost]: [u64; MEASURES]) -> Request {
+        Request {
+            requests,
+            input,
+            cached,
+            output,
+            cost,
         }
+    }
+
+    pub fn plus(self, other: Request) -> Request {
+        let (a, b) = (self.measures(), other.measures());
+        Request::from_measures(std::array::from_fn(|i| a[i].saturating_add(b[i])))
     }
 }
 
@@ -202,7 +327,7 @@ pub fn headroom(limits: &Limits, used: &Used, request: Request) -> f64 {
 /// The least spacing between calls that keeps every request limit evenly spread: window /
 /// limit, the largest over the request limits (rpm 60: 1 s; rph 1800: 2 s).
 pub fn pace_spacing(limits: &Limits) -> Option<Millis> {
-    Window::ALL
+    Window::ROLLING
         .into_iter()
         .filter_map(|window| {
             let cap = limits.get(Limit::new(Unit::Requests, window))?;
@@ -284,7 +409,8 @@ mod tests {
     #[test]
     fn names_round_trip_in_column_order() {
         let names: Vec<_> = Limit::ALL.iter().map(|l| l.name()).collect();
-        assert_eq!(names, ["rpm", "tpm", "rph", "tph", "rpd", "tpd"]);
+        assert_eq!(names[..6], ["rpm", "tpm", "rph", "tph", "rpd", "tpd"]);
+        assert_eq!(names.len(), 16);
         for limit in Limit::ALL {
             assert_eq!(Limit::from_name(limit.name()), Some(limit));
         }
@@ -333,7 +459,7 @@ mod tests {
     #[test]
     fn a_row_counts_until_exactly_t_plus_the_window() {
         let at = T0 + 123;
-        for window in Window::ALL {
+        for window in Window::ROLLING {
             let leaves = row_leaves_at(at, window);
             // counts while now - W < at
             assert!(at > counted_after(window, leaves - 1));

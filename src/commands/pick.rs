@@ -82,7 +82,7 @@ fn render(
     estimate: Estimate,
     format: PickFormat,
 ) -> Result<String> {
-    let tokens = estimate.request().tokens;
+    let tokens = estimate.request().tokens();
     Ok(match format {
         PickFormat::Text => format!("{}\n", endpoint.id),
         PickFormat::Json => {

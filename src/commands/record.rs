@@ -9,7 +9,7 @@ use super::{Context, find};
 use crate::cli::RecordArgs;
 use crate::engine::settle::{self, Record, Said};
 use crate::output;
-use crate::response::{Response, usage};
+use crate::response::{Response, Usage, usage};
 
 pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     // An id is checked against the file, so that a typo is an error rather than usage of
@@ -48,13 +48,19 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
             }
         });
     let split = [args.input_tokens, args.output_tokens, args.cached_tokens];
-    let tokens = match &args.usage {
+    let usage = match &args.usage {
         Some(path) => read_usage(path, response.as_ref(), args.rate_limited, &mut notes),
-        // By kind: the kinds not given count 0, and token limits count them all.
-        None if split.iter().any(Option::is_some) => {
-            Some(split.into_iter().flatten().fold(0u64, u64::saturating_add))
-        }
-        None => args.tokens,
+        // By kind: the kinds not given count 0.
+        None if split.iter().any(Option::is_some) => Some(Usage {
+            input: args.input_tokens.unwrap_or(0),
+            output: args.output_tokens.unwrap_or(0),
+            cached: args.cached_tokens.unwrap_or(0),
+        }),
+        // Tokens of no kind are input tokens.
+        None => args.tokens.map(|input| Usage {
+            input,
+            ..Usage::default()
+        }),
     };
     let said = if args.failed {
         Said::Failed
@@ -70,7 +76,8 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
         id: args.id.as_deref(),
         add: args.add,
         requests: args.requests,
-        tokens,
+        usage,
+        latency_ms: args.latency.map(|ms| u64::try_from(ms).unwrap_or(0)),
         said,
         response: response.as_ref(),
     };
@@ -100,7 +107,7 @@ fn read_usage(
     response: Option<&Response>,
     rate_limited: bool,
     notes: &mut Vec<String>,
-) -> Option<u64> {
+) -> Option<Usage> {
     let read = if path.as_os_str() == "-" {
         usage::read(std::io::stdin().lock(), None)
     } else {
@@ -116,7 +123,7 @@ fn read_usage(
     };
     match read {
         Ok(Some(bytes)) => {
-            let used = usage::in_file(&bytes).map(usage::Usage::total);
+            let used = usage::in_file(&bytes);
             let refused = rate_limited || response.is_some_and(Response::refused);
             if used.is_none() && !refused {
                 notes.push(format!("no usage in {shown}; the estimate stands"));

@@ -12,7 +12,7 @@ use super::{DayReset, Endpoint, Pace, Prices, Report, parse_count, shown};
 use crate::anchor::DayAnchor;
 use crate::env;
 use crate::money::Money;
-use crate::quota::{Limit, Limits};
+use crate::quota::{CacheReads, Limit, Limits};
 
 /// What a column means; every column not recognised is a property.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,7 @@ enum Field {
     Headers,
     Key,
     Price(Price),
+    CacheReads,
     Prop,
 }
 
@@ -68,6 +69,7 @@ impl Field {
             "price_out" => Field::Price(Price::Output),
             "price_cached" => Field::Price(Price::Cached),
             "price_call" => Field::Price(Price::Call),
+            "cache_reads" => Field::CacheReads,
             _ => Field::Prop,
         }
     }
@@ -226,6 +228,7 @@ fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> (Endpoint, Po
         headers: None,
         key: None,
         prices: Prices::default(),
+        cache_reads: CacheReads::Counted,
         props: Vec::new(),
         line: row.line,
         pool: None,
@@ -245,7 +248,7 @@ fn read_row(columns: &[Column], row: &Row, report: &mut Report) -> (Endpoint, Po
         let read = match column.field {
             Field::Pool if value.is_empty() => Ok(()),
             Field::Pool => name(value).map(|name| pool.name = Some(name)),
-            Field::PoolLimit(limit) => optional(value, parse_count).map(|n| {
+            Field::PoolLimit(limit) => optional(value, |v| limit_value(limit, v)).map(|n| {
                 if let Some(n) = n {
                     let cell = (limit, n, value.to_owned(), column.name.clone());
                     pool.limits.push(cell);
@@ -277,7 +280,17 @@ fn read_cell(endpoint: &mut Endpoint, column: &Column, value: &str) -> Result<()
         Field::Model => endpoint.model = name(value)?,
         Field::Id if value.is_empty() => {}
         Field::Id => endpoint.id = name(value)?,
-        Field::Limit(limit) => endpoint.limits.set(limit, optional(value, parse_count)?),
+        Field::Limit(limit) => {
+            let cap = optional(value, |v| limit_value(limit, v))?;
+            endpoint.limits.set(limit, cap);
+        }
+        Field::CacheReads => {
+            endpoint.cache_reads = match lower.as_str() {
+                "" | "counted" => CacheReads::Counted,
+                "free" => CacheReads::Free,
+                _ => return Err("is not free or counted".to_owned()),
+            }
+        }
         Field::Priority => endpoint.priority = priority(&lower)?,
         Field::Weight if value.is_empty() => {}
         Field::Weight => endpoint.weight = weight(value)?,
@@ -335,6 +348,15 @@ fn name(value: &str) -> Result<String, String> {
 /// on what one hostile row can cost.
 const LONGEST_CELL: usize = 64 * 1024;
 const LONGEST_ID: usize = 1024;
+
+/// A limit's cell: a count (`90k`), or dollars for a budget (`5`, `0.25`), kept in
+/// pico-dollars.
+fn limit_value(limit: Limit, value: &str) -> Result<u64, String> {
+    match limit.is_money() {
+        true => Money::parse_dollars(value).map(|money| money.0),
+        false => parse_count(value),
+    }
+}
 
 fn optional<T>(
     value: &str,

@@ -41,6 +41,8 @@ pub struct Endpoint {
     pub key: Option<String>,
     /// What a call costs (`price_*` columns); 0 where not given.
     pub prices: Prices,
+    /// Whether cached input tokens count toward the token limits (`cache_reads`).
+    pub cache_reads: crate::quota::CacheReads,
     /// Every other column in file order: (header as written, cell), empty cells included.
     pub props: Vec<(String, String)>,
     /// The physical line (1-based) on which the row starts.
@@ -59,6 +61,8 @@ pub struct Pool {
     pub limits: Limits,
     /// The ids of its rows, in file order.
     pub members: Vec<String>,
+    /// Whether each of its rows (in the order of `members`) counts its cached tokens.
+    pub caches: Vec<crate::quota::CacheReads>,
 }
 
 impl Endpoint {
@@ -98,12 +102,22 @@ pub struct Prices {
 }
 
 impl Prices {
-    /// What a call of `input` and `output` tokens costs (one request).
-    pub fn cost(&self, input: u64, output: u64) -> Money {
+    /// What `usage` costs: each kind of token times its price, and the price of a call
+    /// per request.
+    pub fn cost(&self, usage: &crate::quota::Request) -> Money {
         self.input
-            .times(input)
-            .plus(self.output.times(output))
-            .plus(self.call)
+            .times(usage.input)
+            .plus(self.cached.unwrap_or(self.input).times(usage.cached))
+            .plus(self.output.times(usage.output))
+            .plus(self.call.times(usage.requests))
+    }
+
+    /// `usage` with its cost.
+    pub fn priced(&self, usage: crate::quota::Request) -> crate::quota::Request {
+        crate::quota::Request {
+            cost: self.cost(&usage).0,
+            ..usage
+        }
     }
 }
 

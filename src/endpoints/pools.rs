@@ -41,12 +41,14 @@ pub(super) fn resolve_pools(endpoints: &mut [Endpoint], cells: &[PoolCells], rep
                 name: name.clone(),
                 limits: Limits::default(),
                 members: Vec::new(),
+                caches: Vec::new(),
             };
             pools.push((pool, endpoint.line, endpoint.day_reset.clone()));
             pools.len() - 1
         });
         let (pool, first_row, first_day) = &mut pools[index];
         pool.members.push(endpoint.id.clone());
+        pool.caches.push(endpoint.cache_reads);
         if *first_day != endpoint.day_reset {
             report.line(
                 endpoint.line,

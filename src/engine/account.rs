@@ -11,10 +11,10 @@ use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::endpoints::Pool;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Lifetime, Parts,
+    Book, Change, Counters, Departing, Entry, HISTORY_MS, Horizons, Lifetime, MonthStart, Parts,
     RESERVATION_OPEN_MS, RETENTION_MS, Said, Source, Span, Stored,
 };
-use crate::quota::{self, Limit, Request, Used, Window};
+use crate::quota::{self, CacheReads, Limit, Request, Used, Window};
 use crate::random;
 
 /// Everything a decision reads of one endpoint at one instant.
@@ -30,9 +30,11 @@ pub struct Account {
     pub cooldown: Option<Cooldown>,
     /// The provider's word on each limit that has not reset.
     pub reports: Vec<Report>,
-    /// Requests and tokens counted since first use (or the last reset), open estimates
-    /// included: what a provider's report counts usage from.
+    /// Usage counted since first use (or the last reset), open estimates included: what a
+    /// provider's report counts usage from.
     pub running: Request,
+    /// Usage in the minute, hour, day and month windows, every kind apart.
+    pub windows: [Request; 4],
 }
 
 /// What a provider's headers said of one limit, and what was used here since.
@@ -45,12 +47,11 @@ pub struct Report {
     pub used_since: u64,
 }
 
-/// An endpoint's counters over the long run: requests when reserved or added, tokens when
-/// settled or added, and an open reservation's estimate once it has expired.
+/// An endpoint's counters over the long run: requests when reserved or added, tokens and
+/// cost when settled or added, and an open reservation's estimate once it has expired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
-    pub requests: u64,
-    pub tokens: u64,
+    pub usage: Request,
     pub rate_limited: u64,
     pub failed: u64,
 }
@@ -62,20 +63,25 @@ pub enum Tally {
 }
 
 /// One endpoint whose account a step reads: the start of its calendar day (else its day
-/// is rolling), and the parts of its account the step needs.
+/// is rolling), the start of the month before its current one, whether it reads its
+/// cache free, and the parts of its account the step needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ask<'a> {
     pub endpoint: &'a str,
     pub day_start: Option<Millis>,
+    pub month_after: MonthStart,
+    pub cache: CacheReads,
     pub parts: Parts,
 }
 
 impl<'a> Ask<'a> {
-    /// Everything of `endpoint`, its day rolling.
-    pub fn all(endpoint: &'a str) -> Ask<'a> {
+    /// Everything of `endpoint` at `now`, its day rolling and its month the UTC one.
+    pub fn all(endpoint: &'a str, now: Millis) -> Ask<'a> {
         Ask {
             endpoint,
             day_start: None,
+            month_after: crate::anchor::UTC_MONTHS.previous_month_start(now),
+            cache: CacheReads::Counted,
             parts: Parts::ALL,
         }
     }
@@ -83,21 +89,34 @@ impl<'a> Ask<'a> {
 
 /// The windows a read at `now` counts; the day window is the calendar day that began at
 /// `day_start` when there is one, else rolling.
-pub fn span(now: Millis, day_start: Option<Millis>, parts: Parts) -> Span {
+pub fn span(now: Millis, ask: &Ask<'_>) -> Span {
     Span {
-        parts,
+        parts: ask.parts,
         minute_after: quota::counted_after(Window::Minute, now),
         hour_from: quota::first_counted_minute(Window::Hour, now),
-        day_from: day_start.map_or_else(
+        day_from: ask.day_start.map_or_else(
             || quota::first_counted_minute(Window::Day, now),
             quota::minute_of,
         ),
+        month_after: ask.month_after,
         open_after: now - RESERVATION_OPEN_MS,
     }
 }
 
+/// What each limit of a row whose cache reads are `cache` counts of `windows`.
+pub fn used_of(windows: &[Request; 4], cache: CacheReads) -> Used {
+    let mut used = Used::default();
+    for limit in Limit::ALL {
+        used.set(
+            limit,
+            windows[limit.window.index()].measured(limit.unit, cache),
+        );
+    }
+    used
+}
+
 impl Account {
-    fn of(mut stored: Stored, now: Millis, parts: Parts) -> Account {
+    fn of(mut stored: Stored, now: Millis, parts: Parts, cache: CacheReads) -> Account {
         // What was not asked for reads the same from every ledger: as nothing.
         if !parts.in_flight {
             (stored.open, stored.oldest_open) = (0, None);
@@ -108,14 +127,7 @@ impl Account {
         if !parts.counters && stored.reports.iter().all(|said| said.resets_at <= now) {
             stored.counters = Counters::default();
         }
-        let mut used = Used::default();
-        for limit in Limit::ALL {
-            let window = Window::ALL
-                .iter()
-                .position(|&w| w == limit.window)
-                .unwrap_or(0);
-            used.set(limit, stored.windows[window].amount(limit.unit));
-        }
+        let used = used_of(&stored.windows, cache);
         let running = running(stored.counters);
         let reports = stored
             .reports
@@ -127,8 +139,8 @@ impl Account {
                 cap: said.cap,
                 resets_at: said.resets_at,
                 used_since: running
-                    .amount(said.limit.unit)
-                    .saturating_sub(said.base.amount(said.limit.unit)),
+                    .measured(said.limit.unit, cache)
+                    .saturating_sub(said.base.measured(said.limit.unit, cache)),
             })
             .collect();
         Account {
@@ -140,16 +152,14 @@ impl Account {
             cooldown: stored.cooldown,
             reports,
             running,
+            windows: stored.windows,
         }
     }
 }
 
 /// The accounts of `asks` at `now`, in one question to the ledger.
 pub fn read(book: &dyn Book, asks: &[Ask<'_>], now: Millis) -> Result<Vec<Account>> {
-    let spans: Vec<(&str, Span)> = asks
-        .iter()
-        .map(|a| (a.endpoint, span(now, a.day_start, a.parts)))
-        .collect();
+    let spans: Vec<(&str, Span)> = asks.iter().map(|a| (a.endpoint, span(now, a))).collect();
     let stored = book.standings(&spans)?;
     anyhow::ensure!(
         stored.len() == asks.len(),
@@ -160,7 +170,7 @@ pub fn read(book: &dyn Book, asks: &[Ask<'_>], now: Millis) -> Result<Vec<Accoun
     Ok(stored
         .into_iter()
         .zip(asks)
-        .map(|(s, a)| Account::of(s, now, a.parts))
+        .map(|(s, a)| Account::of(s, now, a.parts, a.cache))
         .collect())
 }
 
@@ -174,29 +184,24 @@ pub fn totals(book: &dyn Book, endpoints: &[&str], now: Millis) -> Result<Vec<To
     Ok(book
         .lifetimes(&asks)?
         .into_iter()
-        .map(
-            |Lifetime {
-                 counters: c,
-                 open_tokens,
-             }| {
-                // Reservations that expired unsettled count at their estimate: every pending
-                // estimate but those of the reservations still open.
-                let expired = count(c.pending).saturating_sub(open_tokens);
-                Totals {
-                    requests: count(c.requests),
-                    tokens: count(c.tokens).saturating_add(expired),
-                    rate_limited: count(c.rate_limited),
-                    failed: count(c.failed),
-                }
-            },
-        )
+        .map(|Lifetime { counters: c, open }| {
+            // Reservations that expired unsettled count at their estimate: every pending
+            // estimate but those of the reservations still open.
+            let pending = usage_of(c.pending);
+            let expired = Change::between(open, pending).applied_to(Request::default());
+            Totals {
+                usage: usage_of(c.counted).plus(expired),
+                rate_limited: count(c.rate_limited),
+                failed: count(c.failed),
+            }
+        })
         .collect())
 }
 
 /// All of the account of one endpoint at `now`, its day window rolling.
 #[cfg(test)]
 pub fn account(book: &dyn Book, endpoint: &str, now: Millis) -> Result<Account> {
-    Ok(read(book, &[Ask::all(endpoint)], now)?.remove(0))
+    Ok(read(book, &[Ask::all(endpoint, now)], now)?.remove(0))
 }
 
 /// Accounts read in a step, by endpoint and calendar day (a pool's members are read with
@@ -270,12 +275,16 @@ impl Accounts {
     }
 }
 
-/// When enough of `limit`'s usage has left the windows of `endpoints` (a row, or the rows
-/// of a pool, merged) for `excess` more to fit; one question to the ledger for all of
-/// `wanted`. `None` for one that nothing leaving can free.
+/// Rows (each with its `cache_reads`) whose usage of a limit must shed an excess.
+pub type Awaited<'a> = (Vec<(&'a str, CacheReads)>, Limit, u64);
+
+/// When enough of `limit`'s usage has left the rolling windows of `endpoints` (a row, or
+/// the rows of a pool, merged; each measured with its `cache_reads`) for `excess` more to
+/// fit; one question to the ledger for all of `wanted`. `None` for one that nothing
+/// leaving can free.
 pub fn frees_at(
     book: &dyn Book,
-    wanted: &[(Vec<&str>, Limit, u64)],
+    wanted: &[Awaited<'_>],
     now: Millis,
 ) -> Result<Vec<Option<Millis>>> {
     let mut asks = Vec::new();
@@ -288,10 +297,10 @@ pub fn frees_at(
                 from: quota::first_counted_minute(window, now),
             },
         };
-        asks.extend(endpoints.iter().map(|&endpoint| Departing {
+        asks.extend(endpoints.iter().map(|&(endpoint, cache)| Departing {
             endpoint,
             source,
-            unit: limit.unit,
+            weights: limit.unit.weights(cache),
             enough: *excess,
         }));
     }
@@ -312,58 +321,86 @@ pub fn frees_at(
     Ok(dates)
 }
 
-/// Reserves `request` for `endpoint` at `now`, as an open reservation; returns its lease.
-pub fn reserve(book: &dyn Book, endpoint: &str, request: Request, now: Millis) -> Result<String> {
+/// Reserves `request` for `endpoint` at `now` (in the month that began at `month`), as an
+/// open reservation; returns its lease.
+pub fn reserve(
+    book: &dyn Book,
+    endpoint: &str,
+    request: Request,
+    month: MonthStart,
+    now: Millis,
+) -> Result<String> {
     let lease = random::id();
     book.insert_call(endpoint, now, request, Some(&lease))?;
-    book.add_usage(endpoint, now, change(request))?;
-    // Counters take a reservation's requests at once and its tokens when it is settled;
+    book.add_usage(endpoint, now, month, Change::of(request))?;
+    // Counters take a reservation's request at once and the rest when it is settled;
     // until then its estimate is pending.
+    let estimate = Change::of(request);
+    let mut pending = estimate;
+    pending.0[0] = 0;
     book.add_counters(
         endpoint,
         Counters {
-            requests: signed(request.requests),
-            pending: signed(request.tokens),
+            counted: Change::of(Request {
+                requests: request.requests,
+                ..Request::default()
+            }),
+            pending,
             ..Counters::default()
         },
     )?;
     Ok(lease)
 }
 
-/// Adds usage made at `now` without a reservation; returns the change to the counters.
-pub fn add(book: &dyn Book, endpoint: &str, usage: Request, now: Millis) -> Result<Counters> {
+/// Adds usage made at `now` (in the month that began at `month`) without a reservation;
+/// returns the change to the counters.
+pub fn add(
+    book: &dyn Book,
+    endpoint: &str,
+    usage: Request,
+    month: MonthStart,
+    now: Millis,
+) -> Result<Counters> {
     book.insert_call(endpoint, now, usage, None)?;
-    book.add_usage(endpoint, now, change(usage))?;
+    book.add_usage(endpoint, now, month, Change::of(usage))?;
     let counted = Counters {
-        requests: signed(usage.requests),
-        tokens: signed(usage.tokens),
+        counted: Change::of(usage),
         ..Counters::default()
     };
     book.add_counters(endpoint, counted)?;
     Ok(counted)
 }
 
-/// Closes a reservation at `now`, replacing its estimate by what was really used; returns
-/// the change to the counters.
-pub fn settle(book: &dyn Book, entry: &Entry, real: Request, now: Millis) -> Result<Counters> {
+/// Closes a reservation at `now`, replacing its estimate by what was really used (`month`
+/// is the month its call was made in); returns the change to the counters.
+pub fn settle(
+    book: &dyn Book,
+    entry: &Entry,
+    real: Request,
+    month: MonthStart,
+    now: Millis,
+) -> Result<Counters> {
     book.close_call(entry, real)?;
-    let correction = Change {
-        requests: signed(real.requests) - signed(entry.requests),
-        tokens: signed(real.tokens) - signed(entry.tokens),
-    };
-    book.add_usage(&entry.endpoint, entry.at, correction)?;
+    let correction = Change::between(entry.usage, real);
+    book.add_usage(&entry.endpoint, entry.at, month, correction)?;
     // A reservation that expired already counts at its estimate: settling it below that
-    // must not lower the counter.
+    // must not lower the counters.
     let expired = now >= entry.at + RESERVATION_OPEN_MS;
-    let counted = if expired {
-        real.tokens.max(entry.tokens)
-    } else {
-        real.tokens
+    let counted = match expired {
+        true => Request::from_measures({
+            let (real, estimate) = (real.measures(), entry.usage.measures());
+            std::array::from_fn(|i| real[i].max(estimate[i]))
+        }),
+        false => real,
     };
+    let mut pending = Change::of(entry.usage).negated();
+    pending.0[0] = 0;
     let counted = Counters {
-        requests: correction.requests.max(0),
-        tokens: signed(counted),
-        pending: -signed(entry.tokens),
+        counted: Change::of(Request {
+            requests: u64::try_from(correction.requests().max(0)).unwrap_or(0),
+            ..counted
+        }),
+        pending,
         ..Counters::default()
     };
     book.add_counters(&entry.endpoint, counted)?;
@@ -404,27 +441,19 @@ pub fn take_report(
     )
 }
 
-/// The running totals that counters make: requests, and tokens counted or pending.
+/// Counters as usage, none below 0.
+fn usage_of(change: Change) -> Request {
+    change.applied_to(Request::default())
+}
+
+/// The running totals that counters make: usage counted or pending.
 fn running(c: Counters) -> Request {
-    Request {
-        requests: u64::try_from(c.requests).unwrap_or(0),
-        tokens: u64::try_from(c.tokens.saturating_add(c.pending)).unwrap_or(0),
-    }
+    usage_of(c.counted).plus(usage_of(c.pending))
 }
 
 /// Running totals after a change of the counters.
 pub fn after(before: Request, change: Counters) -> Request {
-    let apply = |n: u64, d: i64| {
-        if d >= 0 {
-            n.saturating_add(d as u64)
-        } else {
-            n.saturating_sub(d.unsigned_abs())
-        }
-    };
-    Request {
-        requests: apply(before.requests, change.requests),
-        tokens: apply(before.tokens, change.tokens.saturating_add(change.pending)),
-    }
+    change.pending.applied_to(change.counted.applied_to(before))
 }
 
 /// Forgets what no window can count any more, so the ledger does not grow with time; a
@@ -435,12 +464,13 @@ pub fn prune(book: &dyn Book, now: Millis) -> Result<()> {
         return Ok(());
     }
     for (endpoint, estimate) in book.open_estimates_until(horizon)? {
-        let estimate = signed(estimate);
+        let mut estimate = Change::of(estimate);
+        estimate.0[0] = 0;
         book.add_counters(
             &endpoint,
             Counters {
-                tokens: estimate,
-                pending: -estimate,
+                counted: estimate,
+                pending: estimate.negated(),
                 ..Counters::default()
             },
         )?;
@@ -449,18 +479,9 @@ pub fn prune(book: &dyn Book, now: Millis) -> Result<()> {
         calls_until: horizon,
         first_minute: quota::minute_of(horizon + 1),
         first_hour: (now - HISTORY_MS).div_euclid(HOUR_MS),
+        // Two months back: the previous month still counts toward nothing, but a row whose
+        // zone changed may still read it.
+        months_from: now - 64 * 24 * HOUR_MS,
         reports_until: now,
     })
-}
-
-fn change(usage: Request) -> Change {
-    Change {
-        requests: signed(usage.requests),
-        tokens: signed(usage.tokens),
-    }
-}
-
-/// Counts are whole numbers up to i64::MAX (what SQLite stores); above, they saturate.
-pub fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::account::{self, Account, Accounts, Ask};
-use crate::anchor::DayAnchor;
+use crate::anchor::{DayAnchor, UTC_MONTHS};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::endpoints::{DayReset, Endpoint, Pace, Pool};
 use crate::ledger::{Book, Parts, RESERVATION_OPEN_MS};
-use crate::quota::{self, Limit, Limits, Never, PerLimit, Request, Used, Window};
+use crate::quota::{self, CacheReads, Limit, Limits, Never, PerLimit, Request, Used, Window};
 
 /// What keeps an endpoint from taking a request now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,22 +89,27 @@ pub enum When {
 /// Whose usage leaves: one row's, or all the rows of a pool (shared, not copied per row).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Of {
-    Row(String),
+    Row(String, CacheReads),
     Pool(Arc<Pool>),
 }
 
 impl Of {
-    fn ids(&self) -> Vec<&str> {
+    fn ids(&self) -> Vec<(&str, CacheReads)> {
         match self {
-            Of::Row(id) => vec![id.as_str()],
-            Of::Pool(pool) => pool.members.iter().map(String::as_str).collect(),
+            Of::Row(id, cache) => vec![(id.as_str(), *cache)],
+            Of::Pool(pool) => pool
+                .members
+                .iter()
+                .map(String::as_str)
+                .zip(pool.caches.iter().copied())
+                .collect(),
         }
     }
 
     /// What tells two apart: the row's id, or the pool's name.
     fn key(&self) -> (bool, &str) {
         match self {
-            Of::Row(id) => (false, id),
+            Of::Row(id, _) => (false, id),
             Of::Pool(pool) => (true, &pool.name),
         }
     }
@@ -214,6 +219,7 @@ impl Standing {
 /// Why `request` can never fit `endpoint`, whatever the ledger holds: a limit (its own or
 /// its pool's) of 0 or smaller than the request.
 pub fn never(endpoint: &Endpoint, request: Request) -> Option<Never> {
+    let request = endpoint.prices.priced(request);
     quota::never_fits(&endpoint.limits, request).or_else(|| {
         let pool = endpoint.pool.as_ref()?;
         match quota::never_fits(&pool.limits, request)? {
@@ -236,6 +242,8 @@ pub fn own_ask(endpoint: &Endpoint, now: Millis, extra: Parts) -> Ask<'_> {
     Ask {
         endpoint: &endpoint.id,
         day_start: day_start(endpoint, now),
+        month_after: months(endpoint).previous_month_start(now),
+        cache: endpoint.cache_reads,
         parts: own.with(extra),
     }
 }
@@ -252,11 +260,18 @@ pub fn asks<'e>(endpoints: &[&'e Endpoint], now: Millis, extra: Parts) -> Vec<As
         if let Some(pool) = &endpoint.pool
             && pools.insert((&pool.name, own.day_start))
         {
-            asks.extend(pool.members.iter().map(|id| Ask {
-                endpoint: id,
-                day_start: own.day_start,
-                parts: Parts::default(),
-            }));
+            asks.extend(
+                pool.members
+                    .iter()
+                    .zip(&pool.caches)
+                    .map(|(id, &cache)| Ask {
+                        endpoint: id,
+                        day_start: own.day_start,
+                        month_after: own.month_after,
+                        cache,
+                        parts: Parts::default(),
+                    }),
+            );
         }
     }
     asks
@@ -266,6 +281,8 @@ pub fn asks<'e>(endpoints: &[&'e Endpoint], now: Millis, extra: Parts) -> Vec<As
 /// account missing from `accounts` reads as empty). A blocked standing may wait for
 /// [`date`] to say when its windows free.
 pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Accounts) -> Standing {
+    // A budget weighs the request at this row's prices.
+    let request = endpoint.prices.priced(request);
     let anchor = day_anchor(endpoint);
     let day_start = anchor.map(|a| a.day_start(now));
     let empty = Account::default();
@@ -327,9 +344,10 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
         let after = local.get(limit) + request.amount(limit.unit);
         let under = |cap: Option<u64>| match cap {
             Some(cap) if after > cap => match (anchor, limit.window) {
+                (_, Window::Month) => When::At(months(endpoint).next_month_start(now)),
                 (Some(anchor), Window::Day) => When::At(anchor.next_reset(now)),
                 _ => When::Departs {
-                    of: Of::Row(endpoint.id.clone()),
+                    of: Of::Row(endpoint.id.clone(), endpoint.cache_reads),
                     limit,
                     excess: after - cap,
                 },
@@ -354,6 +372,7 @@ pub fn assess(endpoint: &Endpoint, request: Request, now: Millis, accounts: &Acc
     if let (Some(shared), Some(pool)) = (&endpoint.pool, &standing.pool) {
         for short in quota::shortfalls(&pool.limits, &pool.used, request) {
             let when = match (anchor, short.limit.window) {
+                (_, Window::Month) => When::At(months(endpoint).next_month_start(now)),
                 (Some(anchor), Window::Day) => When::At(anchor.next_reset(now)),
                 _ => When::Departs {
                     of: Of::Pool(Arc::clone(shared)),
@@ -403,7 +422,7 @@ pub fn date(book: &dyn Book, standings: &mut [&mut Standing], now: Millis) -> Re
         return Ok(());
     }
     // The rows of a pool all wait for the same departures: each is asked for once.
-    let mut wanted: Vec<(Vec<&str>, Limit, u64)> = Vec::new();
+    let mut wanted: Vec<account::Awaited<'_>> = Vec::new();
     let mut index: HashMap<((bool, &str), &str, u64), usize> = HashMap::new();
     let mut which = Vec::with_capacity(leaves.len());
     for &(of, limit, excess) in &leaves {
@@ -462,6 +481,18 @@ pub fn day_start(endpoint: &Endpoint, now: Millis) -> Option<Millis> {
     day_anchor(endpoint).map(|a| a.day_start(now))
 }
 
+/// The calendar months of an endpoint: from its day's reset on the 1st, or from 00:00 UTC
+/// on the 1st when its day is rolling.
+pub fn months(endpoint: &Endpoint) -> &DayAnchor {
+    day_anchor(endpoint).unwrap_or(&UTC_MONTHS)
+}
+
+/// The month a call of `endpoint` made at `at` counts in (UTC months for a row the file
+/// no longer has).
+pub fn month_of(endpoint: Option<&Endpoint>, at: Millis) -> crate::ledger::MonthStart {
+    endpoint.map_or(&UTC_MONTHS, months).month_start(at)
+}
+
 /// The calendar day of an endpoint whose daily quota resets at a local time.
 fn day_anchor(endpoint: &Endpoint) -> Option<&DayAnchor> {
     match &endpoint.day_reset {
@@ -495,7 +526,7 @@ mod tests {
     fn accounts(list: Vec<(&str, Account)>) -> Accounts {
         let mut accounts = Accounts::default();
         for (id, account) in list {
-            accounts.insert(&Ask::all(id), account);
+            accounts.insert(&Ask::all(id, T0), account);
         }
         accounts
     }
@@ -589,8 +620,7 @@ mod tests {
             lease: "a".into(),
             endpoint: "p/m".into(),
             at: T0 - MINUTE_MS,
-            requests: 1,
-            tokens: 0,
+            usage: Request::new(0),
             open: true,
         };
         let busy = Account {
@@ -714,7 +744,7 @@ mod tests {
         let mut list = Accounts::default();
         let ask = Ask {
             day_start: day,
-            ..Ask::all("p/m")
+            ..Ask::all("p/m", T0)
         };
         list.insert(
             &ask,

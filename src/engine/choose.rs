@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 
 use super::account::{self, Accounts, Ask};
 use super::admit::{self, Block, Standing, Verdict};
+use super::latency;
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::endpoints::Endpoint;
@@ -28,6 +29,9 @@ pub enum Strategy {
     RoundRobin,
     /// The lowest estimated cost of the request (its prices); ties in file order.
     Cheapest,
+    /// The lowest median latency of its successful calls in the last hour; one with none
+    /// first, so that each gets measured; ties in file order.
+    Fastest,
 }
 
 /// Why an endpoint cannot take the request now, and when it can.
@@ -87,7 +91,14 @@ pub fn candidates<'e>(
 }
 
 pub fn describe(request: Request) -> String {
-    format!("1 request and {} tokens", request.tokens)
+    match request.output {
+        0 => format!("1 request and {} tokens", request.tokens()),
+        output => format!(
+            "1 request and {} tokens ({} input, {output} output)",
+            request.tokens(),
+            request.input
+        ),
+    }
 }
 
 /// Chooses among `candidates` (best first) at `now`, and reserves the choice unless
@@ -123,10 +134,17 @@ pub fn choose<'e>(
         Strategy::RoundRobin => book.last_turn()?,
         _ => None,
     };
+    let medians = match strategy {
+        Strategy::Fastest => latency::medians(book, candidates, now)?,
+        _ => Vec::new(),
+    };
     let mut blocked: Vec<(&'e Endpoint, Standing)> = Vec::new();
     // Candidates are sorted by priority, so each run of equal priority is a group; a lower
     // group is looked at only when nothing in a higher one fits.
+    let mut next = 0;
     for group in candidates.chunk_by(|a, b| a.priority == b.priority) {
+        let start = next;
+        next += group.len();
         let mut fits: Vec<(usize, Standing)> = Vec::new();
         for (position, &endpoint) in group.iter().enumerate() {
             // A row read as another's pool member was read with its pool: only its own
@@ -148,14 +166,20 @@ pub fn choose<'e>(
             }
         }
         let ticket = random::draw();
-        let Some((position, standing)) =
-            select(strategy, group, fits, estimate, turn.as_deref(), ticket)
-        else {
+        let how = Select {
+            estimate,
+            turn: turn.as_deref(),
+            ticket,
+            medians: medians.get(start..start + group.len()).unwrap_or(&[]),
+        };
+        let Some((position, standing)) = select(strategy, group, fits, &how) else {
             continue;
         };
         let endpoint = group[position];
         let lease = if reserve {
-            let lease = account::reserve(book, &endpoint.id, request, now)?;
+            let priced = endpoint.prices.priced(request);
+            let month = admit::months(endpoint).month_start(now);
+            let lease = account::reserve(book, &endpoint.id, priced, month, now)?;
             if let (Verdict::Fits { probe: true }, Some(cooldown)) =
                 (standing.verdict, &standing.cooldown)
             {
@@ -191,16 +215,24 @@ pub fn choose<'e>(
     Ok(Choice::Exhausted(blocked))
 }
 
-/// Which of the fitting endpoints of one priority group the strategy takes: `turn` is the
-/// endpoint that took the last round-robin turn, `ticket` a random number for `weighted`.
+/// What a strategy weighs beyond the standings: `turn` is the endpoint that took the last
+/// round-robin turn, `ticket` a random number for `weighted`, `medians` the median latency
+/// of each endpoint of the group (for `fastest`).
+struct Select<'a> {
+    estimate: Estimate,
+    turn: Option<&'a str>,
+    ticket: u64,
+    medians: &'a [Option<u64>],
+}
+
+/// Which of the fitting endpoints of one priority group the strategy takes.
 fn select(
     strategy: Strategy,
     group: &[&Endpoint],
     mut fits: Vec<(usize, Standing)>,
-    estimate: Estimate,
-    turn: Option<&str>,
-    ticket: u64,
+    how: &Select<'_>,
 ) -> Option<(usize, Standing)> {
+    let (estimate, turn, ticket) = (how.estimate, how.turn, how.ticket);
     if fits.is_empty() {
         return None;
     }
@@ -224,10 +256,11 @@ fn select(
         }
         Strategy::Spread => {
             let request = estimate.request();
-            let headroom = |s: &Standing| s.headroom(request);
+            let headroom =
+                |(p, s): &(usize, Standing)| s.headroom(group[*p].prices.priced(request));
             let mut best = 0;
-            for (i, (_, standing)) in fits.iter().enumerate() {
-                if headroom(standing) > headroom(&fits[best].1) {
+            for (i, fit) in fits.iter().enumerate() {
+                if headroom(fit) > headroom(&fits[best]) {
                     best = i;
                 }
             }
@@ -242,9 +275,16 @@ fn select(
         }
         Strategy::Cheapest => {
             // The first of the lowest: a tie goes to file order.
-            let cost = |p: usize| group[p].prices.cost(estimate.input, estimate.output);
+            let cost = |p: usize| group[p].prices.cost(&estimate.request());
             (0..fits.len())
                 .min_by_key(|&i| cost(fits[i].0))
+                .unwrap_or(0)
+        }
+        Strategy::Fastest => {
+            // Unmeasured first (None sorts below every Some), then the lowest median.
+            let median = |p: usize| how.medians.get(p).copied().flatten();
+            (0..fits.len())
+                .min_by_key(|&i| median(fits[i].0))
                 .unwrap_or(0)
         }
     };
@@ -272,7 +312,7 @@ mod tests {
             let mut used = Used::default();
             used.set(Limit::from_name("rpm").expect("rpm"), n);
             accounts.insert(
-                &Ask::all(&row.id),
+                &Ask::all(&row.id, T0),
                 Account {
                     used,
                     ..Account::default()
@@ -288,9 +328,13 @@ mod tests {
     fn picked(strategy: Strategy, rows: &[Endpoint], turn: Option<&str>, ticket: u64) -> usize {
         let group: Vec<&Endpoint> = rows.iter().collect();
         let fits = fitting(rows, &[5, 1, 3]);
-        select(strategy, &group, fits, Estimate::default(), turn, ticket)
-            .expect("one fits")
-            .0
+        let how = Select {
+            estimate: Estimate::default(),
+            turn,
+            ticket,
+            medians: &[],
+        };
+        select(strategy, &group, fits, &how).expect("one fits").0
     }
 
     #[test]
@@ -315,9 +359,12 @@ mod tests {
                 Strategy::Order,
                 &group,
                 Vec::new(),
-                Estimate::default(),
-                None,
-                0
+                &Select {
+                    estimate: Estimate::default(),
+                    turn: None,
+                    ticket: 0,
+                    medians: &[],
+                }
             )
             .is_none()
         );

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod admit;
 pub mod choose;
+pub mod latency;
 pub mod settle;
 #[cfg(test)]
 mod tests;

@@ -6,13 +6,15 @@
 use anyhow::{Context as _, Result, bail};
 
 use super::account::{self, Ask, Tally};
+use super::admit;
+use crate::anchor::UTC_MONTHS;
 use crate::clock::Millis;
 use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
 use crate::endpoints::Endpoint;
 use crate::ledger::{Book, Entry, Parts};
-use crate::quota::Request;
-use crate::response::{Dialect, Response, Told, Went};
+use crate::quota::{CacheReads, Request};
+use crate::response::{Dialect, Response, Told, Usage, Went};
 
 /// How the caller says the call went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +41,10 @@ pub struct Record<'a> {
     /// A new call even when a reservation of `id` is open.
     pub add: bool,
     pub requests: Option<u64>,
-    pub tokens: Option<u64>,
+    /// The tokens used, by kind; `None` keeps the estimate (or 0 for a call refused).
+    pub usage: Option<Usage>,
+    /// How long the call took, kept when it succeeded.
+    pub latency_ms: Option<u64>,
     pub said: Said<'a>,
     /// The response's header dump, parsed before the step.
     pub response: Option<&'a Response>,
@@ -56,11 +61,14 @@ pub fn record(
     // Every read comes before the first write: a ledger across a network reads what the
     // step found, not what it has written.
     let (endpoint, leased) = which(book, call)?;
+    let row = endpoints.iter().find(|e| e.id == endpoint);
     // The oldest reservation when the call names none; the counters when headers come,
     // for the report to count from.
     let ask = Ask {
         endpoint: &endpoint,
         day_start: None,
+        month_after: UTC_MONTHS.previous_month_start(now),
+        cache: row.map_or(CacheReads::Counted, |r| r.cache_reads),
         parts: Parts {
             in_flight: leased.is_none() && !call.add,
             last_call: false,
@@ -68,7 +76,6 @@ pub fn record(
         },
     };
     let before = account::read(book, &[ask], now)?.remove(0);
-    let row = endpoints.iter().find(|e| e.id == endpoint);
     // A note that every call of the endpoint would repeat is said once per ledger.
     let once = match (call.response, row) {
         (Some(response), Some(row)) => match unknown_dialect(row, response) {
@@ -89,21 +96,37 @@ pub fn record(
         Said::Nothing => call.response.is_some_and(Response::refused),
         Said::Failed | Said::Interrupted => false,
     };
-    let tokens = call.tokens.or(refused.then_some(0));
+    // What the call used, priced at its row's prices: a refused call costs nothing.
+    let used = |requests: u64, usage: Usage| {
+        let used = Request {
+            requests,
+            input: usage.input,
+            cached: usage.cached,
+            output: usage.output,
+            cost: 0,
+        };
+        match (refused && call.usage.is_none(), row) {
+            (false, Some(row)) => row.prices.priced(used),
+            _ => used,
+        }
+    };
+    let zero = refused.then_some(Usage::default());
     let change = match reservation {
         Some(entry) => {
-            let real = Request {
-                requests: call.requests.unwrap_or(entry.requests),
-                tokens: tokens.unwrap_or(entry.tokens),
+            let requests = call.requests.unwrap_or(entry.usage.requests);
+            let real = match call.usage.or(zero) {
+                Some(usage) => used(requests, usage),
+                None => Request {
+                    requests,
+                    ..entry.usage
+                },
             };
-            account::settle(book, &entry, real, now)?
+            let month = admit::month_of(row, entry.at);
+            account::settle(book, &entry, real, month, now)?
         }
         None => {
-            let usage = Request {
-                requests: call.requests.unwrap_or(1),
-                tokens: tokens.unwrap_or(0),
-            };
-            account::add(book, &endpoint, usage, now)?
+            let usage = used(call.requests.unwrap_or(1), call.usage.unwrap_or_default());
+            account::add(book, &endpoint, usage, admit::month_of(row, now), now)?
         }
     };
     // The provider's report counts from the usage that includes this call.
@@ -127,7 +150,11 @@ pub fn record(
     };
     let went = call.response.and_then(Response::went);
     let asked = told.as_ref().and_then(|told| told.retry_after);
-    if let Some(outcome) = outcome(call.said, went, asked, now)? {
+    let outcome = outcome(call.said, went, asked, now)?;
+    if let (Some(Outcome::Success), Some(ms)) = (&outcome, call.latency_ms) {
+        book.add_latency(&endpoint, now, ms)?;
+    }
+    if let Some(outcome) = outcome {
         match outcome {
             Outcome::RateLimited { .. } => {
                 account::count_outcome(book, &endpoint, Tally::RateLimited)?;
@@ -249,7 +276,8 @@ mod tests {
             id: Some("groq/m"),
             add: false,
             requests: None,
-            tokens: None,
+            usage: None,
+            latency_ms: None,
             said: Said::Nothing,
             response: None,
         }
@@ -324,10 +352,14 @@ mod tests {
         memory.clock.set(T0);
         let ledger: &mut dyn Ledger = &mut memory;
         let lease = ledger
-            .write(|book, now| account::reserve(book, "groq/m", Request::new(100), now))
+            .write(|book, now| account::reserve(book, "groq/m", Request::new(100), 0, now))
             .expect("reserve");
         let settled = Record {
-            tokens: Some(40),
+            usage: Some(crate::response::Usage {
+                input: 40,
+                ..Default::default()
+            }),
+            latency_ms: None,
             ..call()
         };
         ledger
@@ -339,7 +371,10 @@ mod tests {
                 Ok((account::totals(book, &["groq/m"], now)?[0], a.open))
             })
             .expect("read");
-        assert_eq!((totals.requests, totals.tokens, open), (1, 40, 0));
+        assert_eq!(
+            (totals.usage.requests, totals.usage.tokens(), open),
+            (1, 40, 0)
+        );
         // Nothing open: the same record adds a call.
         ledger
             .write(|book, now| record(book, &settled, &rows, now))
@@ -347,7 +382,7 @@ mod tests {
         let used = ledger
             .read(|book, now| Ok(account::totals(book, &["groq/m"], now)?[0]))
             .expect("read");
-        assert_eq!((used.requests, used.tokens), (2, 80));
+        assert_eq!((used.usage.requests, used.usage.tokens()), (2, 80));
         // A lease settles once.
         let again = Record {
             lease: Some(&lease),
@@ -398,7 +433,7 @@ mod tests {
             "the call the headers came with is already in the provider's count"
         );
         ledger
-            .write(|book, now| account::add(book, "groq/m", Request::new(0), now).map(|_| ()))
+            .write(|book, now| account::add(book, "groq/m", Request::new(0), 0, now).map(|_| ()))
             .expect("one more");
         let reports = ledger
             .read(|book, now| Ok(account::account(book, "groq/m", now)?.reports))

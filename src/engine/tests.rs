@@ -92,7 +92,8 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
         id: None,
         add: false,
         requests: None,
-        tokens: None,
+        usage: None,
+        latency_ms: None,
         said: Said::Nothing,
         response: None,
     };
@@ -130,7 +131,11 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
             Record {
                 id: Some(id(*row)),
                 add: true,
-                tokens: Some(*tokens),
+                usage: Some(crate::response::Usage {
+                    input: *tokens,
+                    ..Default::default()
+                }),
+                latency_ms: None,
                 ..base
             },
         ),
@@ -138,7 +143,11 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
             ledger,
             Record {
                 id: Some(id(*row)),
-                tokens: Some(*tokens),
+                usage: Some(crate::response::Usage {
+                    input: *tokens,
+                    ..Default::default()
+                }),
+                latency_ms: None,
                 ..base
             },
         ),

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 
 use super::{
-    Access, Book, Change, Counters, Departing, Entry, Horizons, Hourly, Ledger, Lifetime, Said,
-    Source, Span, Step, Stored, time_of_step,
+    Access, Book, Change, Counters, Departing, Entry, Horizons, Hourly, Ledger, Lifetime,
+    MonthStart, Said, Source, Span, Step, Stored, time_of_step,
 };
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
-use crate::quota::{self, Request};
+use crate::quota::{self, MEASURES, Request};
 use crate::random;
 
 #[derive(Default)]
@@ -27,9 +27,13 @@ struct State {
     /// Every call, in the order it was written; an added call has an id of its own.
     calls: Vec<Entry>,
     /// (endpoint, minute) -> usage in that minute.
-    minutes: BTreeMap<(String, i64), (i64, i64)>,
+    minutes: BTreeMap<(String, i64), Change>,
     /// (endpoint, hour) -> usage in that hour, kept through resets.
-    hours: BTreeMap<(String, i64), (i64, i64)>,
+    hours: BTreeMap<(String, i64), Change>,
+    /// (endpoint, month start) -> usage in that month.
+    months: BTreeMap<(String, MonthStart), Change>,
+    /// (endpoint, at, latency in ms) of successful calls.
+    latencies: Vec<(String, Millis, u64)>,
     counters: HashMap<String, Counters>,
     cooldowns: HashMap<String, Cooldown>,
     reports: HashMap<(String, &'static str), Said>,
@@ -61,8 +65,23 @@ fn add(a: i64, b: i64) -> i64 {
     a.saturating_add(b)
 }
 
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
+/// Adds `change` to `sums`, none below 0.
+fn apply(sums: &mut Change, change: Change) {
+    for i in 0..MEASURES {
+        sums.0[i] = add(sums.0[i], change.0[i]).max(0);
+    }
+}
+
+fn usage(sums: Change) -> Request {
+    Request::from_measures(sums.0.map(|n| u64::try_from(n).unwrap_or(0)))
+}
+
+fn weighed(usage: Request, weights: [u64; MEASURES]) -> u64 {
+    usage
+        .measures()
+        .iter()
+        .zip(weights)
+        .fold(0u64, |sum, (&n, w)| sum.saturating_add(n.saturating_mul(w)))
 }
 
 impl State {
@@ -74,35 +93,31 @@ impl State {
         &'s self,
         endpoint: &'s str,
         from: i64,
-    ) -> impl Iterator<Item = (i64, (i64, i64))> + 's {
+    ) -> impl Iterator<Item = (i64, Change)> + 's {
         self.minutes
             .range((endpoint.to_owned(), from)..=(endpoint.to_owned(), i64::MAX))
             .map(|((_, minute), &sums)| (*minute, sums))
     }
 
     fn stored(&self, endpoint: &str, span: &Span) -> Stored {
-        let minute = self.of(endpoint).filter(|e| e.at > span.minute_after).fold(
-            Request::default(),
-            |sum, e| Request {
-                requests: sum.requests.saturating_add(e.requests),
-                tokens: sum.tokens.saturating_add(e.tokens),
-            },
-        );
+        let minute = self
+            .of(endpoint)
+            .filter(|e| e.at > span.minute_after)
+            .fold(Request::default(), |sum, e| sum.plus(e.usage));
         let summed = |from: i64| {
-            let (r, t) = self
-                .buckets(endpoint, from)
-                .fold((0, 0), |(r, t), (_, (br, bt))| (add(r, br), add(t, bt)));
-            Request {
-                requests: count(r),
-                tokens: count(t),
-            }
+            self.buckets(endpoint, from)
+                .fold(Request::default(), |sum, (_, b)| sum.plus(usage(b)))
         };
+        let month = self
+            .months
+            .range((endpoint.to_owned(), span.month_after + 1)..=(endpoint.to_owned(), i64::MAX))
+            .fold(Request::default(), |sum, (_, &m)| sum.plus(usage(m)));
         let open: Vec<&Entry> = self
             .of(endpoint)
             .filter(|e| e.open && e.at > span.open_after)
             .collect();
         Stored {
-            windows: [minute, summed(span.hour_from), summed(span.day_from)],
+            windows: [minute, summed(span.hour_from), summed(span.day_from), month],
             open: open.len() as u64,
             // min_by_key keeps the first of equals: the one written first.
             oldest_open: open.iter().min_by_key(|e| e.at).map(|e| (*e).clone()),
@@ -138,11 +153,10 @@ impl Book for MemoryBook {
             .iter()
             .map(|&(endpoint, open_after)| Lifetime {
                 counters: state.counters.get(endpoint).copied().unwrap_or_default(),
-                open_tokens: state
+                open: state
                     .of(endpoint)
                     .filter(|e| e.open && e.at > open_after)
-                    .map(|e| e.tokens)
-                    .fold(0, u64::saturating_add),
+                    .fold(Request::default(), |sum, e| sum.plus(e.usage)),
             })
             .collect())
     }
@@ -156,26 +170,14 @@ impl Book for MemoryBook {
                     let mut calls: Vec<(i64, u64)> = state
                         .of(ask.endpoint)
                         .filter(|e| e.at > after)
-                        .map(|e| {
-                            let usage = Request {
-                                requests: e.requests,
-                                tokens: e.tokens,
-                            };
-                            (e.at, usage.amount(ask.unit))
-                        })
+                        .map(|e| (e.at, weighed(e.usage, ask.weights)))
                         .collect();
                     calls.sort_by_key(|&(at, _)| at);
                     calls
                 }
                 Source::Buckets { from } => state
                     .buckets(ask.endpoint, from)
-                    .map(|(minute, (r, t))| {
-                        let usage = Request {
-                            requests: count(r),
-                            tokens: count(t),
-                        };
-                        (minute, usage.amount(ask.unit))
-                    })
+                    .map(|(minute, b)| (minute, weighed(usage(b), ask.weights)))
                     .collect(),
             })
             .collect())
@@ -196,10 +198,9 @@ impl Book for MemoryBook {
         Ok(state
             .hours
             .range((endpoint.to_owned(), since_hour)..=(endpoint.to_owned(), i64::MAX))
-            .map(|((_, hour), &(r, t))| Hourly {
+            .map(|((_, hour), &h)| Hourly {
                 hour: *hour,
-                requests: count(r),
-                tokens: count(t),
+                usage: usage(h),
             })
             .collect())
     }
@@ -240,8 +241,23 @@ impl Book for MemoryBook {
         Ok(true)
     }
 
-    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>> {
-        let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+    fn latencies(&self, asks: &[(&str, Millis)]) -> Result<Vec<Vec<u64>>> {
+        let state = self.0.borrow();
+        Ok(asks
+            .iter()
+            .map(|&(endpoint, after)| {
+                state
+                    .latencies
+                    .iter()
+                    .filter(|(id, at, _)| id == endpoint && *at > after)
+                    .map(|&(_, _, ms)| ms)
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, Request)>> {
+        let mut sums: BTreeMap<String, Request> = BTreeMap::new();
         for e in self
             .0
             .borrow()
@@ -250,7 +266,7 @@ impl Book for MemoryBook {
             .filter(|e| e.open && e.at <= until)
         {
             let sum = sums.entry(e.endpoint.clone()).or_default();
-            *sum = sum.saturating_add(e.tokens);
+            *sum = sum.plus(e.usage);
         }
         Ok(sums.into_iter().collect())
     }
@@ -266,8 +282,7 @@ impl Book for MemoryBook {
             lease: lease.map_or_else(|| format!("+{}", random::id()), str::to_owned),
             endpoint: endpoint.to_owned(),
             at,
-            requests: usage.requests,
-            tokens: usage.tokens,
+            usage,
             open: lease.is_some(),
         });
         Ok(())
@@ -281,31 +296,46 @@ impl Book for MemoryBook {
             .iter_mut()
             .find(|e| e.lease == entry.lease)
         {
-            e.requests = real.requests;
-            e.tokens = real.tokens;
+            e.usage = real;
             e.open = false;
         }
         Ok(())
     }
 
-    fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
+    fn add_usage(
+        &self,
+        endpoint: &str,
+        at: Millis,
+        month: MonthStart,
+        change: Change,
+    ) -> Result<()> {
         let mut state = self.0.borrow_mut();
         let key = |n: i64| (endpoint.to_owned(), n);
-        let apply = |sums: &mut (i64, i64)| {
-            sums.0 = add(sums.0, change.requests).max(0);
-            sums.1 = add(sums.1, change.tokens).max(0);
-        };
-        apply(state.minutes.entry(key(quota::minute_of(at))).or_default());
-        apply(state.hours.entry(key(at.div_euclid(HOUR_MS))).or_default());
+        apply(
+            state.minutes.entry(key(quota::minute_of(at))).or_default(),
+            change,
+        );
+        apply(
+            state.hours.entry(key(at.div_euclid(HOUR_MS))).or_default(),
+            change,
+        );
+        apply(state.months.entry(key(month)).or_default(), change);
+        Ok(())
+    }
+
+    fn add_latency(&self, endpoint: &str, at: Millis, ms: u64) -> Result<()> {
+        self.0
+            .borrow_mut()
+            .latencies
+            .push((endpoint.to_owned(), at, ms));
         Ok(())
     }
 
     fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()> {
         let mut state = self.0.borrow_mut();
         let c = state.counters.entry(endpoint.to_owned()).or_default();
-        c.requests = add(c.requests, change.requests).max(0);
-        c.tokens = add(c.tokens, change.tokens).max(0);
-        c.pending = add(c.pending, change.pending).max(0);
+        apply(&mut c.counted, change.counted);
+        apply(&mut c.pending, change.pending);
         c.rate_limited = add(c.rate_limited, change.rate_limited).max(0);
         c.failed = add(c.failed, change.failed).max(0);
         Ok(())
@@ -345,6 +375,10 @@ impl Book for MemoryBook {
             .minutes
             .retain(|(_, m), _| *m >= horizons.first_minute);
         state.hours.retain(|(_, h), _| *h >= horizons.first_hour);
+        state.months.retain(|(_, m), _| *m >= horizons.months_from);
+        state
+            .latencies
+            .retain(|(_, at, _)| *at > horizons.calls_until);
         state
             .reports
             .retain(|_, r| r.resets_at > horizons.reports_until);
@@ -356,6 +390,8 @@ impl Book for MemoryBook {
         let before = state.calls.len();
         state.calls.retain(|e| e.endpoint != endpoint);
         state.minutes.retain(|(id, _), _| id != endpoint);
+        state.months.retain(|(id, _), _| id != endpoint);
+        state.latencies.retain(|(id, _, _)| id != endpoint);
         state.counters.remove(endpoint);
         state.cooldowns.remove(endpoint);
         state.reports.retain(|(id, _), _| id != endpoint);

@@ -29,7 +29,7 @@ use anyhow::{Context, Result};
 
 use crate::clock::{self, MINUTE_MS, Millis};
 use crate::cooldown::Cooldown;
-use crate::quota::{LONGEST_WINDOW_MS, Limit, Request, Unit};
+use crate::quota::{LONGEST_WINDOW_MS, Limit, MEASURES, Request};
 
 /// How long a reservation stays open for `record ID` to settle it.
 pub const RESERVATION_OPEN_MS: Millis = 15 * MINUTE_MS;
@@ -53,31 +53,74 @@ pub fn open(location: &Path) -> Result<Box<dyn Ledger>> {
     }
 }
 
-/// A reservation in the ledger: one request and its token estimate, open until settled.
+/// A call in the ledger: a reservation (its estimate, open until settled) or a call made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub lease: String,
     pub endpoint: String,
     pub at: Millis,
-    pub requests: u64,
-    pub tokens: u64,
+    pub usage: Request,
     pub open: bool,
 }
 
-/// A change of usage: what a call adds, or what a settle corrects (it may be negative).
+/// A change of usage, measure by measure ([`Request::measures`]): what a call adds, or what
+/// a settle corrects (it may be negative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Change {
-    pub requests: i64,
-    pub tokens: i64,
+pub struct Change(pub [i64; MEASURES]);
+
+impl Change {
+    /// What `usage` adds.
+    pub fn of(usage: Request) -> Change {
+        Change(usage.measures().map(signed))
+    }
+
+    /// What turns `from` into `to`.
+    pub fn between(from: Request, to: Request) -> Change {
+        let (from, to) = (from.measures(), to.measures());
+        Change(std::array::from_fn(|i| {
+            signed(to[i]).saturating_sub(signed(from[i]))
+        }))
+    }
+
+    pub fn negated(self) -> Change {
+        Change(self.0.map(|n| n.saturating_neg()))
+    }
+
+    pub fn requests(&self) -> i64 {
+        self.0[0]
+    }
+
+    /// `usage` changed by it, none below 0.
+    pub fn applied_to(self, usage: Request) -> Request {
+        let before = usage.measures();
+        Request::from_measures(std::array::from_fn(|i| {
+            let d = self.0[i];
+            if d >= 0 {
+                before[i].saturating_add(d.unsigned_abs())
+            } else {
+                before[i].saturating_sub(d.unsigned_abs())
+            }
+        }))
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().all(|&n| n == 0)
+    }
+}
+
+/// Counts are whole numbers up to i64::MAX (what SQLite stores); above, they saturate.
+pub fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// An endpoint's counters since first use (or its last reset), which pruning never lowers;
-/// as stored, or as a change to them. `pending` holds the estimates of open reservations.
+/// as stored, or as a change to them. `counted` holds the usage of calls made and settled,
+/// `pending` the estimates of open reservations (its requests stay 0: a reservation's
+/// request counts at once).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub requests: i64,
-    pub tokens: i64,
-    pub pending: i64,
+    pub counted: Change,
+    pub pending: Change,
     pub rate_limited: i64,
     pub failed: i64,
 }
@@ -93,6 +136,12 @@ pub struct Said {
     pub base: Request,
 }
 
+/// The calendar month of a call: the instant it began for the call's row. Month totals
+/// are kept under it; a read counts every total kept under a start after the previous
+/// month's start, so a row whose zone or `day_reset` changed counts too much for a month,
+/// never too little.
+pub type MonthStart = Millis;
+
 /// Which usage a read counts: the exact minute window (calls stamped after
 /// `minute_after`), the minute buckets of the hour and day windows from their first, and
 /// the reservations still open (stamped after `open_after`); and which parts of the
@@ -102,6 +151,8 @@ pub struct Span {
     pub minute_after: Millis,
     pub hour_from: i64,
     pub day_from: i64,
+    /// Month totals kept under a start after this count.
+    pub month_after: MonthStart,
     pub open_after: Millis,
     pub parts: Parts,
 }
@@ -143,8 +194,8 @@ impl Parts {
 /// candidate of a step in one round trip.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
-    /// Requests and tokens in the minute, hour and day windows of the span.
-    pub windows: [Request; 3],
+    /// Usage in the minute, hour, day and month windows of the span.
+    pub windows: [Request; 4],
     /// The reservations still open, and the oldest of them.
     pub open: u64,
     pub oldest_open: Option<Entry>,
@@ -157,12 +208,12 @@ pub struct Stored {
     pub reports: Vec<Said>,
 }
 
-/// An endpoint's counters as stored, and the estimated tokens of its reservations still
-/// open: what its lifetime totals are made of.
+/// An endpoint's counters as stored, and the estimates of its reservations still open:
+/// what its lifetime totals are made of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lifetime {
     pub counters: Counters,
-    pub open_tokens: u64,
+    pub open: Request,
 }
 
 /// Where the usage that leaves a window is read from: the calls stamped after an instant,
@@ -173,24 +224,27 @@ pub enum Source {
     Buckets { from: i64 },
 }
 
-/// One question for the departures of a window: the usage of `unit` in `source`, earliest
-/// first, `(at, amount)` for calls and `(minute, amount)` for buckets, at least until
-/// `enough` has left (a ledger may stop there).
+/// One question for the departures of a window: the usage in `source`, each call or bucket
+/// measured as the sum of its measures times `weights` (a unit, [`crate::quota::Unit::weights`]),
+/// earliest first, `(at, amount)` for calls and `(minute, amount)` for buckets, leaving out
+/// those of amount 0, at least until `enough` has left (a ledger may stop there).
 #[derive(Clone, Copy, Debug)]
 pub struct Departing<'a> {
     pub endpoint: &'a str,
     pub source: Source,
-    pub unit: Unit,
+    pub weights: [u64; MEASURES],
     pub enough: u64,
 }
 
 /// What pruning forgets: calls stamped at or before `calls_until`, buckets before
-/// `first_minute`, hours of history before `first_hour`, reports reset by `reports_until`.
+/// `first_minute`, hours of history before `first_hour`, month totals kept under a start
+/// before `months_from`, reports reset by `reports_until`.
 #[derive(Clone, Copy, Debug)]
 pub struct Horizons {
     pub calls_until: Millis,
     pub first_minute: i64,
     pub first_hour: i64,
+    pub months_from: MonthStart,
     pub reports_until: Millis,
 }
 
@@ -199,8 +253,7 @@ pub struct Horizons {
 pub struct Hourly {
     /// Hours since the Unix epoch.
     pub hour: i64,
-    pub requests: u64,
-    pub tokens: u64,
+    pub usage: Request,
 }
 
 /// How long the hourly history is kept.
@@ -221,7 +274,7 @@ pub trait Book {
     fn departures(&self, asks: &[Departing<'_>]) -> Result<Vec<Vec<(i64, u64)>>>;
     /// The reservation a lease names, settled or not, while it is in the ledger.
     fn by_lease(&self, lease: &str) -> Result<Option<Entry>>;
-    /// Requests and tokens per UTC hour from `since_hour` (hours since the epoch) on.
+    /// Usage per UTC hour from `since_hour` (hours since the epoch) on.
     fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>>;
     /// Every endpoint id the ledger holds usage, counters or answers for, sorted.
     fn endpoints(&self) -> Result<Vec<String>>;
@@ -232,9 +285,12 @@ pub trait Book {
     /// Whether pruning at `horizon` is due: a ledger may wait until enough is due.
     fn prune_due(&self, horizon: Millis) -> Result<bool>;
     /// The estimates of reservations stamped at or before `until` still open, per endpoint.
-    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>>;
+    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, Request)>>;
     /// Whether a note meant to be said once was said already.
     fn said_before(&self, note: &str) -> Result<bool>;
+    /// The latencies (ms) of the successful calls of each endpoint stamped after the
+    /// instant given, in the order asked.
+    fn latencies(&self, asks: &[(&str, Millis)]) -> Result<Vec<Vec<u64>>>;
 
     /// Writes a call at `at`: a reservation (open) under `lease`, else a call already made.
     fn insert_call(
@@ -246,9 +302,16 @@ pub trait Book {
     ) -> Result<()>;
     /// Closes a reservation with what it really used.
     fn close_call(&self, entry: &Entry, real: Request) -> Result<()>;
-    /// Adds a change of usage at `at` to the windows' buckets, the running totals and the
-    /// hourly history, saturating rather than overflowing.
-    fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()>;
+    /// Adds a change of usage at `at` to the windows' buckets, the running totals, the
+    /// hourly history and the total of the month that began at `month`, saturating rather
+    /// than overflowing.
+    fn add_usage(
+        &self,
+        endpoint: &str,
+        at: Millis,
+        month: MonthStart,
+        change: Change,
+    ) -> Result<()>;
     /// Adds to the counters, saturating; none falls below 0.
     fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()>;
     /// Stores the cooldown state of `endpoint`; `None` forgets it (a healthy endpoint).
@@ -256,6 +319,8 @@ pub trait Book {
     /// Takes the provider's word on one limit, replacing what it said before.
     fn set_report(&self, endpoint: &str, said: &Said) -> Result<()>;
     fn set_turn(&self, endpoint: &str) -> Result<()>;
+    /// Keeps how long a successful call made at `at` took.
+    fn add_latency(&self, endpoint: &str, at: Millis, ms: u64) -> Result<()>;
     /// Remembers that a note meant to be said once was said.
     fn set_said(&self, note: &str) -> Result<()>;
     /// Forgets what the horizons leave behind.

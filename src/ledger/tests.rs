@@ -15,9 +15,10 @@ use super::{
     Book, Departing, FURTHEST_AHEAD_MS, Ledger, RESERVATION_OPEN_MS, RETENTION_MS, Source,
     time_of_step,
 };
+use crate::anchor::UTC_MONTHS;
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
-use crate::engine::account::{self, Tally, Totals};
-use crate::quota::{self, Limit, Limits, Request, Unit, Window, shortfalls};
+use crate::engine::account::{self, Ask, Tally, Totals};
+use crate::quota::{self, CacheReads, Limit, Limits, Request, Window, shortfalls};
 
 const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -53,7 +54,7 @@ fn leaving(book: &dyn Book, limit: Limit, now: Millis) -> anyhow::Result<Vec<(Mi
     let ask = Departing {
         endpoint: "e",
         source,
-        unit: limit.unit,
+        weights: limit.unit.weights(crate::quota::CacheReads::Counted),
         enough: u64::MAX,
     };
     Ok(book.departures(&[ask])?.remove(0))
@@ -72,14 +73,15 @@ fn limit(name: &str) -> Limit {
 }
 
 /// What the ledger must report, summed the slow way from every call.
-fn expected(calls: &[(Millis, u64, u64)], limit: Limit, now: Millis) -> u64 {
+fn expected(calls: &[(Millis, Request)], limit: Limit, now: Millis, cache: CacheReads) -> u64 {
     calls
         .iter()
-        .filter(|&&(at, _, _)| match limit.window {
+        .filter(|&&(at, _)| match limit.window {
             Window::Minute => at > quota::counted_after(Window::Minute, now),
+            Window::Month => UTC_MONTHS.month_start(at) > UTC_MONTHS.previous_month_start(now),
             window => quota::minute_of(at) >= quota::first_counted_minute(window, now),
         })
-        .map(|&(_, r, t)| if limit.unit == Unit::Requests { r } else { t })
+        .map(|(_, usage)| usage.measured(limit.unit, cache))
         .sum()
 }
 
@@ -87,7 +89,7 @@ fn expected(calls: &[(Millis, u64, u64)], limit: Limit, now: Millis) -> u64 {
 fn the_time_of_a_step_is_never_before_the_newest_entry() {
     for (name, mut ledger) in ledgers().1 {
         ledger
-            .write(|book, _| account::add(book, "e", Request::new(1), T0 + 5_000).map(|_| ()))
+            .write(|book, _| account::add(book, "e", Request::new(1), 0, T0 + 5_000).map(|_| ()))
             .expect("add");
         ledger
             .write(|book, _| {
@@ -105,7 +107,7 @@ fn a_clock_that_steps_back_does_not_take_the_ledger_back() {
     memory.clock.set(T0 + 10_000);
     let ledger: &mut dyn Ledger = &mut memory;
     let first = ledger
-        .write(|book, now| account::add(book, "e", Request::new(1), now).map(|_| now))
+        .write(|book, now| account::add(book, "e", Request::new(1), 0, now).map(|_| now))
         .expect("add");
     assert_eq!(first, T0 + 10_000);
     memory.clock.set(T0);
@@ -117,7 +119,7 @@ fn a_clock_that_steps_back_does_not_take_the_ledger_back() {
 fn entries_stamped_after_now_still_count() {
     for (name, mut ledger) in ledgers().1 {
         write(&mut ledger, |book, _| {
-            account::reserve(book, "e", Request::new(40), T0 + 30_000)
+            account::reserve(book, "e", Request::new(40), 0, T0 + 30_000)
         });
         write(&mut ledger, |book, _| {
             let used = account::account(book, "e", T0)?.used;
@@ -137,10 +139,10 @@ fn entries_stamped_after_now_still_count() {
 fn settling_an_old_reservation_corrects_later_running_totals() {
     for (name, mut ledger) in ledgers().1 {
         write(&mut ledger, |book, _| {
-            account::reserve(book, "e", Request::new(100), T0)
+            account::reserve(book, "e", Request::new(100), 0, T0)
         });
         write(&mut ledger, |book, _| {
-            account::add(book, "e", Request::new(10), T0 + 5 * MINUTE_MS)
+            account::add(book, "e", Request::new(10), 0, T0 + 5 * MINUTE_MS)
         });
         write(&mut ledger, |book, _| {
             let entry = account::account(book, "e", T0 + 6 * MINUTE_MS)?
@@ -148,9 +150,10 @@ fn settling_an_old_reservation_corrects_later_running_totals() {
                 .expect("open");
             let real = Request {
                 requests: 2,
-                tokens: 7,
+                input: 7,
+                ..Request::default()
             };
-            account::settle(book, &entry, real, T0 + 6 * MINUTE_MS).map(|_| ())
+            account::settle(book, &entry, real, 0, T0 + 6 * MINUTE_MS).map(|_| ())
         });
         write(&mut ledger, |book, _| {
             let used = account::account(book, "e", T0 + 6 * MINUTE_MS)?.used;
@@ -173,7 +176,7 @@ fn sums_saturate_instead_of_overflowing() {
             // in the middle of a transaction is refused before anything is written.
             let refused = ledger
                 .as_mut()
-                .write(|book, now| account::reserve(book, "e", most, now).map(|_| ()));
+                .write(|book, now| account::reserve(book, "e", most, 0, now).map(|_| ()));
             let err = refused.expect_err("refused");
             assert!(
                 err.to_string()
@@ -184,7 +187,7 @@ fn sums_saturate_instead_of_overflowing() {
         }
         for _ in 0..3 {
             write(&mut ledger, |book, now| {
-                account::reserve(book, "e", most, now)
+                account::reserve(book, "e", most, 0, now)
             });
         }
         write(&mut ledger, |book, now| {
@@ -217,8 +220,8 @@ fn sqlite_prunes_an_hour_of_expired_usage_at_once() {
     let ledger: &mut dyn Ledger = &mut sqlite;
     ledger
         .write(|book, _| {
-            account::add(book, "e", Request::new(1), T0)?;
-            account::add(book, "e", Request::new(1), T0 + 2 * HOUR_MS)
+            account::add(book, "e", Request::new(1), 0, T0)?;
+            account::add(book, "e", Request::new(1), 0, T0 + 2 * HOUR_MS)
         })
         .expect("add");
     let due = T0 + RETENTION_MS + HOUR_MS;
@@ -235,7 +238,7 @@ fn sqlite_prunes_an_hour_of_expired_usage_at_once() {
     let ledger: &mut dyn Ledger = &mut sqlite;
     ledger
         .write(|book, _| {
-            account::add(book, "e", Request::new(5), T0 + HOUR_MS)?;
+            account::add(book, "e", Request::new(5), 0, T0 + HOUR_MS)?;
             let used = account::account(book, "e", T0 + 2 * HOUR_MS)?.used;
             assert_eq!(used.get(limit("tph")), 6);
             Ok(())
@@ -245,35 +248,50 @@ fn sqlite_prunes_an_hour_of_expired_usage_at_once() {
 
 /// Applies `ops` to a ledger, a step each: (offset, requests, tokens, settle to 7 tokens in
 /// a step of its own).
+/// Reserves each call of `ops` at its offset from T0, settling those marked at what a
+/// call of 7 input, 3 cached and 5 output tokens costing 11 uses; `calls` gets what each
+/// counts in the end.
 fn apply(
     ledger: &mut Box<dyn Ledger>,
     ops: &[(Millis, u64, u64, bool)],
-    calls: &mut Vec<(Millis, u64, u64)>,
+    calls: &mut Vec<(Millis, Request)>,
 ) {
     for &(offset, requests, tokens, settle) in ops {
         let at = T0 + offset;
+        let estimate = Request {
+            requests,
+            input: tokens,
+            output: tokens / 3,
+            cost: tokens * 1_000_001,
+            ..Request::default()
+        };
+        let month = UTC_MONTHS.month_start(at);
         write(ledger, |book, _| {
-            account::reserve(book, "e", Request { requests, tokens }, at)
+            account::reserve(book, "e", estimate, month, at)
         });
-        calls.push((at, requests, tokens));
+        calls.push((at, estimate));
         if settle {
             let entry = write(ledger, |book, _| {
                 let entry = account::account(book, "e", at)?
                     .oldest_open
                     .expect("one was just reserved");
                 let real = Request {
-                    requests: entry.requests,
-                    tokens: 7,
+                    requests: entry.usage.requests,
+                    input: 7,
+                    cached: 3,
+                    output: 5,
+                    cost: 11,
                 };
-                account::settle(book, &entry, real, at)?;
-                Ok(entry)
+                account::settle(book, &entry, real, month, at)?;
+                Ok((entry, real))
             });
+            let (entry, real) = entry;
             let settled = calls
                 .iter_mut()
                 .rev()
-                .find(|c| c.0 == entry.at && c.1 == entry.requests && c.2 == entry.tokens)
+                .find(|c| c.0 == entry.at && c.1 == entry.usage)
                 .expect("the settled call is one of ours");
-            settled.2 = 7;
+            settled.1 = real;
         }
     }
 }
@@ -298,10 +316,20 @@ proptest! {
                 for &probe in &probes {
                     let now = T0 + probe;
                     let used = account::account(book, "e", now)?.used;
+                    let free = account::read(book, &[Ask {
+                        cache: CacheReads::Free,
+                        ..Ask::all("e", now)
+                    }], now)?.remove(0).used;
                     for limit in Limit::ALL {
-                        assert_eq!(used.get(limit), expected(&calls, limit, now),
+                        assert_eq!(used.get(limit), expected(&calls, limit, now, CacheReads::Counted),
                             "{name}: {} at +{probe}", limit.name());
-                        seen.push(account::frees_at(book, &[(vec!["e"], limit, 3)], now)?[0]);
+                        assert_eq!(free.get(limit), expected(&calls, limit, now, CacheReads::Free),
+                            "{name}: {} at +{probe}, cache reads free", limit.name());
+                        seen.push(account::frees_at(
+                            book,
+                            &[(vec![("e", crate::quota::CacheReads::Counted)], limit, 3)],
+                            now,
+                        )?[0]);
                         // What leaves, and when; a ledger may leave out what frees nothing.
                         let departures: Vec<(Millis, u64)> = leaving(book, limit, now)?
                             .into_iter()
@@ -312,12 +340,11 @@ proptest! {
                     }
                     seen.push(Some(account::account(book, "e", now)?.open as Millis));
                     let totals = account::totals(book, &["e"], now)?[0];
-                    seen.push(Some(totals.requests as Millis));
-                    seen.push(Some(totals.tokens as Millis));
+                    seen.push(Some(totals.usage.requests as Millis));
+                    seen.extend(totals.usage.measures().map(|n| Some(n as Millis)));
                     for hour in book.history("e", 0)? {
                         seen.push(Some(hour.hour));
-                        seen.push(Some(hour.requests as Millis));
-                        seen.push(Some(hour.tokens as Millis));
+                        seen.extend(hour.usage.measures().map(|n| Some(n as Millis)));
                     }
                     seen.push(account::account(book, "e", now)?.oldest_open.map(|e| e.at + RESERVATION_OPEN_MS));
                     seen.push(account::account(book, "e", now)?.oldest_open.map(|e| e.at));
@@ -376,7 +403,7 @@ fn overfill_and_order(
                     if shortfalls(&limits, &account::account(book, "e", now)?.used, request)
                         .is_empty()
                     {
-                        account::reserve(book, "e", request, now)?;
+                        account::reserve(book, "e", request, 0, now)?;
                         admitted.push((now, tokens));
                     }
                     Ok(())
@@ -407,16 +434,20 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
     for (name, mut ledger) in ledgers().1 {
         let expired = T0 + RESERVATION_OPEN_MS;
         write(&mut ledger, |book, _| {
-            account::reserve(book, "e", Request::new(100), T0)
+            account::reserve(book, "e", Request::new(100), 0, T0)
         });
         write(&mut ledger, |book, _| {
-            account::add(book, "e", Request::new(5), T0).map(|_| ())
+            account::add(book, "e", Request::new(5), 0, T0).map(|_| ())
         });
         write(&mut ledger, |book, _| {
             let totals = account::totals(book, &["e"], T0)?[0];
-            assert_eq!((totals.requests, totals.tokens), (2, 5), "{name}: open");
             assert_eq!(
-                account::totals(book, &["e"], expired)?[0].tokens,
+                (totals.usage.requests, totals.usage.tokens()),
+                (2, 5),
+                "{name}: open"
+            );
+            assert_eq!(
+                account::totals(book, &["e"], expired)?[0].usage.tokens(),
                 105,
                 "{name}: expired"
             );
@@ -431,13 +462,14 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
             let entry = book.by_lease(&lease)?.expect("by lease");
             let real = Request {
                 requests: 1,
-                tokens: 40,
+                input: 40,
+                ..Request::default()
             };
-            account::settle(book, &entry, real, expired).map(|_| ())
+            account::settle(book, &entry, real, 0, expired).map(|_| ())
         });
         write(&mut ledger, |book, _| {
             assert_eq!(
-                account::totals(book, &["e"], expired)?[0].tokens,
+                account::totals(book, &["e"], expired)?[0].usage.tokens(),
                 105,
                 "{name}: settled"
             );
@@ -449,15 +481,18 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
         });
         // An unsettled reservation pruned away keeps counting at its estimate.
         write(&mut ledger, |book, _| {
-            account::reserve(book, "e", Request::new(1_000), T0 + HOUR_MS)
+            account::reserve(book, "e", Request::new(1_000), 0, T0 + HOUR_MS)
         });
         let later = T0 + RETENTION_MS + 3 * HOUR_MS;
         write(&mut ledger, |book, _| account::prune(book, later));
         write(&mut ledger, |book, _| {
             let totals = account::totals(book, &["e"], later)?[0];
             let expected = Totals {
-                requests: 3,
-                tokens: 1_105,
+                usage: Request {
+                    requests: 3,
+                    input: 1_105,
+                    ..Request::default()
+                },
                 rate_limited: 1,
                 failed: 2,
             };
@@ -470,7 +505,7 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
             let hours: Vec<(i64, u64, u64)> = book
                 .history("e", 0)?
                 .iter()
-                .map(|h| (h.hour - T0 / HOUR_MS, h.requests, h.tokens))
+                .map(|h| (h.hour - T0 / HOUR_MS, h.usage.requests, h.usage.input))
                 .collect();
             assert_eq!(hours, [(0, 2, 45), (1, 1, 1_000)], "{name}: history");
             Ok(())
@@ -492,7 +527,7 @@ fn counters_count_what_is_final_and_never_drop_with_pruning() {
 fn reservations_stay_open_for_fifteen_minutes() {
     for (name, mut ledger) in ledgers().1 {
         write(&mut ledger, |book, _| {
-            account::reserve(book, "e", Request::new(1), T0)
+            account::reserve(book, "e", Request::new(1), 0, T0)
         });
         write(&mut ledger, |book, _| {
             let last = T0 + RESERVATION_OPEN_MS - 1;

@@ -9,6 +9,7 @@ mod limits;
 pub mod usage;
 
 pub use limits::{Dialect, Reading};
+pub use usage::Usage;
 
 use crate::clock::Millis;
 use crate::duration::{Later, parse_duration, parse_retry_after};

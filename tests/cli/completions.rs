@@ -129,7 +129,14 @@ fn bash_completes_subcommands_options_and_values() {
     );
     assert_eq!(
         complete(&["llm-rotate", "pick", "--strategy", ""]),
-        ["order", "weighted", "spread", "round-robin", "cheapest"]
+        [
+            "order",
+            "weighted",
+            "spread",
+            "round-robin",
+            "cheapest",
+            "fastest"
+        ]
     );
     let shells = complete(&["llm-rotate", "completions", ""]);
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {

@@ -277,7 +277,7 @@ fn doctor_reports_the_file_and_the_endpoints() {
         &[
             "ok endpoints  2 rows in",
             "ok ledger     SQLite file",
-            "ok schema     4 of 4",
+            "ok schema     5 of 5",
             "ok journal    write-ahead log",
         ],
     );

@@ -31,7 +31,10 @@ fn csv_has_a_row_per_endpoint_and_hour() {
     let env = scenario();
     let text = env.ok(["history", "--since", "9h", "--format", "csv"]);
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("endpoint,period_start,requests,tokens"));
+    assert_eq!(
+        lines.next(),
+        Some("endpoint,period_start,requests,tokens,input,output,cached,cost_usd")
+    );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(
         rows.len(),
@@ -39,12 +42,12 @@ fn csv_has_a_row_per_endpoint_and_hour() {
         "9 h back from +8 h: 10 hours each\n{text}"
     );
     for expected in [
-        "p/a,2026-01-01T00:00:00Z,1,100",
-        "p/a,2026-01-01T01:00:00Z,2,30",
-        "p/a,2026-01-01T05:00:00Z,3,3",
-        "p/a,2026-01-01T08:00:00Z,0,0",
-        "p/b,2026-01-01T02:00:00Z,2,6000",
-        "p/a,2025-12-31T23:00:00Z,0,0",
+        "p/a,2026-01-01T00:00:00Z,1,100,100,0,0,0",
+        "p/a,2026-01-01T01:00:00Z,2,30,30,0,0,0",
+        "p/a,2026-01-01T05:00:00Z,3,3,3,0,0,0",
+        "p/a,2026-01-01T08:00:00Z,0,0,0,0,0,0",
+        "p/b,2026-01-01T02:00:00Z,2,6000,6000,0,0,0",
+        "p/a,2025-12-31T23:00:00Z,0,0,0,0,0,0",
     ] {
         assert!(rows.contains(&expected), "{expected} in\n{text}");
     }

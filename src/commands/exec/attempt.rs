@@ -58,6 +58,8 @@ pub struct Finished {
     pub notes: Vec<String>,
     /// A signal was passed on to it (or reached it from the terminal).
     pub interrupted: bool,
+    /// From its start to its exit, on the monotonic clock (whatever `LLM_ROTATE_NOW` says).
+    pub took: std::time::Duration,
 }
 
 impl Finished {
@@ -201,6 +203,7 @@ pub fn run(
             Input::Bytes(bytes) if bytes.is_empty() => Stdio::null(),
             Input::Bytes(_) => Stdio::piped(),
         });
+    let started = std::time::Instant::now();
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
@@ -218,6 +221,7 @@ pub fn run(
     // its output has ended, as it would be anyway.
     let (stdout, streamed) = read_output(out, stream);
     let status = child.wait().context("cannot wait for the command")?;
+    let took = started.elapsed();
     signals.child.store(0, Ordering::SeqCst);
     let mut notes = Vec::new();
     let response = regular_file(&headers)
@@ -241,6 +245,7 @@ pub fn run(
         usage,
         notes,
         interrupted: signals.interrupted(),
+        took,
     })
 }
 

@@ -17,7 +17,7 @@ use crate::engine::settle::{self, Record, Said};
 use crate::engine::wait::{self, How, Wait};
 use crate::estimate;
 use crate::output;
-use crate::response::{Response, Went, usage};
+use crate::response::{Response, Usage, Went, usage};
 use attempt::{Finished, Input, Signals};
 
 /// How one attempt went, as the fail-over sees it: as its response says (read as `record
@@ -136,7 +136,13 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
                 ) = &picked
                 {
                     // Nothing was called: the reservation is given back.
-                    let call = settle_call(lease, Some(0), Some(0), Said::Interrupted, None);
+                    let call = settle_call(
+                        lease,
+                        Some(0),
+                        Some(Usage::default()),
+                        Said::Interrupted,
+                        None,
+                    );
                     ledger.write(|book, now| settle::record(book, &call, &all, now))?;
                 }
                 return Ok(ExitCode::from(signals.exit_code()));
@@ -177,7 +183,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
         }
         tried.push(&endpoint.id);
 
-        let vars = endpoint.exported(Some(&lease), request.tokens);
+        let vars = endpoint.exported(Some(&lease), request.tokens());
         let finished = attempt::run(
             program,
             program_args,
@@ -191,7 +197,8 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             Ok(finished) => finished,
             Err(err) => {
                 // No call was made: the reservation is settled at nothing.
-                let call = settle_call(&lease, Some(0), Some(0), Said::Interrupted, None);
+                let nothing = Some(Usage::default());
+                let call = settle_call(&lease, Some(0), nothing, Said::Interrupted, None);
                 ledger.write(|book, now| settle::record(book, &call, &all, now))?;
                 return Err(err);
             }
@@ -205,15 +212,15 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
                 (!args.stream)
                     .then(|| usage::in_body(&finished.stdout))
                     .flatten()
-            })
-            .map(usage::Usage::total);
-        let call = settle_call(
+            });
+        let mut call = settle_call(
             &lease,
             None,
             used,
             verdict.said(),
             finished.response.as_ref(),
         );
+        call.latency_ms = Some(u64::try_from(finished.took.as_millis()).unwrap_or(u64::MAX));
         let notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
         output::notes(finished.notes.iter().chain(&notes));
         let again = verdict.worth_another_endpoint()
@@ -240,7 +247,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
 fn settle_call<'a>(
     lease: &'a str,
     requests: Option<u64>,
-    tokens: Option<u64>,
+    usage: Option<Usage>,
     said: Said<'a>,
     response: Option<&'a Response>,
 ) -> Record<'a> {
@@ -249,7 +256,8 @@ fn settle_call<'a>(
         id: None,
         add: false,
         requests,
-        tokens,
+        usage,
+        latency_ms: None,
         said,
         response,
     }

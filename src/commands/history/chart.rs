@@ -21,6 +21,8 @@ pub struct Chart<'a> {
     /// Where to mark the x axis, and with what.
     pub x_ticks: Vec<(i64, String)>,
     pub series: Vec<Series>,
+    /// How a value of the y axis is written.
+    pub shown: fn(u64) -> String,
 }
 
 const WIDTH: f64 = 960.0;
@@ -66,10 +68,11 @@ impl Chart<'_> {
             let y = y_at(value);
             let _ = writeln!(
                 svg,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{value}</text>"##,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
                 LEFT + plot_w,
                 LEFT - 6.0,
-                y + 4.0
+                y + 4.0,
+                (self.shown)(value)
             );
         }
         let _ = writeln!(
@@ -121,7 +124,7 @@ impl Chart<'_> {
             let ly = TOP + 10.0 + i as f64 * 18.0;
             let lx = WIDTH - RIGHT + 16.0;
             let label = match series.limit {
-                Some(limit) => format!("{} (limit {limit})", series.name),
+                Some(limit) => format!("{} (limit {})", series.name, (self.shown)(limit)),
                 None => series.name.clone(),
             };
             let _ = writeln!(

@@ -10,12 +10,13 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::Context;
-use crate::cli::{HistoryArgs, HistoryFormat, Period};
+use crate::cli::{HistoryArgs, HistoryFormat, Metric, Period};
 use crate::clock::{HOUR_MS, Millis};
 use crate::glob;
 use crate::ledger::{HISTORY_MS, Hourly};
+use crate::money::Money;
 use crate::output;
-use crate::quota::{Limit, Unit, Window};
+use crate::quota::{Limit, Request, Unit, Window};
 use chart::{Chart, Series};
 
 /// One endpoint's periods, oldest first, every period of the range present.
@@ -34,6 +35,32 @@ struct Period_ {
     start: String,
     requests: u64,
     tokens: u64,
+    input: u64,
+    output: u64,
+    cached: u64,
+    cost_usd: f64,
+    /// In pico-dollars, exact.
+    #[serde(skip)]
+    cost: u64,
+}
+
+impl Period_ {
+    /// What the table and the chart show of it: spend in micro-dollars.
+    fn value(&self, metric: Metric) -> u64 {
+        match metric {
+            Metric::Requests => self.requests,
+            Metric::Tokens => self.tokens,
+            Metric::Spend => self.cost.div_ceil(1_000_000),
+        }
+    }
+}
+
+/// A value of `metric` as the table and the chart write it.
+fn shown(metric: Metric) -> fn(u64) -> String {
+    match metric {
+        Metric::Requests | Metric::Tokens => output::count,
+        Metric::Spend => |micro| format!("${}", Money(micro.saturating_mul(1_000_000))),
+    }
 }
 
 pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
@@ -55,20 +82,26 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
         Period::Hour => Window::Hour,
         Period::Day => Window::Day,
     };
+    // The limit drawn with a line: the window's, of the unit shown (spend: micro-dollars).
+    let unit = match args.metric {
+        Metric::Requests => Unit::Requests,
+        Metric::Tokens => Unit::Tokens,
+        Metric::Spend => Unit::Dollars,
+    };
+    let limit_of = |e: &crate::endpoints::Endpoint| {
+        let cap = e.limits.get(Limit::new(unit, window))?;
+        Some(match args.metric {
+            Metric::Spend => cap.div_ceil(1_000_000),
+            _ => cap,
+        })
+    };
     let mut ledger = ctx.ledger()?;
     let (lines, now) = ledger.read(|book, now| {
         // The file's endpoints in file order, then any the ledger remembers that the file
         // no longer lists.
         let mut listed: HashSet<String> = file.iter().map(|e| e.id.clone()).collect();
-        let mut ids: Vec<(String, Option<u64>)> = file
-            .iter()
-            .map(|e| {
-                (
-                    e.id.clone(),
-                    e.limits.get(Limit::new(Unit::Requests, window)),
-                )
-            })
-            .collect();
+        let mut ids: Vec<(String, Option<u64>)> =
+            file.iter().map(|e| (e.id.clone(), limit_of(e))).collect();
         for id in book.endpoints_with_history()? {
             // The file's ids were checked when it was read; a shared ledger's may be anything.
             if listed.insert(id.clone()) {
@@ -95,10 +128,10 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
         bail!("no endpoint matches {}", args.patterns.join(" "));
     }
     let text = match args.format {
-        HistoryFormat::Table => table(&lines, args.by),
+        HistoryFormat::Table => table(&lines, args.by, args.metric),
         HistoryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&lines)?),
         HistoryFormat::Csv => csv(&lines)?,
-        HistoryFormat::Svg => svg(&lines, args.by, now),
+        HistoryFormat::Svg => svg(&lines, args.by, args.metric, now),
     };
     output::data(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -112,14 +145,17 @@ fn periods(hours: &[Hourly], first: i64, last: i64, period_ms: Millis) -> Vec<Pe
             let within = hours
                 .iter()
                 .filter(|h| (h.hour * HOUR_MS).div_euclid(period_ms) == p);
-            let (requests, tokens) = within.fold((0u64, 0u64), |(r, t), h| {
-                (r.saturating_add(h.requests), t.saturating_add(h.tokens))
-            });
+            let usage = within.fold(Request::default(), |sum, h| sum.plus(h.usage));
             Period_ {
                 start_ms,
                 start: output::rfc3339_seconds(start_ms),
-                requests,
-                tokens,
+                requests: usage.requests,
+                tokens: usage.tokens(),
+                input: usage.input,
+                output: usage.output,
+                cached: usage.cached,
+                cost_usd: Money(usage.cost).dollars(),
+                cost: usage.cost,
             }
         })
         .collect()
@@ -137,29 +173,40 @@ fn label(at: Millis, by: Period) -> String {
 const BAR: usize = 36;
 
 /// A bar per period, scaled to the endpoint's busiest period or its limit, 80 columns wide.
-fn table(lines: &[Line], by: Period) -> String {
+fn table(lines: &[Line], by: Period, metric: Metric) -> String {
     let mut out = String::new();
-    let unit = match by {
-        Period::Hour => "rph",
-        Period::Day => "rpd",
+    let window = match by {
+        Period::Hour => Window::Hour,
+        Period::Day => Window::Day,
     };
+    let unit = match metric {
+        Metric::Requests => Unit::Requests,
+        Metric::Tokens => Unit::Tokens,
+        Metric::Spend => Unit::Dollars,
+    };
+    let name = Limit::new(unit, window).name();
+    let shown = shown(metric);
     for line in lines {
         match line.limit {
-            Some(limit) => out.push_str(&format!("{}  ({unit} {limit})\n", line.endpoint)),
+            Some(limit) => out.push_str(&format!("{}  ({name} {})\n", line.endpoint, shown(limit))),
             None => out.push_str(&format!("{}\n", line.endpoint)),
         }
         let top = line
             .periods
             .iter()
-            .map(|p| p.requests)
+            .map(|p| p.value(metric))
             .chain(line.limit)
             .max()
             .unwrap_or(0)
             .max(1);
         for p in &line.periods {
-            let filled = ((p.requests as f64 / top as f64) * BAR as f64).ceil() as usize;
+            let filled = ((p.value(metric) as f64 / top as f64) * BAR as f64).ceil() as usize;
+            let spend = match metric {
+                Metric::Spend => format!(" {:>10}", format!("${}", Money(p.cost))),
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "  {:<16} {:<BAR$} {:>6} req {:>6} tok\n",
+                "  {:<16} {:<BAR$} {:>6} req {:>6} tok{spend}\n",
                 label(p.start_ms, by),
                 "█".repeat(filled.min(BAR)),
                 output::count(p.requests),
@@ -170,9 +217,19 @@ fn table(lines: &[Line], by: Period) -> String {
     out
 }
 
+/// SPEC section 11's four columns, then the kinds of tokens and the cost.
 fn csv(lines: &[Line]) -> Result<String> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(["endpoint", "period_start", "requests", "tokens"])?;
+    out.write_record([
+        "endpoint",
+        "period_start",
+        "requests",
+        "tokens",
+        "input",
+        "output",
+        "cached",
+        "cost_usd",
+    ])?;
     for line in lines {
         for p in &line.periods {
             out.write_record([
@@ -180,13 +237,17 @@ fn csv(lines: &[Line]) -> Result<String> {
                 p.start.as_str(),
                 &p.requests.to_string(),
                 &p.tokens.to_string(),
+                &p.input.to_string(),
+                &p.output.to_string(),
+                &p.cached.to_string(),
+                &Money(p.cost).to_string(),
             ])?;
         }
     }
     Ok(String::from_utf8(out.into_inner()?)?)
 }
 
-fn svg(lines: &[Line], by: Period, to: Millis) -> String {
+fn svg(lines: &[Line], by: Period, metric: Metric, to: Millis) -> String {
     let starts: Vec<Millis> = lines
         .first()
         .map(|l| l.periods.iter().map(|p| p.start_ms).collect())
@@ -201,18 +262,31 @@ fn svg(lines: &[Line], by: Period, to: Millis) -> String {
         .map(|&at| (at, tick(at, by)))
         .collect();
     let chart = Chart {
-        title: match by {
-            Period::Hour => "Requests per hour (UTC)",
-            Period::Day => "Requests per day (UTC)",
+        title: match (metric, by) {
+            (Metric::Requests, Period::Hour) => "Requests per hour (UTC)",
+            (Metric::Requests, Period::Day) => "Requests per day (UTC)",
+            (Metric::Tokens, Period::Hour) => "Tokens per hour (UTC)",
+            (Metric::Tokens, Period::Day) => "Tokens per day (UTC)",
+            (Metric::Spend, Period::Hour) => "Spend per hour (UTC)",
+            (Metric::Spend, Period::Day) => "Spend per day (UTC)",
         },
-        y_label: "requests",
+        y_label: match metric {
+            Metric::Requests => "requests",
+            Metric::Tokens => "tokens",
+            Metric::Spend => "US dollars",
+        },
+        shown: shown(metric),
         x_range: (first, last),
         x_ticks,
         series: lines
             .iter()
             .map(|l| Series {
                 name: l.endpoint.clone(),
-                points: l.periods.iter().map(|p| (p.start_ms, p.requests)).collect(),
+                points: l
+                    .periods
+                    .iter()
+                    .map(|p| (p.start_ms, p.value(metric)))
+                    .collect(),
                 limit: l.limit,
             })
             .collect(),

@@ -64,7 +64,14 @@ fn window_name(window: Window) -> &'static str {
         Window::Minute => "minute",
         Window::Hour => "hour",
         Window::Day => "day",
+        Window::Month => "month",
     }
+}
+
+/// The families of the requests and tokens windows; the limits of other units (input,
+/// output, dollars) are in `state --json`, their totals in the families below.
+fn counted(unit: Unit) -> bool {
+    matches!(unit, Unit::Requests | Unit::Tokens)
 }
 
 pub fn prometheus(rows: &[Row], now: Millis) -> String {
@@ -119,6 +126,26 @@ pub fn prometheus(rows: &[Row], now: Millis) -> String {
         "counter",
         "Tokens settled or recorded since first use or the last reset.",
     );
+    let mut kind_tokens = F::new(
+        "llm_rotate_kind_tokens_total",
+        "counter",
+        "Tokens of each kind settled or recorded since first use or the last reset.",
+    );
+    let mut spend = F::new(
+        "llm_rotate_spend_usd_total",
+        "counter",
+        "US dollars spent at the price columns since first use or the last reset.",
+    );
+    let mut latency_p50 = F::new(
+        "llm_rotate_latency_p50_seconds",
+        "gauge",
+        "Median latency of the successful calls of the last hour.",
+    );
+    let mut latency_p90 = F::new(
+        "llm_rotate_latency_p90_seconds",
+        "gauge",
+        "90th-percentile latency of the successful calls of the last hour.",
+    );
     let mut rate_limited = F::new(
         "llm_rotate_rate_limited_total",
         "counter",
@@ -160,11 +187,11 @@ pub fn prometheus(rows: &[Row], now: Millis) -> String {
             quote(&e.provider),
             quote(&e.model)
         );
-        for limit in Limit::ALL {
+        for limit in Limit::ALL.into_iter().filter(|l| counted(l.unit)) {
             let labels = format!("{who},window=\"{}\"", window_name(limit.window));
             let (used, cap) = match limit.unit {
                 Unit::Requests => (&mut requests_used, &mut requests_limit),
-                Unit::Tokens => (&mut tokens_used, &mut tokens_limit),
+                _ => (&mut tokens_used, &mut tokens_limit),
             };
             used.add(labels.clone(), st.used.get(limit));
             if let Some(limit) = st.limits.get(limit) {
@@ -175,8 +202,21 @@ pub fn prometheus(rows: &[Row], now: Millis) -> String {
         frees.add(who.clone(), row.frees_in(now).unwrap_or(0.0));
         open.add(who.clone(), row.open_reservations);
         cooldown.add(who.clone(), row.cooldown_left(now));
-        requests_total.add(who.clone(), row.totals.requests);
-        tokens_total.add(who.clone(), row.totals.tokens);
+        let usage = row.totals.usage;
+        requests_total.add(who.clone(), usage.requests);
+        tokens_total.add(who.clone(), usage.tokens());
+        for (kind, n) in [
+            ("input", usage.input),
+            ("output", usage.output),
+            ("cached", usage.cached),
+        ] {
+            kind_tokens.add(format!("{who},kind=\"{kind}\""), n);
+        }
+        spend.add(who.clone(), crate::money::Money(usage.cost).dollars());
+        if let Some(speed) = row.speed {
+            latency_p50.add(who.clone(), speed.p50 as f64 / 1000.0);
+            latency_p90.add(who.clone(), speed.p90 as f64 / 1000.0);
+        }
         rate_limited.add(who.clone(), row.totals.rate_limited);
         failed.add(who, row.totals.failed);
         if let Some(pool) = &st.pool {
@@ -184,7 +224,7 @@ pub fn prometheus(rows: &[Row], now: Millis) -> String {
         }
     }
     for (name, pool) in pools {
-        for limit in Limit::ALL {
+        for limit in Limit::ALL.into_iter().filter(|l| counted(l.unit)) {
             let labels = format!(
                 "pool={},window=\"{}\"",
                 quote(name),
@@ -192,7 +232,7 @@ pub fn prometheus(rows: &[Row], now: Millis) -> String {
             );
             let (used, cap) = match limit.unit {
                 Unit::Requests => (&mut pool_requests_used, &mut pool_requests_limit),
-                Unit::Tokens => (&mut pool_tokens_used, &mut pool_tokens_limit),
+                _ => (&mut pool_tokens_used, &mut pool_tokens_limit),
             };
             used.add(labels.clone(), pool.used.get(limit));
             if let Some(limit) = pool.limits.get(limit) {
@@ -213,6 +253,10 @@ pub fn prometheus(rows: &[Row], now: Millis) -> String {
         cooldown,
         requests_total,
         tokens_total,
+        kind_tokens,
+        spend,
+        latency_p50,
+        latency_p90,
         rate_limited,
         failed,
         pool_requests_used,

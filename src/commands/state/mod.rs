@@ -17,6 +17,7 @@ use crate::endpoints::Endpoint;
 use crate::engine::account::{self, Totals};
 use crate::engine::admit::{self, Standing, Verdict};
 use crate::engine::choose::filter;
+use crate::engine::latency::{self, Speed};
 use crate::ledger::Parts;
 use crate::output;
 use crate::quota::Request;
@@ -27,6 +28,7 @@ struct Row<'e> {
     standing: Standing,
     open_reservations: u64,
     totals: Totals,
+    speed: Option<Speed>,
 }
 
 impl Row<'_> {
@@ -78,11 +80,13 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
             admit::assess_all(book, &shown, Request::new(0), now, in_flight)?;
         let ids: Vec<&str> = shown.iter().map(|e| e.id.as_str()).collect();
         let totals = account::totals(book, &ids, now)?;
+        let speeds = latency::speeds(book, &ids, now)?;
         let rows = shown
             .iter()
             .zip(standings)
             .zip(totals)
-            .map(|((&endpoint, standing), totals)| {
+            .zip(speeds)
+            .map(|(((&endpoint, standing), totals), speed)| {
                 let own = accounts
                     .get(&endpoint.id, admit::day_start(endpoint, now))
                     .cloned()
@@ -92,6 +96,7 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
                     standing,
                     open_reservations: own.open,
                     totals,
+                    speed,
                 }
             })
             .collect::<Vec<_>>();

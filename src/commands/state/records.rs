@@ -8,16 +8,47 @@ use serde::ser::SerializeMap;
 use super::Row;
 use crate::clock::Millis;
 use crate::engine::admit::PoolStanding;
+use crate::money::Money;
 use crate::output;
-use crate::quota::Limit;
+use crate::quota::{Limit, Unit, Window};
 
-/// A JSON object with one entry per window, in column order.
+/// A JSON object with one entry per limit, in column order; budgets in dollars.
 struct PerWindow<F: Fn(Limit) -> Option<u64>>(F);
 
 impl<F: Fn(Limit) -> Option<u64>> Serialize for PerWindow<F> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(Limit::ALL.into_iter().map(|l| (l.name(), (self.0)(l))))
+        s.collect_map(Limit::ALL.into_iter().map(|l| {
+            let value = (self.0)(l).map(|n| match l.is_money() {
+                true => serde_json::json!(Money(n).dollars()),
+                false => serde_json::json!(n),
+            });
+            (l.name(), value)
+        }))
     }
+}
+
+/// Spend over the day and month windows, in dollars.
+#[derive(Serialize)]
+struct Spend {
+    day: f64,
+    month: f64,
+}
+
+impl Spend {
+    fn of(used: &crate::quota::Used) -> Spend {
+        let spent = |window| Money(used.get(Limit::new(Unit::Dollars, window))).dollars();
+        Spend {
+            day: spent(Window::Day),
+            month: spent(Window::Month),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Latency {
+    p50: u64,
+    p90: u64,
+    calls: u64,
 }
 
 #[derive(Serialize)]
@@ -38,7 +69,7 @@ impl Serialize for JsonRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (row, now) = (self.row, self.now);
         let (e, st) = (row.endpoint, &row.standing);
-        let mut map = s.serialize_map(Some(13))?;
+        let mut map = s.serialize_map(Some(15))?;
         map.serialize_entry("id", &e.id)?;
         map.serialize_entry("provider", &e.provider)?;
         map.serialize_entry("model", &e.model)?;
@@ -56,6 +87,13 @@ impl Serialize for JsonRow<'_> {
                     .map(|cap| cap.saturating_sub(st.used.get(l)))
             }),
         )?;
+        map.serialize_entry("spend_usd", &Spend::of(&st.used))?;
+        let latency = row.speed.map(|s| Latency {
+            p50: s.p50,
+            p90: s.p90,
+            calls: s.calls,
+        });
+        map.serialize_entry("latency_ms", &latency)?;
         map.serialize_entry("open_reservations", &row.open_reservations)?;
         let cooldown = row.cooldown().map(|c| JsonCooldown {
             reason: &c.reason,
@@ -78,8 +116,9 @@ struct JsonPool<'a> {
 impl Serialize for JsonPool<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let pool = self.pool;
-        let mut map = s.serialize_map(Some(4))?;
+        let mut map = s.serialize_map(Some(5))?;
         map.serialize_entry("name", &pool.name)?;
+        map.serialize_entry("spend_usd", &Spend::of(&pool.used))?;
         map.serialize_entry("limits", &PerWindow(|l| pool.limits.get(l)))?;
         map.serialize_entry("used", &PerWindow(|l| Some(pool.used.get(l))))?;
         map.serialize_entry(
@@ -115,13 +154,24 @@ pub fn csv(rows: &[Row], now: Millis, with_header: bool) -> Result<String> {
     ]
     .map(String::from)
     .to_vec();
-    for limit in Limit::ALL {
+    // The six limits of old keep their places; the others come after every column of old,
+    // so that a file appended to by an earlier version lines up.
+    let (old, new) = Limit::ALL.split_at(6);
+    for limit in old {
         header.push(format!("{}_used", limit.name()));
         header.push(format!("{}_limit", limit.name()));
     }
     header.extend(["open_reservations", "blocked_by", "cooldown_ends_in_s"].map(String::from));
     header.push("pool".into());
-    for limit in Limit::ALL {
+    for limit in old {
+        header.push(format!("pool_{}_used", limit.name()));
+        header.push(format!("pool_{}_limit", limit.name()));
+    }
+    for limit in new {
+        header.push(format!("{}_used", limit.name()));
+        header.push(format!("{}_limit", limit.name()));
+    }
+    for limit in new {
         header.push(format!("pool_{}_used", limit.name()));
         header.push(format!("pool_{}_limit", limit.name()));
     }
@@ -139,11 +189,27 @@ pub fn csv(rows: &[Row], now: Millis, with_header: bool) -> Result<String> {
             row.available().to_string(),
             row.frees_in(now).map(|f| f.to_string()).unwrap_or_default(),
         ];
-        for limit in Limit::ALL {
-            record.push(row.standing.used.get(limit).to_string());
-            let cap = row.standing.limits.get(limit);
-            record.push(cap.map(|c| c.to_string()).unwrap_or_default());
-        }
+        let value = |limit: Limit, n: u64| match limit.is_money() {
+            true => Money(n).to_string(),
+            false => n.to_string(),
+        };
+        let own = |record: &mut Vec<String>, limits: &[Limit]| {
+            for &limit in limits {
+                record.push(value(limit, row.standing.used.get(limit)));
+                let cap = row.standing.limits.get(limit);
+                record.push(cap.map(|c| value(limit, c)).unwrap_or_default());
+            }
+        };
+        let pooled = |record: &mut Vec<String>, limits: &[Limit]| {
+            let pool = row.standing.pool.as_ref();
+            for &limit in limits {
+                let used = pool.map(|p| value(limit, p.used.get(limit)));
+                record.push(used.unwrap_or_default());
+                let cap = pool.and_then(|p| p.limits.get(limit));
+                record.push(cap.map(|c| value(limit, c)).unwrap_or_default());
+            }
+        };
+        own(&mut record, old);
         record.push(row.open_reservations.to_string());
         record.push(row.blocked_by().unwrap_or_default().to_string());
         let ends = row
@@ -152,14 +218,9 @@ pub fn csv(rows: &[Row], now: Millis, with_header: bool) -> Result<String> {
         record.push(ends.map(|f| f.to_string()).unwrap_or_default());
         let pool = row.standing.pool.as_ref();
         record.push(pool.map(|p| p.name.clone()).unwrap_or_default());
-        for limit in Limit::ALL {
-            record.push(
-                pool.map(|p| p.used.get(limit).to_string())
-                    .unwrap_or_default(),
-            );
-            let cap = pool.and_then(|p| p.limits.get(limit));
-            record.push(cap.map(|c| c.to_string()).unwrap_or_default());
-        }
+        pooled(&mut record, old);
+        own(&mut record, new);
+        pooled(&mut record, new);
         out.write_record(&record)?;
     }
     Ok(String::from_utf8(out.into_inner()?)?)

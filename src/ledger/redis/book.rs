@@ -11,15 +11,15 @@ use redis::{Connection, Pipeline, Value};
 
 use super::journal::Journal;
 use super::keys::{Global, Keys, Of};
-use super::reply::{call_value, count, counters, parse_call, parse_standing, stored};
+use super::reply::{call_value, count, counters, measures, parse_call, parse_standing, stored};
 use super::scripts::{self, Lua};
 use crate::clock::{HOUR_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, RETENTION_MS, Said,
-    Source, Span, Stored,
+    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, MonthStart, RETENTION_MS,
+    Said, Source, Span, Stored,
 };
-use crate::quota::{self, Request, Unit};
+use crate::quota::{self, MEASURES, Request};
 use crate::random;
 
 /// Pruning runs at most once an hour: what it removes is an hour's worth.
@@ -111,6 +111,7 @@ impl Book for RedisBook<'_> {
                     span.hour_from,
                     span.day_from,
                     span.open_after,
+                    span.month_after,
                 ]
                 .map(|n| n.to_string())
             })
@@ -131,13 +132,13 @@ impl Book for RedisBook<'_> {
         let endpoints: Vec<&str> = asks.iter().map(|&(id, _)| id).collect();
         let args: Vec<String> = asks.iter().map(|(_, after)| after.to_string()).collect();
         let reply = self.run_script(&scripts::LIFETIMES, &endpoints, &args)?;
-        let replies: Vec<(Value, String)> = redis::from_redis_value(reply)?;
+        let replies: Vec<(Value, Vec<String>)> = redis::from_redis_value(reply)?;
         replies
             .into_iter()
-            .map(|(life, tokens)| {
+            .map(|(life, open)| {
                 Ok(Lifetime {
                     counters: counters(life)?,
-                    open_tokens: count(&tokens),
+                    open: measures(&open),
                 })
             })
             .collect()
@@ -155,16 +156,10 @@ impl Book for RedisBook<'_> {
                     Source::Calls { after } => ("calls", after),
                     Source::Buckets { from } => ("buckets", from),
                 };
-                let unit = match ask.unit {
-                    Unit::Requests => "1",
-                    Unit::Tokens => "2",
-                };
-                [
-                    mode.to_owned(),
-                    from.to_string(),
-                    unit.to_owned(),
-                    ask.enough.to_string(),
-                ]
+                let mut args = vec![mode.to_owned(), from.to_string()];
+                args.extend(ask.weights.map(|w| w.to_string()));
+                args.push(ask.enough.to_string());
+                args
             })
             .collect();
         let reply = self.run_script(&scripts::DEPARTURES, &endpoints, &args)?;
@@ -198,21 +193,28 @@ impl Book for RedisBook<'_> {
     }
 
     fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {
-        let (requests, tokens): (HashMap<i64, i64>, HashMap<i64, i64>) = redis::pipe()
-            .cmd("HGETALL")
-            .arg(self.of(Of::HourRequests, endpoint))
-            .cmd("HGETALL")
-            .arg(self.of(Of::HourTokens, endpoint))
-            .query(*self.con.borrow_mut())?;
+        let mut pipe = redis::pipe();
+        for kind in Of::HOURS {
+            pipe.cmd("HGETALL").arg(self.of(kind, endpoint));
+        }
+        let kinds: Vec<HashMap<i64, i64>> = pipe.query(*self.con.borrow_mut())?;
+        let Some(requests) = kinds.first() else {
+            return Ok(Vec::new());
+        };
         let mut hours: Vec<Hourly> = requests
-            .into_iter()
-            .filter(|&(hour, _)| hour >= since_hour)
-            .map(|(hour, r)| Hourly {
-                hour,
-                requests: u64::try_from(r).unwrap_or(0),
-                tokens: tokens
-                    .get(&hour)
-                    .map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
+            .keys()
+            .filter(|&&hour| hour >= since_hour)
+            .map(|&hour| {
+                let mut n = [0u64; MEASURES];
+                for (n, kind) in n.iter_mut().zip(&kinds) {
+                    *n = kind
+                        .get(&hour)
+                        .map_or(0, |&v| u64::try_from(v).unwrap_or(0));
+                }
+                Hourly {
+                    hour,
+                    usage: Request::from_measures(n),
+                }
             })
             .collect();
         hours.sort_by_key(|h| h.hour);
@@ -266,7 +268,29 @@ impl Book for RedisBook<'_> {
         Ok(self.pruned.is_none_or(|at| now - at >= PRUNE_EVERY_MS))
     }
 
-    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>> {
+    fn latencies(&self, asks: &[(&str, Millis)]) -> Result<Vec<Vec<u64>>> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &(endpoint, after) in asks {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(self.of(Of::Latencies, endpoint))
+                .arg(format!("({after}"))
+                .arg("+inf");
+        }
+        let lists: Vec<Vec<String>> = pipe.query(*self.con.borrow_mut())?;
+        Ok(lists
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|m| m.split(' ').next()?.parse().ok())
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, Request)>> {
         let mut estimates = Vec::new();
         for endpoint in self.endpoints()? {
             let ids: Vec<String> = self.query(
@@ -288,8 +312,7 @@ impl Book for RedisBook<'_> {
                 .zip(&values)
                 .filter_map(|(id, v)| parse_call(id, &endpoint, v.as_deref()?))
                 .filter(|e| e.open)
-                .map(|e| e.tokens)
-                .fold(0, u64::saturating_add);
+                .fold(Request::default(), |sum, e| sum.plus(e.usage));
             estimates.push((endpoint, sum));
         }
         Ok(estimates)
@@ -324,9 +347,21 @@ impl Book for RedisBook<'_> {
         Ok(())
     }
 
-    fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
+    fn add_usage(
+        &self,
+        endpoint: &str,
+        at: Millis,
+        month: MonthStart,
+        change: Change,
+    ) -> Result<()> {
         let (minute, hour) = (quota::minute_of(at), at.div_euclid(HOUR_MS));
-        self.write(|j| j.add_usage(endpoint, minute, hour, change));
+        self.write(|j| j.add_usage(endpoint, (minute, hour, month), change));
+        Ok(())
+    }
+
+    fn add_latency(&self, endpoint: &str, at: Millis, ms: u64) -> Result<()> {
+        let id = random::id();
+        self.write(|j| j.add_latency(endpoint, at, ms, &id));
         Ok(())
     }
 
@@ -342,10 +377,8 @@ impl Book for RedisBook<'_> {
 
     fn set_report(&self, endpoint: &str, said: &Said) -> Result<()> {
         let cap = said.cap.map_or_else(|| "-".to_owned(), |c| c.to_string());
-        let value = format!(
-            "{} {cap} {} {} {}",
-            said.remaining, said.resets_at, said.base.requests, said.base.tokens
-        );
+        let base = said.base.measures().map(|n| n.to_string()).join(" ");
+        let value = format!("{} {cap} {} {base}", said.remaining, said.resets_at);
         self.write(|j| j.set_report(endpoint, said.limit.name(), value));
         Ok(())
     }
@@ -380,7 +413,7 @@ impl Book for RedisBook<'_> {
                 deletions.push((self.global(Global::Leases), leases));
                 deletions.push((self.of(Of::Call, endpoint), old));
             }
-            for kind in [Of::HourRequests, Of::HourTokens] {
+            for kind in Of::HOURS {
                 let fields: Vec<String> =
                     self.query(redis::cmd("HKEYS").arg(self.of(kind, endpoint)))?;
                 let stale: Vec<String> = fields
@@ -389,12 +422,23 @@ impl Book for RedisBook<'_> {
                     .collect();
                 deletions.push((self.of(kind, endpoint), stale));
             }
+            let months: Vec<String> =
+                self.query(redis::cmd("HKEYS").arg(self.of(Of::Months, endpoint)))?;
+            let stale: Vec<String> = months
+                .into_iter()
+                .filter(|f| {
+                    let start = f.split(' ').next().and_then(|s| s.parse::<i64>().ok());
+                    start.is_some_and(|s| s < horizons.months_from)
+                })
+                .collect();
+            deletions.push((self.of(Of::Months, endpoint), stale));
         }
         self.write(|j| {
             for endpoint in &endpoints {
                 let calls = horizons.calls_until.to_string();
                 j.drop_scored(Of::Calls, endpoint, calls.clone());
-                j.drop_scored(Of::Open, endpoint, calls);
+                j.drop_scored(Of::Open, endpoint, calls.clone());
+                j.drop_scored(Of::Latencies, endpoint, calls);
                 j.drop_scored(Of::Buckets, endpoint, format!("({}", horizons.first_minute));
             }
             for (key, fields) in deletions {

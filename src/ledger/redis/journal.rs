@@ -15,6 +15,8 @@ const HISTORY_TTL_S: i64 = HISTORY_MS / 1000 + 86_400;
 /// Lifetime counters of an endpoint unused for this long are forgotten.
 const LIFE_TTL_S: i64 = 400 * 86_400;
 const ANSWERS_TTL_S: i64 = 7 * 86_400;
+/// Month totals outlive the month before the current one.
+const MONTHS_TTL_S: i64 = 64 * 86_400;
 
 /// The step's queued writes.
 pub struct Journal<'a> {
@@ -38,9 +40,10 @@ impl Journal<'_> {
 
     /// Keeps the endpoint's usage and counters while it is used, and lists it.
     fn touch(&mut self, endpoint: &str) {
-        for kind in [Of::Calls, Of::Call, Of::Buckets, Of::Open] {
+        for kind in [Of::Calls, Of::Call, Of::Buckets, Of::Open, Of::Latencies] {
             self.expire(self.keys.of(kind, endpoint), CALLS_TTL_S);
         }
+        self.expire(self.keys.of(Of::Months, endpoint), MONTHS_TTL_S);
         self.expire(self.keys.of(Of::Life, endpoint), LIFE_TTL_S);
         self.list(Global::Endpoints, endpoint);
     }
@@ -65,36 +68,61 @@ impl Journal<'_> {
         self.touch(endpoint);
     }
 
-    /// Adds a change of usage to the minute bucket (and the running totals after it) and to
-    /// the hour of the history; even a call of nothing has an hour, as in the other ledgers.
-    pub fn add_usage(&mut self, endpoint: &str, minute: i64, hour: i64, change: Change) {
+    /// Adds a change of usage to the minute bucket (and the running totals after it), to
+    /// the hour of the history and to the month that began at `month`; even a call of
+    /// nothing has an hour, as in the other ledgers.
+    pub fn add_usage(
+        &mut self,
+        endpoint: &str,
+        (minute, hour, month): (i64, i64, Millis),
+        change: Change,
+    ) {
         let lua = &*scripts::ADD_TO_MINUTE;
         self.pipe
             .cmd("EVAL")
             .arg(&lua.source)
             .arg(lua.layout.len())
             .arg(self.keys.for_script(lua.layout, &[endpoint]))
-            .arg((minute, change.requests, change.tokens))
+            .arg(minute)
+            .arg(&change.0[..])
             .ignore();
-        for (kind, by) in [
-            (Of::HourRequests, change.requests),
-            (Of::HourTokens, change.tokens),
-        ] {
-            self.send("HINCRBY", self.keys.of(kind, endpoint), (hour, by));
-            self.expire(self.keys.of(kind, endpoint), HISTORY_TTL_S);
+        for (kind, by) in Of::HOURS.into_iter().zip(change.0) {
+            // The history of a kind no call has used yet is not written.
+            if by != 0 || kind == Of::HourRequests {
+                self.send("HINCRBY", self.keys.of(kind, endpoint), (hour, by));
+                self.expire(self.keys.of(kind, endpoint), HISTORY_TTL_S);
+            }
+        }
+        for (k, by) in change.0.into_iter().enumerate() {
+            if by != 0 {
+                let field = format!("{month} {}", k + 1);
+                self.send("HINCRBY", self.keys.of(Of::Months, endpoint), (field, by));
+            }
         }
         self.list(Global::History, endpoint);
         self.touch(endpoint);
     }
 
+    /// Keeps the latency of a successful call.
+    pub fn add_latency(&mut self, endpoint: &str, at: Millis, ms: u64, id: &str) {
+        self.send(
+            "ZADD",
+            self.keys.of(Of::Latencies, endpoint),
+            (at, format!("{ms} {id}")),
+        );
+        self.touch(endpoint);
+    }
+
     pub fn add_counters(&mut self, endpoint: &str, change: Counters) {
-        for (field, by) in [
-            (Life::Requests, change.requests),
-            (Life::Tokens, change.tokens),
-            (Life::Pending, change.pending),
+        let counted = Life::COUNTED.into_iter().zip(change.counted.0);
+        let pending = Life::PENDING
+            .into_iter()
+            .zip(change.pending.0[1..].iter().copied());
+        let outcomes = [
             (Life::RateLimited, change.rate_limited),
             (Life::Failed, change.failed),
-        ] {
+        ];
+        for (field, by) in counted.chain(pending).chain(outcomes) {
             if by != 0 {
                 self.send(
                     "HINCRBY",

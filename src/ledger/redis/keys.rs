@@ -7,33 +7,53 @@
 pub enum Of {
     /// Sorted set: every call's id, scored by when it was made.
     Calls,
-    /// Hash: call id -> `"at requests tokens open"`.
+    /// Hash: call id -> `"at requests input cached output cost open"` (layout 1 wrote
+    /// `"at requests tokens open"`: input tokens alone).
     Call,
     /// Sorted set: the minute buckets with their running totals, scored by minute.
     Buckets,
+    /// Hash: `"start measure"` -> the total of a measure over the month that began at start.
+    Months,
+    /// Sorted set: `"ms id"` of each successful call, scored by when it was recorded.
+    Latencies,
     /// Sorted set: the open reservations' leases, scored by when they were made.
     Open,
     /// Hash of [`Life`] fields.
     Life,
     /// Hash of [`Cool`] fields.
     Cool,
-    /// Hash: limit name -> `"remaining cap resets_at base_requests base_tokens"`.
+    /// Hash: limit name -> `"remaining cap resets_at"` and the running totals of each
+    /// measure then (layout 1: of requests and input tokens).
     Reports,
-    /// Hashes: hour -> requests, hour -> tokens (the history, kept through resets).
+    /// Hashes: hour -> a measure (the history, kept through resets), in measure order.
     HourRequests,
     HourTokens,
+    HourCached,
+    HourOutput,
+    HourCost,
 }
 
 impl Of {
     /// The kinds forgotten by a reset; the history is not.
-    pub const FORGOTTEN: [Of; 7] = [
+    pub const FORGOTTEN: [Of; 9] = [
         Of::Calls,
         Of::Call,
         Of::Buckets,
+        Of::Months,
+        Of::Latencies,
         Of::Open,
         Of::Life,
         Of::Cool,
         Of::Reports,
+    ];
+
+    /// The history's hashes, in measure order ([`crate::quota::Request::measures`]).
+    pub const HOURS: [Of; 5] = [
+        Of::HourRequests,
+        Of::HourTokens,
+        Of::HourCached,
+        Of::HourOutput,
+        Of::HourCost,
     ];
 
     /// The part of the key name that says what it holds (unchanged since layout 1).
@@ -42,12 +62,17 @@ impl Of {
             Of::Calls => "calls",
             Of::Call => "call",
             Of::Buckets => "cum",
+            Of::Months => "mon",
+            Of::Latencies => "lat",
             Of::Open => "open",
             Of::Life => "life",
             Of::Cool => "cool",
             Of::Reports => "rep",
             Of::HourRequests => "hourr",
             Of::HourTokens => "hourt",
+            Of::HourCached => "hourc",
+            Of::HourOutput => "houro",
+            Of::HourCost => "hourd",
         }
     }
 }
@@ -96,17 +121,46 @@ impl Global {
 pub enum Life {
     Requests,
     Tokens,
+    Cached,
+    Output,
+    Cost,
     Pending,
+    PendingCached,
+    PendingOutput,
+    PendingCost,
     RateLimited,
     Failed,
 }
 
 impl Life {
+    /// The usage counted, in measure order.
+    pub const COUNTED: [Life; 5] = [
+        Life::Requests,
+        Life::Tokens,
+        Life::Cached,
+        Life::Output,
+        Life::Cost,
+    ];
+
+    /// The estimates pending, in measure order but for requests (never pending).
+    pub const PENDING: [Life; 4] = [
+        Life::Pending,
+        Life::PendingCached,
+        Life::PendingOutput,
+        Life::PendingCost,
+    ];
+
     pub fn field(self) -> &'static str {
         match self {
             Life::Requests => "req",
             Life::Tokens => "tok",
+            Life::Cached => "cac",
+            Life::Output => "out",
+            Life::Cost => "usd",
             Life::Pending => "pend",
+            Life::PendingCached => "pcac",
+            Life::PendingOutput => "pout",
+            Life::PendingCost => "pusd",
             Life::RateLimited => "rl",
             Life::Failed => "fl",
         }

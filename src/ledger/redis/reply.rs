@@ -9,33 +9,43 @@ use redis::Value;
 use super::keys::{Cool, Life};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
-use crate::ledger::{Counters, Entry, Said, Stored};
-use crate::quota::{Limit, Request};
+use crate::ledger::{Change, Counters, Entry, Said, Stored};
+use crate::quota::{Limit, MEASURES, Request};
 
-/// A call as stored: `at requests tokens open`.
+/// A call as stored: `at`, its measures, `open`.
 pub fn call_value(at: Millis, usage: Request, open: bool) -> String {
-    format!(
-        "{at} {} {} {}",
-        usage.requests,
-        usage.tokens,
-        u8::from(open)
-    )
+    let [r, i, c, o, d] = usage.measures();
+    format!("{at} {r} {i} {c} {o} {d} {}", u8::from(open))
 }
 
+/// A call as [`call_value`] writes it, or as layout 1 did (`at requests tokens open`).
 pub fn parse_call(id: &str, endpoint: &str, value: &str) -> Option<Entry> {
-    let mut parts = value.split(' ');
-    let at = parts.next()?.parse().ok()?;
-    let requests = parts.next()?.parse().ok()?;
-    let tokens = parts.next()?.parse().ok()?;
-    let open = parts.next()? == "1";
+    let parts: Vec<&str> = value.split(' ').collect();
+    let (at, numbers, open) = match parts[..] {
+        [at, r, t, open] => (at, vec![r, t], open),
+        [at, r, i, c, o, d, open] => (at, vec![r, i, c, o, d], open),
+        _ => return None,
+    };
+    let mut measures = [0u64; MEASURES];
+    for (n, text) in measures.iter_mut().zip(numbers) {
+        *n = text.parse().ok()?;
+    }
     Some(Entry {
         lease: id.to_owned(),
         endpoint: endpoint.to_owned(),
-        at,
-        requests,
-        tokens,
-        open,
+        at: at.parse().ok()?,
+        usage: Request::from_measures(measures),
+        open: open == "1",
     })
+}
+
+/// Measures from `texts`, those missing 0.
+pub fn measures(texts: &[String]) -> Request {
+    let mut measures = [0u64; MEASURES];
+    for (n, text) in measures.iter_mut().zip(texts) {
+        *n = count(text);
+    }
+    Request::from_measures(measures)
 }
 
 /// A number as a script or a hash writes it (`"12"`, `"1.2e+19"`), as a count.
@@ -43,14 +53,18 @@ pub fn count(text: &str) -> u64 {
     text.parse::<f64>().map_or(0, |f| f.max(0.0) as u64)
 }
 
-/// Counts above 10^15 a call are refused: the server's counters are 64-bit integers that
-/// must not overflow in the middle of a transaction.
+/// Counts above 10^15 a call (a million dollars of cost) are refused: the server's
+/// counters are 64-bit integers that must not overflow in the middle of a transaction.
 pub fn stored(usage: Request) -> Result<()> {
     const MOST: u64 = 1_000_000_000_000_000;
-    let n = usage.requests.max(usage.tokens);
+    let n = usage.requests.max(usage.tokens());
     anyhow::ensure!(
         n <= MOST,
         "{n} is more than the Redis ledger counts in one call ({MOST})"
+    );
+    anyhow::ensure!(
+        usage.cost <= MOST * 1000,
+        "a call costing more than a million dollars is more than the Redis ledger counts"
     );
     Ok(())
 }
@@ -70,11 +84,7 @@ pub fn parse_standing(endpoint: &str, reply: Value) -> Result<Stored> {
     let [sums, oldest, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
         .map_err(|_| anyhow::anyhow!("an unexpected reply to the standings script"))?;
     let sums: Vec<String> = redis::from_redis_value(sums)?;
-    let n = |i: usize| sums.get(i).map_or(0, |s| count(s));
-    let pair = |i: usize| Request {
-        requests: n(i),
-        tokens: n(i + 1),
-    };
+    let window = |i: usize| measures(sums.get(i * MEASURES..(i + 1) * MEASURES).unwrap_or(&[]));
     let oldest: Vec<String> = redis::from_redis_value(oldest)?;
     let last: Vec<String> = redis::from_redis_value(last)?;
     let cool = pairs(cool)?;
@@ -95,25 +105,23 @@ pub fn parse_standing(endpoint: &str, reply: Value) -> Result<Stored> {
         .into_iter()
         .filter_map(|(name, value)| {
             let limit = Limit::from_name(&name)?;
-            let parts: Vec<&str> = value.split(' ').collect();
-            let [remaining, cap, resets_at, base_r, base_t] = parts[..] else {
+            let parts: Vec<String> = value.split(' ').map(str::to_owned).collect();
+            let [remaining, cap, resets_at, base @ ..] = &parts[..] else {
                 return None;
             };
+            (2..=MEASURES).contains(&base.len()).then_some(())?;
             Some(Said {
                 limit,
                 remaining: count(remaining),
                 cap: cap.parse().ok(),
                 resets_at: resets_at.parse().ok()?,
-                base: Request {
-                    requests: count(base_r),
-                    tokens: count(base_t),
-                },
+                base: measures(base),
             })
         })
         .collect();
     Ok(Stored {
-        windows: [pair(0), pair(2), pair(4)],
-        open: n(6),
+        windows: [window(0), window(1), window(2), window(3)],
+        open: sums.get(4 * MEASURES).map_or(0, |s| count(s)),
         oldest_open: oldest
             .chunks(2)
             .find_map(|c| parse_call(&c[0], endpoint, c.get(1)?)),
@@ -128,10 +136,13 @@ pub fn parse_standing(endpoint: &str, reply: Value) -> Result<Stored> {
 pub fn counters(life: Value) -> Result<Counters> {
     let life = pairs(life)?;
     let field = |f: Life| life.get(f.field()).map_or(0, |v| count(v) as i64);
+    let mut pending = Change::default();
+    for (n, f) in pending.0[1..].iter_mut().zip(Life::PENDING) {
+        *n = field(f);
+    }
     Ok(Counters {
-        requests: field(Life::Requests),
-        tokens: field(Life::Tokens),
-        pending: field(Life::Pending),
+        counted: Change(Life::COUNTED.map(field)),
+        pending,
         rate_limited: field(Life::RateLimited),
         failed: field(Life::Failed),
     })

@@ -26,25 +26,54 @@ impl Lua {
     }
 }
 
-/// Helpers every script shares. A minute bucket is a member of the endpoint's buckets
-/// sorted set, scored by its minute: `"minute requests tokens running_requests
-/// running_tokens"`, the running totals counting from the first bucket ever. A call's value
-/// is `"at requests tokens open"`.
+/// Helpers every script shares. `M` measures ([`crate::quota::Request::measures`]) are
+/// kept of everything. A minute bucket is a member of the endpoint's buckets sorted set,
+/// scored by its minute: `"minute a1..aM r1..rM"`, its usage and the running totals from
+/// the first bucket ever (layout 1 wrote `"minute requests tokens running_requests
+/// running_tokens"`). A call's value is `"at a1..aM open"` (layout 1: `"at requests tokens
+/// open"`). What layout 1 wrote reads as requests and input tokens.
 const HELPERS: &str = r#"
-local function bucket(v)
-  local m, r, t, cr, ct = string.match(v, '(%S+) (%S+) (%S+) (%S+) (%S+)')
-  return tonumber(m), tonumber(r), tonumber(t), tonumber(cr), tonumber(ct)
+local M = 5
+local function zeros() return {0, 0, 0, 0, 0} end
+local function fields(v)
+  local f = {}
+  for x in string.gmatch(v, '%S+') do f[#f + 1] = x end
+  return f
 end
-local function member(m, r, t, cr, ct)
-  return string.format('%d %.0f %.0f %.0f %.0f', m, r, t, cr, ct)
+local function bucket(v)
+  local f = fields(v)
+  local a, r = zeros(), zeros()
+  if #f == 5 then
+    a[1], a[2], r[1], r[2] = tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), tonumber(f[5])
+  else
+    for k = 1, M do a[k] = tonumber(f[1 + k]) or 0; r[k] = tonumber(f[1 + M + k]) or 0 end
+  end
+  return tonumber(f[1]), a, r
+end
+local function member(m, a, r)
+  local out = {string.format('%d', m)}
+  for k = 1, M do out[#out + 1] = string.format('%.0f', a[k]) end
+  for k = 1, M do out[#out + 1] = string.format('%.0f', r[k]) end
+  return table.concat(out, ' ')
 end
 local function call(v)
-  local at, r, t = string.match(v, '(%S+) (%S+) (%S+)')
-  return at, tonumber(r), tonumber(t)
+  local f = fields(v)
+  local a = zeros()
+  if #f == 4 then
+    a[1], a[2] = tonumber(f[2]), tonumber(f[3])
+  else
+    for k = 1, M do a[k] = tonumber(f[1 + k]) or 0 end
+  end
+  return f[1], a
 end
 local function number(x)
   if x > 9.2e18 then x = 9.2e18 end
   return string.format('%.0f', x)
+end
+local function weighed(a, w)
+  local n = 0
+  for k = 1, M do n = n + a[k] * w[k] end
+  return n
 end
 -- The values of many calls, a thousand at a time (unpack has a limit).
 local function values(hash, ids)
@@ -59,28 +88,30 @@ local function values(hash, ids)
   return out
 end
 local function summed(hash, ids)
-  local r, t = 0, 0
+  local s = zeros()
   for _, v in ipairs(values(hash, ids)) do
-    local _, req, tok = call(v)
-    r = r + req; t = t + tok
+    local _, a = call(v)
+    for k = 1, M do s[k] = s[k] + a[k] end
   end
-  return r, t
+  return s
 end
 "#;
 
 /// Everything a decision reads of each endpoint: the minute's calls summed, the hour and day
 /// summed from the buckets' running totals (two look-ups each, however busy the day), the
-/// open reservations (how many, and the oldest), the last call, and the endpoint's counters,
-/// cooldown and reports.
+/// month's totals, the open reservations (how many, and the oldest), the last call, and the
+/// endpoint's counters, cooldown and reports.
 ///
-/// ARGV, four per endpoint: the minute window's start (exclusive), the first minute of the
-/// hour and of the day window, the open reservations' start (exclusive).
+/// ARGV, five per endpoint: the minute window's start (exclusive), the first minute of the
+/// hour and of the day window, the open reservations' start (exclusive), and the start of
+/// the month before (month totals kept under a later start count).
 pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[
             Of::Calls,
             Of::Call,
             Of::Buckets,
+            Of::Months,
             Of::Open,
             Of::Life,
             Of::Cool,
@@ -89,21 +120,35 @@ pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 local out = {}
 for i = 1, #KEYS / PER do
-  local a = (i - 1) * 4
+  local a = (i - 1) * 5
   local buckets = key(i, 'cum')
   local latest = redis.call('ZREVRANGE', buckets, 0, 0)
   local function since(first)
-    if #latest == 0 then return 0, 0 end
+    local out = zeros()
+    if #latest == 0 then return out end
     local v = redis.call('ZRANGEBYSCORE', buckets, first, '+inf', 'LIMIT', 0, 1)
-    if #v == 0 then return 0, 0 end
-    local _, r, t, cr, ct = bucket(v[1])
-    local _, _, _, lcr, lct = bucket(latest[1])
-    return lcr - (cr - r), lct - (ct - t)
+    if #v == 0 then return out end
+    local _, fa, fr = bucket(v[1])
+    local _, _, lr = bucket(latest[1])
+    for k = 1, M do out[k] = lr[k] - (fr[k] - fa[k]) end
+    return out
   end
-  local rm, tm = summed(key(i, 'call'), redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], '+inf'))
-  local rh, th = since(tonumber(ARGV[a + 2]))
-  local rd, td = since(tonumber(ARGV[a + 3]))
-  local open = redis.call('ZCOUNT', key(i, 'open'), '(' .. ARGV[a + 4], '+inf')
+  local sums = {}
+  local function put(t) for k = 1, M do sums[#sums + 1] = number(t[k]) end end
+  put(summed(key(i, 'call'), redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], '+inf')))
+  put(since(tonumber(ARGV[a + 2])))
+  put(since(tonumber(ARGV[a + 3])))
+  local month, after = zeros(), tonumber(ARGV[a + 5])
+  local totals = redis.call('HGETALL', key(i, 'mon'))
+  for j = 1, #totals, 2 do
+    local start, k = string.match(totals[j], '(%S+) (%S+)')
+    k = tonumber(k)
+    if tonumber(start) > after and k and k >= 1 and k <= M then
+      month[k] = month[k] + math.max(tonumber(totals[j + 1]), 0)
+    end
+  end
+  put(month)
+  sums[#sums + 1] = tostring(redis.call('ZCOUNT', key(i, 'open'), '(' .. ARGV[a + 4], '+inf'))
   local first = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[a + 4], '+inf', 'LIMIT', 0, 1)
   local oldest = {}
   if #first > 0 then
@@ -111,7 +156,7 @@ for i = 1, #KEYS / PER do
     if v then oldest = {first[1], v} end
   end
   out[i] = {
-    {number(rm), number(tm), number(rh), number(th), number(rd), number(td), tostring(open)},
+    sums,
     oldest,
     redis.call('ZREVRANGE', key(i, 'calls'), 0, 0, 'WITHSCORES'),
     redis.call('HGETALL', key(i, 'life')),
@@ -124,7 +169,7 @@ return out
     )
 });
 
-/// Each endpoint's counters, and the estimated tokens of its reservations still open.
+/// Each endpoint's counters, and the estimates of its reservations still open.
 ///
 /// ARGV, one per endpoint: the open reservations' start (exclusive).
 pub static LIFETIMES: LazyLock<Lua> = LazyLock::new(|| {
@@ -134,8 +179,9 @@ pub static LIFETIMES: LazyLock<Lua> = LazyLock::new(|| {
 local out = {}
 for i = 1, #KEYS / PER do
   local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[i], '+inf')
-  local _, tokens = summed(key(i, 'call'), open)
-  out[i] = {redis.call('HGETALL', key(i, 'life')), number(tokens)}
+  local sums = {}
+  for _, n in ipairs(summed(key(i, 'call'), open)) do sums[#sums + 1] = number(n) end
+  out[i] = {redis.call('HGETALL', key(i, 'life')), sums}
 end
 return out
 "#,
@@ -144,26 +190,27 @@ return out
 
 /// The usage of a window as it will leave, for each question: `(at, amount)` of the calls
 /// stamped after an instant, or `(minute, amount)` of the buckets from the first one,
-/// earliest first, until `enough` has left.
+/// earliest first, until `enough` has left; an amount is the measures times the weights.
 ///
-/// ARGV, four per question: `calls` or `buckets`, the start, 1 for requests or 2 for
-/// tokens, enough.
+/// ARGV, eight per question: `calls` or `buckets`, the start, the weight of each measure,
+/// enough.
 pub static DEPARTURES: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[Of::Calls, Of::Call, Of::Buckets],
         r#"
 local out = {}
 for i = 1, #KEYS / PER do
-  local a = (i - 1) * 4
-  local mode, from, tokens, enough = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3] == '2', tonumber(ARGV[a + 4])
+  local a = (i - 1) * (3 + M)
+  local mode, from, enough = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3 + M])
+  local w = {}
+  for k = 1, M do w[k] = tonumber(ARGV[a + 2 + k]) end
   local list, freed = {}, 0
   if mode == 'calls' then
     local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. from, '+inf')
     for _, v in ipairs(values(key(i, 'call'), ids)) do
       if freed >= enough then break end
-      local at, r, t = call(v)
-      local n = r
-      if tokens then n = t end
+      local at, amounts = call(v)
+      local n = weighed(amounts, w)
       list[#list + 1] = at; list[#list + 1] = number(n)
       freed = freed + n
     end
@@ -173,9 +220,8 @@ for i = 1, #KEYS / PER do
       local chunk = redis.call('ZRANGEBYSCORE', key(i, 'cum'), from, '+inf', 'LIMIT', offset, 60)
       if #chunk == 0 then break end
       for _, v in ipairs(chunk) do
-        local m, r, t = bucket(v)
-        local n = r
-        if tokens then n = t end
+        local m, amounts = bucket(v)
+        local n = weighed(amounts, w)
         if n ~= 0 then
           list[#list + 1] = tostring(m); list[#list + 1] = number(n)
           freed = freed + n
@@ -191,41 +237,61 @@ return out
     )
 });
 
-/// Adds `dr` requests and `dt` tokens to the bucket of one minute and to the running totals
-/// of every later bucket. Runs inside the step's MULTI/EXEC.
+/// Adds a change of each measure to the bucket of one minute and to the running totals of
+/// every later bucket. Runs inside the step's MULTI/EXEC. The running totals are doubles,
+/// exact below 2^53: when one passes 2^51 (a lifetime of pico-dollars gets there), every
+/// bucket's totals are rebased to count from the first bucket kept; windows are
+/// differences of totals, so they read the same.
 ///
-/// ARGV: minute, dr, dt.
+/// ARGV: minute, then the change of each measure.
 pub static ADD_TO_MINUTE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[Of::Buckets],
         r#"
 local buckets = key(1, 'cum')
-local m, dr, dt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local m = tonumber(ARGV[1])
+local d = {}
+for k = 1, M do d[k] = tonumber(ARGV[1 + k]) end
 local here = redis.call('ZRANGEBYSCORE', buckets, m, m)
-local r, t, cr, ct
+local a, r
 if #here > 0 then
   local _
-  _, r, t, cr, ct = bucket(here[1])
+  _, a, r = bucket(here[1])
   redis.call('ZREM', buckets, here[1])
 else
-  r, t, cr, ct = 0, 0, 0, 0
+  a, r = zeros(), zeros()
   local before = redis.call('ZREVRANGEBYSCORE', buckets, '(' .. m, '-inf', 'LIMIT', 0, 1)
   if #before > 0 then
-    local _, _, _, bcr, bct = bucket(before[1])
-    cr, ct = bcr, bct
+    local _, _, br = bucket(before[1])
+    r = br
   else
     local after = redis.call('ZRANGEBYSCORE', buckets, '(' .. m, '+inf', 'LIMIT', 0, 1)
     if #after > 0 then
-      local _, ar, at, acr, act = bucket(after[1])
-      cr, ct = acr - ar, act - at
+      local _, aa, ar = bucket(after[1])
+      for k = 1, M do r[k] = ar[k] - aa[k] end
     end
   end
 end
-redis.call('ZADD', buckets, m, member(m, r + dr, t + dt, cr + dr, ct + dt))
+for k = 1, M do a[k] = a[k] + d[k]; r[k] = r[k] + d[k] end
+redis.call('ZADD', buckets, m, member(m, a, r))
 for _, v in ipairs(redis.call('ZRANGEBYSCORE', buckets, '(' .. m, '+inf')) do
-  local lm, lr, lt, lcr, lct = bucket(v)
+  local lm, la, lr = bucket(v)
   redis.call('ZREM', buckets, v)
-  redis.call('ZADD', buckets, lm, member(lm, lr, lt, lcr + dr, lct + dt))
+  for k = 1, M do lr[k] = lr[k] + d[k] end
+  redis.call('ZADD', buckets, lm, member(lm, la, lr))
+end
+local _, _, top = bucket(redis.call('ZREVRANGE', buckets, 0, 0)[1])
+local large = false
+for k = 1, M do if math.abs(top[k]) > 2 ^ 51 then large = true end end
+if large then
+  local all = redis.call('ZRANGE', buckets, 0, -1)
+  local _, fa, fr = bucket(all[1])
+  for _, v in ipairs(all) do
+    local bm, ba, br = bucket(v)
+    redis.call('ZREM', buckets, v)
+    for k = 1, M do br[k] = br[k] - (fr[k] - fa[k]) end
+    redis.call('ZADD', buckets, bm, member(bm, ba, br))
+  end
 end
 return 1
 "#,

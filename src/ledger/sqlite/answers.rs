@@ -3,11 +3,12 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::usage::usage_at;
 use super::{Tx, clamp, to_sql};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::ledger::Said;
-use crate::quota::{Limit, Request};
+use crate::quota::Limit;
 
 impl Tx<'_> {
     pub(super) fn cooldown(&self, endpoint: &str) -> Result<Option<Cooldown>> {
@@ -53,7 +54,8 @@ impl Tx<'_> {
 
     pub(super) fn reports(&self, endpoint: &str) -> Result<Vec<Said>> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT limit_name, remaining, cap, resets_at, base_requests, base_tokens
+            "SELECT limit_name, remaining, cap, resets_at,
+                 base_requests, base_tokens, base_cached, base_output, base_cost
              FROM reports WHERE endpoint = ?1",
         )?;
         let rows = stmt.query_map([endpoint], |r| {
@@ -64,10 +66,7 @@ impl Tx<'_> {
                     remaining: clamp(r.get(1)?),
                     cap: r.get::<_, Option<i64>>(2)?.map(clamp),
                     resets_at: r.get(3)?,
-                    base: Request {
-                        requests: clamp(r.get(4)?),
-                        tokens: clamp(r.get(5)?),
-                    },
+                    base: usage_at(r, 4)?,
                 },
             ))
         })?;
@@ -87,8 +86,8 @@ impl Tx<'_> {
             .prepare_cached(
                 "INSERT OR REPLACE INTO reports
                  (endpoint, limit_name, reported_at, remaining, cap, resets_at,
-                  base_requests, base_tokens)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                  base_requests, base_tokens, base_cached, base_output, base_cost)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 endpoint,
@@ -98,7 +97,10 @@ impl Tx<'_> {
                 said.cap.map(to_sql),
                 said.resets_at,
                 to_sql(said.base.requests),
-                to_sql(said.base.tokens)
+                to_sql(said.base.input),
+                to_sql(said.base.cached),
+                to_sql(said.base.output),
+                to_sql(said.base.cost)
             ])?;
         Ok(())
     }

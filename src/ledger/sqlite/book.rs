@@ -7,7 +7,8 @@ use super::Tx;
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
 use crate::ledger::{
-    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, Said, Span, Stored,
+    Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, MonthStart, Said, Span,
+    Stored,
 };
 use crate::quota::{self, Request};
 
@@ -51,7 +52,7 @@ impl Book for Tx<'_> {
             .map(|&(endpoint, open_after)| {
                 Ok(Lifetime {
                     counters: self.counters(endpoint)?,
-                    open_tokens: self.open_tokens(endpoint, open_after)?,
+                    open: self.open_estimates(endpoint, open_after)?,
                 })
             })
             .collect()
@@ -89,7 +90,7 @@ impl Book for Tx<'_> {
         Tx::prune_due(self, horizon)
     }
 
-    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>> {
+    fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, Request)>> {
         Tx::open_estimates_until(self, until)
     }
 
@@ -111,9 +112,26 @@ impl Book for Tx<'_> {
         Tx::close_call(self, entry, real)
     }
 
-    fn add_usage(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
+    fn add_usage(
+        &self,
+        endpoint: &str,
+        at: Millis,
+        month: MonthStart,
+        change: Change,
+    ) -> Result<()> {
         self.add_to_minute(endpoint, quota::minute_of(at), change)?;
-        self.add_to_hour(endpoint, at, change)
+        self.add_to_hour(endpoint, at, change)?;
+        self.add_to_month(endpoint, month, change)
+    }
+
+    fn add_latency(&self, endpoint: &str, at: Millis, ms: u64) -> Result<()> {
+        Tx::add_latency(self, endpoint, at, ms)
+    }
+
+    fn latencies(&self, asks: &[(&str, Millis)]) -> Result<Vec<Vec<u64>>> {
+        asks.iter()
+            .map(|&(endpoint, after)| Tx::latencies(self, endpoint, after))
+            .collect()
     }
 
     fn add_counters(&self, endpoint: &str, change: Counters) -> Result<()> {

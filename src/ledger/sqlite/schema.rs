@@ -91,6 +91,57 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: notes said once per ledger (an endpoint whose provider has no known headers
     // dialect), so that a fan-out of calls does not repeat them.
     "CREATE TABLE said (note TEXT PRIMARY KEY) WITHOUT ROWID;",
+    // 5: what a call costs. Every table of usage keeps its `tokens` as input tokens (what
+    // the calls of earlier versions count as) and adds cached and output tokens and cost
+    // (pico-dollars), 0 for what was written before; the calendar months, totalled by the
+    // start of the month a call's row counts it in, begun from the history in UTC months
+    // (a row in another zone counts a little more than its month for its first month); and
+    // the latency of successful calls.
+    "ALTER TABLE usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX usage_recent;
+    CREATE INDEX usage_window ON usage (endpoint, at_ms, requests, tokens, cached, output, cost);
+    ALTER TABLE minute_totals ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE minute_totals ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE minute_totals ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE minute_totals ADD COLUMN cum_cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE minute_totals ADD COLUMN cum_output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE minute_totals ADD COLUMN cum_cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN pending_cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN pending_output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN pending_cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hourly ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hourly ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hourly ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE reports ADD COLUMN base_cached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE reports ADD COLUMN base_output INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE reports ADD COLUMN base_cost INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE months (
+        endpoint TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        cached INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cost INTEGER NOT NULL,
+        PRIMARY KEY (endpoint, start_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE latencies (
+        endpoint TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        ms INTEGER NOT NULL
+    );
+    CREATE INDEX latencies_recent ON latencies (endpoint, at_ms, ms);
+    CREATE INDEX latencies_age ON latencies (at_ms);
+    INSERT INTO months (endpoint, start_ms, requests, tokens, cached, output, cost)
+        SELECT endpoint,
+            CAST(strftime('%s', hour * 3600, 'unixepoch', 'start of month') AS INTEGER) * 1000,
+            sum(requests), sum(tokens), 0, 0, 0
+        FROM hourly GROUP BY 1, 2;",
 ];
 
 /// True when the file holds the current schema and nothing needs doing.
@@ -223,13 +274,13 @@ mod tests {
             })
             .expect("read");
         let (open, totals) = open;
-        assert_eq!((totals.requests, totals.tokens), (3, 150));
+        assert_eq!((totals.usage.requests, totals.usage.tokens()), (3, 150));
         assert_eq!(open.open, 1);
         assert_eq!(open.used.get(crate::quota::Limit::ALL[4]), 3, "rpd");
-        assert_eq!(expired.tokens, 220, "an expired estimate counts");
+        assert_eq!(expired.usage.tokens(), 220, "an expired estimate counts");
         let hours: Vec<(i64, u64, u64)> = history
             .iter()
-            .map(|h| (h.hour - T0 / 3_600_000, h.requests, h.tokens))
+            .map(|h| (h.hour - T0 / 3_600_000, h.usage.requests, h.usage.input))
             .collect();
         assert_eq!(hours, [(0, 1, 100), (1, 2, 120)]);
         // Opening it again migrates nothing more.

@@ -8,8 +8,39 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SATURATED, Tx, clamp, to_sql};
 use crate::clock::{MINUTE_MS, Millis};
-use crate::ledger::{Change, Departing, Entry, Horizons, Source, Span};
-use crate::quota::{Request, Unit};
+use crate::ledger::{Change, Departing, Entry, Horizons, MonthStart, Source, Span};
+use crate::quota::{MEASURES, Request};
+
+/// The columns of each measure ([`Request::measures`]) in every table of usage; `tokens`
+/// are input tokens (what earlier versions counted).
+pub(super) const MEASURED: [&str; MEASURES] = ["requests", "tokens", "cached", "output", "cost"];
+
+/// `column` of every measure, each prefixed: `cum_requests, cum_tokens, ...`.
+pub(super) fn columns(prefix: &str) -> String {
+    MEASURED.map(|c| format!("{prefix}{c}")).join(", ")
+}
+
+/// The usage in `MEASURES` columns of `row` from `first` on.
+pub(super) fn usage_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Request> {
+    let mut n = [0u64; MEASURES];
+    for (i, value) in n.iter_mut().enumerate() {
+        *value = clamp(row.get(first + i)?);
+    }
+    Ok(Request::from_measures(n))
+}
+
+/// The same from columns SQLite summed with total(), a float that never overflows.
+fn summed_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Request> {
+    let mut n = [0u64; MEASURES];
+    for (i, value) in n.iter_mut().enumerate() {
+        *value = row.get::<_, f64>(first + i)? as u64;
+    }
+    Ok(Request::from_measures(n))
+}
+
+fn signed_params(usage: Request) -> [i64; MEASURES] {
+    usage.measures().map(to_sql)
+}
 
 /// How much expired usage waits before it is pruned in one go.
 const PRUNE_BATCH_MS: Millis = 60 * MINUTE_MS;
@@ -25,65 +56,59 @@ impl Tx<'_> {
     /// Running totals at the newest minute bucket of `endpoint`: what the hour and day
     /// windows subtract from.
     pub(super) fn running(&self, endpoint: &str) -> Result<Request> {
-        let latest: Option<(i64, i64)> = self
+        let latest = self
             .0
-            .prepare_cached(
-                "SELECT cum_requests, cum_tokens FROM minute_totals
-                 WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1",
-            )?
-            .query_row([endpoint], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(&format!(
+                "SELECT {} FROM minute_totals WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1",
+                columns("cum_")
+            ))?
+            .query_row([endpoint], |r| usage_at(r, 0))
             .optional()?;
-        let (requests, tokens) = latest.unwrap_or_default();
-        Ok(Request {
-            requests: clamp(requests),
-            tokens: clamp(tokens),
-        })
+        Ok(latest.unwrap_or_default())
     }
 
     /// Running totals just before the first bucket at or after `first`; `None` when there
     /// is no such bucket.
-    fn total_before(&self, endpoint: &str, first: i64) -> Result<Option<(i64, i64)>> {
+    fn total_before(&self, endpoint: &str, first: i64) -> Result<Option<Request>> {
+        let before = MEASURED.map(|c| format!("cum_{c} - {c}")).join(", ");
         Ok(self
             .0
-            .prepare_cached(
-                "SELECT cum_requests - requests, cum_tokens - tokens FROM minute_totals
-                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1",
-            )?
-            .query_row(params![endpoint, first], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(&format!(
+                "SELECT {before} FROM minute_totals
+                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1"
+            ))?
+            .query_row(params![endpoint, first], |r| usage_at(r, 0))
             .optional()?)
     }
 
-    /// Requests and tokens in the minute, hour and day windows of `span`.
+    /// Usage in the minute, hour, day and month windows of `span`.
     pub(super) fn windows(
         &self,
         endpoint: &str,
         span: &Span,
         running: Request,
-    ) -> Result<[Request; 3]> {
+    ) -> Result<[Request; 4]> {
+        let totals = MEASURED.map(|c| format!("total({c})")).join(", ");
         // total() is a float and never overflows; the sums saturate when cast back.
-        let (requests, tokens): (f64, f64) = self
+        let minute = self
             .0
-            .prepare_cached(
-                "SELECT total(requests), total(tokens) FROM usage
-                 WHERE endpoint = ?1 AND at_ms > ?2",
-            )?
-            .query_row(params![endpoint, span.minute_after], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        let minute = Request {
-            requests: requests as u64,
-            tokens: tokens as u64,
-        };
+            .prepare_cached(&format!(
+                "SELECT {totals} FROM usage WHERE endpoint = ?1 AND at_ms > ?2"
+            ))?
+            .query_row(params![endpoint, span.minute_after], |r| summed_at(r, 0))?;
         let since = |first: i64| -> Result<Request> {
             Ok(match self.total_before(endpoint, first)? {
-                Some((r, t)) => Request {
-                    requests: running.requests.saturating_sub(clamp(r)),
-                    tokens: running.tokens.saturating_sub(clamp(t)),
-                },
+                Some(before) => Change::between(before, running).applied_to(Request::default()),
                 None => Request::default(),
             })
         };
-        Ok([minute, since(span.hour_from)?, since(span.day_from)?])
+        let month = self
+            .0
+            .prepare_cached(&format!(
+                "SELECT {totals} FROM months WHERE endpoint = ?1 AND start_ms > ?2"
+            ))?
+            .query_row(params![endpoint, span.month_after], |r| summed_at(r, 0))?;
+        Ok([minute, since(span.hour_from)?, since(span.day_from)?, month])
     }
 
     /// The reservations of `endpoint` still open after `after`: how many, and the oldest.
@@ -99,8 +124,8 @@ impl Tx<'_> {
         } else {
             self.0
                 .prepare_cached(
-                    "SELECT lease, endpoint, at_ms, requests, tokens, open FROM usage
-                     WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2
+                    "SELECT lease, endpoint, at_ms, open, requests, tokens, cached, output, cost
+                     FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2
                      ORDER BY at_ms, id LIMIT 1",
                 )?
                 .query_row(params![endpoint, after], entry)
@@ -116,46 +141,38 @@ impl Tx<'_> {
             .query_row([endpoint], |r| r.get(0))?)
     }
 
-    /// The estimated tokens of the reservations of `endpoint` still open after `after`.
-    pub(super) fn open_tokens(&self, endpoint: &str, after: Millis) -> Result<u64> {
-        let tokens: f64 = self
+    /// The estimates of the reservations of `endpoint` still open after `after`.
+    pub(super) fn open_estimates(&self, endpoint: &str, after: Millis) -> Result<Request> {
+        let totals = MEASURED.map(|c| format!("total({c})")).join(", ");
+        Ok(self
             .0
-            .prepare_cached(
-                "SELECT total(tokens) FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
-            )?
-            .query_row(params![endpoint, after], |r| r.get(0))?;
-        Ok(tokens as u64)
+            .prepare_cached(&format!(
+                "SELECT {totals} FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2"
+            ))?
+            .query_row(params![endpoint, after], |r| summed_at(r, 0))?)
     }
 
     /// What leaves the window `ask` names, earliest first, until `enough` has left.
     pub(super) fn leaving(&self, ask: &Departing<'_>) -> Result<Vec<(i64, u64)>> {
-        let column = match ask.unit {
-            Unit::Requests => "requests",
-            Unit::Tokens => "tokens",
+        let (table, at, from) = match ask.source {
+            Source::Calls { after } => ("usage", "at_ms", after),
+            Source::Buckets { from } => ("minute_totals", "minute", from - 1),
         };
-        let (sql, from) = match ask.source {
-            Source::Calls { after } => (
-                format!(
-                    "SELECT at_ms, {column} FROM usage
-                     WHERE endpoint = ?1 AND at_ms > ?2 ORDER BY at_ms"
-                ),
-                after,
-            ),
-            Source::Buckets { from } => (
-                format!(
-                    "SELECT minute, {column} FROM minute_totals
-                     WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute"
-                ),
-                from,
-            ),
-        };
+        let sql = format!(
+            "SELECT {at}, {} FROM {table} WHERE endpoint = ?1 AND {at} > ?2 ORDER BY {at}",
+            columns("")
+        );
         let mut stmt = self.0.prepare_cached(&sql)?;
         let mut rows = stmt.query(params![ask.endpoint, from])?;
         let (mut out, mut freed) = (Vec::new(), 0u64);
         while freed < ask.enough
             && let Some(row) = rows.next()?
         {
-            let n = clamp(row.get(1)?);
+            let n = usage_at(row, 1)?
+                .measures()
+                .iter()
+                .zip(ask.weights)
+                .fold(0u64, |sum, (&n, w)| sum.saturating_add(n.saturating_mul(w)));
             freed = freed.saturating_add(n);
             out.push((row.get(0)?, n));
         }
@@ -166,7 +183,8 @@ impl Tx<'_> {
         Ok(self
             .0
             .prepare_cached(
-                "SELECT lease, endpoint, at_ms, requests, tokens, open FROM usage WHERE lease = ?1",
+                "SELECT lease, endpoint, at_ms, open, requests, tokens, cached, output, cost
+                 FROM usage WHERE lease = ?1",
             )?
             .query_row([lease], entry)
             .optional()?)
@@ -179,83 +197,126 @@ impl Tx<'_> {
         usage: Request,
         lease: Option<&str>,
     ) -> Result<()> {
+        let [r, i, c, o, d] = signed_params(usage);
         self.0
             .prepare_cached(
-                "INSERT INTO usage (endpoint, at_ms, requests, tokens, lease, open)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO usage
+                     (endpoint, at_ms, lease, open, requests, tokens, cached, output, cost)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
-            .execute(params![
-                endpoint,
-                at,
-                to_sql(usage.requests),
-                to_sql(usage.tokens),
-                lease,
-                lease.is_some()
-            ])?;
+            .execute(params![endpoint, at, lease, lease.is_some(), r, i, c, o, d])?;
         Ok(())
     }
 
     pub(super) fn close_call(&self, entry: &Entry, real: Request) -> Result<()> {
+        let [r, i, c, o, d] = signed_params(real);
         self.0
             .prepare_cached(
-                "UPDATE usage SET requests = ?2, tokens = ?3, open = 0 WHERE lease = ?1",
+                "UPDATE usage SET open = 0, requests = ?2, tokens = ?3, cached = ?4,
+                     output = ?5, cost = ?6
+                 WHERE lease = ?1",
             )?
-            .execute(params![
-                entry.lease,
-                to_sql(real.requests),
-                to_sql(real.tokens)
-            ])?;
+            .execute(params![entry.lease, r, i, c, o, d])?;
         Ok(())
     }
 
     /// Adds a change of usage to a minute bucket and to the running totals after it.
     /// Totals saturate at SQLite's largest integer rather than overflow.
     pub(super) fn add_to_minute(&self, endpoint: &str, minute: i64, change: Change) -> Result<()> {
-        let (requests, tokens) = (change.requests, change.tokens);
+        // ?3.. are the change of each measure, in MEASURED order.
+        let each = |f: &dyn Fn(&str, usize) -> String| {
+            MEASURED
+                .iter()
+                .enumerate()
+                .map(|(i, c)| f(c, i + 3))
+                .collect::<Vec<_>>()
+                .join(",\n")
+        };
+        let sets = each(&|c, n| {
+            format!(
+                "{c} = min({c} + ?{n}, {SATURATED}), cum_{c} = min(cum_{c} + ?{n}, {SATURATED})"
+            )
+        });
+        let [a, b, c, d, e] = change.0;
         let updated = self
             .0
             .prepare_cached(&format!(
-                "UPDATE minute_totals SET
-                     requests = min(requests + ?3, {SATURATED}),
-                     tokens = min(tokens + ?4, {SATURATED}),
-                     cum_requests = min(cum_requests + ?3, {SATURATED}),
-                     cum_tokens = min(cum_tokens + ?4, {SATURATED})
-                 WHERE endpoint = ?1 AND minute = ?2"
+                "UPDATE minute_totals SET {sets} WHERE endpoint = ?1 AND minute = ?2"
             ))?
-            .execute(params![endpoint, minute, requests, tokens])?;
+            .execute(params![endpoint, minute, a, b, c, d, e])?;
         if updated == 0 {
             // A new bucket continues the running totals of the bucket before it; with none
             // (older ones pruned), it starts where the next bucket's totals begin.
+            let running = each(&|c, n| {
+                format!(
+                    "min(?{n} + coalesce(
+                       (SELECT cum_{c} FROM minute_totals
+                        WHERE endpoint = ?1 AND minute < ?2 ORDER BY minute DESC LIMIT 1),
+                       (SELECT cum_{c} - {c} FROM minute_totals
+                        WHERE endpoint = ?1 AND minute > ?2 ORDER BY minute LIMIT 1), 0),
+                       {SATURATED})"
+                )
+            });
             self.0
                 .prepare_cached(&format!(
-                    "INSERT INTO minute_totals
-                         (endpoint, minute, requests, tokens, cum_requests, cum_tokens)
-                     SELECT ?1, ?2, ?3, ?4,
-                       min(?3 + coalesce(
-                         (SELECT cum_requests FROM minute_totals
-                          WHERE endpoint = ?1 AND minute < ?2 ORDER BY minute DESC LIMIT 1),
-                         (SELECT cum_requests - requests FROM minute_totals
-                          WHERE endpoint = ?1 AND minute > ?2 ORDER BY minute LIMIT 1), 0),
-                         {SATURATED}),
-                       min(?4 + coalesce(
-                         (SELECT cum_tokens FROM minute_totals
-                          WHERE endpoint = ?1 AND minute < ?2 ORDER BY minute DESC LIMIT 1),
-                         (SELECT cum_tokens - tokens FROM minute_totals
-                          WHERE endpoint = ?1 AND minute > ?2 ORDER BY minute LIMIT 1), 0),
-                         {SATURATED})"
+                    "INSERT INTO minute_totals (endpoint, minute, {}, {})
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, {running}",
+                    columns(""),
+                    columns("cum_")
                 ))?
-                .execute(params![endpoint, minute, requests, tokens])?;
+                .execute(params![endpoint, minute, a, b, c, d, e])?;
         }
         // Usage normally lands in the newest bucket and this touches nothing; a settle of an
         // older reservation carries into the later running totals.
+        let carried = each(&|c, n| format!("cum_{c} = min(cum_{c} + ?{n}, {SATURATED})"));
         self.0
             .prepare_cached(&format!(
-                "UPDATE minute_totals SET cum_requests = min(cum_requests + ?3, {SATURATED}),
-                     cum_tokens = min(cum_tokens + ?4, {SATURATED})
-                 WHERE endpoint = ?1 AND minute > ?2"
+                "UPDATE minute_totals SET {carried} WHERE endpoint = ?1 AND minute > ?2"
             ))?
-            .execute(params![endpoint, minute, requests, tokens])?;
+            .execute(params![endpoint, minute, a, b, c, d, e])?;
         Ok(())
+    }
+
+    /// Adds a change of usage to the total of the month that began at `month`, none below 0.
+    pub(super) fn add_to_month(
+        &self,
+        endpoint: &str,
+        month: MonthStart,
+        change: Change,
+    ) -> Result<()> {
+        let sets = MEASURED
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} = max(min({c} + ?{n}, {SATURATED}), 0)", n = i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let [a, b, c, d, e] = change.0;
+        self.0
+            .prepare_cached(&format!(
+                "INSERT INTO months (endpoint, start_ms, {})
+                 VALUES (?1, ?2, max(?3, 0), max(?4, 0), max(?5, 0), max(?6, 0), max(?7, 0))
+                 ON CONFLICT (endpoint, start_ms) DO UPDATE SET {sets}",
+                columns("")
+            ))?
+            .execute(params![endpoint, month, a, b, c, d, e])?;
+        Ok(())
+    }
+
+    pub(super) fn add_latency(&self, endpoint: &str, at: Millis, ms: u64) -> Result<()> {
+        self.0
+            .prepare_cached("INSERT INTO latencies (endpoint, at_ms, ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![endpoint, at, to_sql(ms)])?;
+        Ok(())
+    }
+
+    pub(super) fn latencies(&self, endpoint: &str, after: Millis) -> Result<Vec<u64>> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT ms FROM latencies WHERE endpoint = ?1 AND at_ms > ?2")?;
+        let rows = stmt.query_map(params![endpoint, after], |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .map(|r| r.map(clamp))
+            .collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Pruning waits until an hour's worth is due and takes it in one go: deleting a little
@@ -268,14 +329,13 @@ impl Tx<'_> {
         Ok(oldest.is_some_and(|at| at <= horizon - PRUNE_BATCH_MS))
     }
 
-    pub(super) fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, u64)>> {
-        let mut stmt = self.0.prepare_cached(
-            "SELECT endpoint, total(tokens) FROM usage
-             WHERE open = 1 AND at_ms <= ?1 GROUP BY endpoint ORDER BY endpoint",
-        )?;
-        let rows = stmt.query_map([until], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)? as u64))
-        })?;
+    pub(super) fn open_estimates_until(&self, until: Millis) -> Result<Vec<(String, Request)>> {
+        let totals = MEASURED.map(|c| format!("total({c})")).join(", ");
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT endpoint, {totals} FROM usage
+             WHERE open = 1 AND at_ms <= ?1 GROUP BY endpoint ORDER BY endpoint"
+        ))?;
+        let rows = stmt.query_map([until], |r| Ok((r.get::<_, String>(0)?, summed_at(r, 1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -286,6 +346,12 @@ impl Tx<'_> {
         self.0
             .prepare_cached("DELETE FROM minute_totals WHERE minute < ?1")?
             .execute([horizons.first_minute])?;
+        self.0
+            .prepare_cached("DELETE FROM latencies WHERE at_ms <= ?1")?
+            .execute([horizons.calls_until])?;
+        self.0
+            .prepare_cached("DELETE FROM months WHERE start_ms < ?1")?
+            .execute([horizons.months_from])?;
         Ok(())
     }
 
@@ -304,19 +370,23 @@ impl Tx<'_> {
         let calls = self
             .0
             .execute("DELETE FROM usage WHERE endpoint = ?1", [endpoint])?;
-        self.0
-            .execute("DELETE FROM minute_totals WHERE endpoint = ?1", [endpoint])?;
+        for table in ["minute_totals", "months", "latencies"] {
+            self.0.execute(
+                &format!("DELETE FROM {table} WHERE endpoint = ?1"),
+                [endpoint],
+            )?;
+        }
         Ok(calls as u64)
     }
 }
 
+/// A call read as `lease, endpoint, at_ms, open` and its measures.
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         lease: r.get(0)?,
         endpoint: r.get(1)?,
         at: r.get(2)?,
-        requests: clamp(r.get(3)?),
-        tokens: clamp(r.get(4)?),
-        open: r.get(5)?,
+        open: r.get(3)?,
+        usage: usage_at(r, 4)?,
     })
 }
