@@ -10,6 +10,7 @@ mod completions;
 mod concurrency;
 mod contention;
 mod cooldown;
+mod costs;
 mod database;
 mod exec;
 mod exit_codes;

@@ -18,6 +18,8 @@ mod calendar;
 mod contention;
 #[path = "../cli/cooldown.rs"]
 mod cooldown;
+#[path = "../cli/costs.rs"]
+mod costs;
 #[path = "../cli/exec.rs"]
 mod exec;
 #[path = "../cli/history.rs"]
