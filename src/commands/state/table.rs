@@ -65,17 +65,17 @@ impl Column {
             Column::Endpoint => Cell::new(&row.endpoint.id),
             Column::Priority => Cell::new(row.endpoint.priority),
             Column::Window(limit) => {
-                let used = output::count(st.used.get(limit));
+                let used = amount(limit, st.used.get(limit));
                 Cell::new(match st.limits.get(limit) {
-                    Some(cap) => format!("{used}/{}", output::count(cap)),
+                    Some(cap) => format!("{used}/{}", amount(limit, cap)),
                     None => used,
                 })
             }
             Column::Fullest => Cell::new(
                 fullest(&st.limits, &st.used)
                     .map(|(limit, cap)| {
-                        let used = output::count(st.used.get(limit));
-                        format!("{} {used}/{}", limit.name(), output::count(cap))
+                        let used = amount(limit, st.used.get(limit));
+                        format!("{} {used}/{}", limit.name(), amount(limit, cap))
                     })
                     .unwrap_or_default(),
             ),
@@ -227,10 +227,18 @@ fn pool_cell(pool: &PoolStanding) -> String {
         Some((limit, cap)) => format!(
             "{} {}/{} {}",
             pool.name,
-            output::count(pool.used.get(limit)),
-            output::count(cap),
+            amount(limit, pool.used.get(limit)),
+            amount(limit, cap),
             limit.name()
         ),
         None => pool.name.clone(),
+    }
+}
+
+/// A count as `output::count` writes it (`12k`), or money in dollars (`$0.25`).
+fn amount(limit: Limit, n: u64) -> String {
+    match limit.is_money() {
+        true => format!("${}", crate::money::Money(n)),
+        false => output::count(n),
     }
 }

@@ -288,4 +288,58 @@ mod tests {
         let again = SqliteLedger::open(&path).expect("reopen");
         assert!(is_current(again.connection()).expect("header"));
     }
+
+    #[test]
+    fn a_version_4_ledger_reads_on_its_tokens_as_input_and_its_month_from_the_history() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("usage.sqlite3");
+        let t1 = T0 + 3_600_000;
+        {
+            let mut conn = Connection::open(&path).expect("create");
+            let tx = conn.transaction().expect("tx");
+            for step in &MIGRATIONS[..4] {
+                tx.execute_batch(step).expect("an old step");
+            }
+            tx.commit().expect("commit");
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .expect("id");
+            // What version 4 wrote of one settled call of 120 tokens an hour after T0.
+            conn.execute_batch(&format!(
+                "INSERT INTO usage (endpoint, at_ms, requests, tokens, lease, open) VALUES
+                     ('p/m', {t1}, 1, 120, 'aaaaaaaaaaaaaaaa', 0);
+                 INSERT INTO minute_totals VALUES ('p/m', {m1}, 1, 120, 1, 120);
+                 INSERT INTO counters (endpoint, requests, tokens) VALUES ('p/m', 1, 120);
+                 INSERT INTO hourly VALUES ('p/m', {h1}, 1, 120);",
+                m1 = t1 / 60_000,
+                h1 = t1 / 3_600_000,
+            ))
+            .expect("old rows");
+        }
+        let mut sqlite = SqliteLedger::open(&path).expect("upgrade");
+        let ledger: &mut dyn Ledger = &mut sqlite;
+        let now = t1 + 1;
+        let (account, totals, history) = ledger
+            .read(|book, _| {
+                Ok((
+                    account::account(book, "p/m", now)?,
+                    account::totals(book, &["p/m"], now)?[0],
+                    book.history("p/m", 0)?,
+                ))
+            })
+            .expect("read");
+        let input = crate::quota::Request {
+            requests: 1,
+            input: 120,
+            ..crate::quota::Request::default()
+        };
+        assert_eq!(account.windows, [input; 4], "minute, hour, day and month");
+        let itpm = crate::quota::Limit::from_name("itpm").expect("itpm");
+        let rpmo = crate::quota::Limit::from_name("rpmo").expect("rpmo");
+        assert_eq!((account.used.get(itpm), account.used.get(rpmo)), (120, 1));
+        assert_eq!(totals.usage, input);
+        assert_eq!(history[0].usage, input);
+        assert!(is_current(sqlite.connection()).expect("header"));
+    }
 }
