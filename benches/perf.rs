@@ -45,6 +45,12 @@ fn main() {
         report.print();
         return;
     }
+    // PERF_ONLY=costs measures the columns of SPEC 14 alone.
+    if std::env::var("PERF_ONLY").is_ok_and(|only| only == "costs") {
+        costs(&mut report, &dir);
+        report.print();
+        return;
+    }
     // PERF_ONLY=redis measures the Redis ledger alone.
     if std::env::var("PERF_ONLY").is_ok_and(|only| only == "redis") {
         let ten_room = write_endpoints(dir.as_path(), "ten-room.csv", 10, 14_400, Some(1_000_000));
@@ -106,6 +112,7 @@ fn main() {
     report.concurrency(&dir, &slots, 64, 50);
 
     pools(&mut report, &dir);
+    costs(&mut report, &dir);
     redis(&mut report, &dir, &ten_room);
 
     // The file after 1 and after 7 days of steady use at every endpoint's daily limit.
@@ -117,6 +124,52 @@ fn main() {
     report.growth(one_day, seven_days);
 
     report.print();
+}
+
+/// What a call costs (SPEC 14): a pick among 10 rows with limits by kind, by month and of
+/// money, prices and a pool, over a month of history, against the same pick with the
+/// plain columns alone, on the same ledger, run by turns.
+fn costs(report: &mut Report, dir: &Path) {
+    let db = dir.join("month.sqlite3");
+    fill(&db, 10, 1, T0, T0 + 30 * DAY_MS);
+    let now = T0 + 30 * DAY_MS - 1;
+    // Room for every run's reservation: rpm and tpm are left open.
+    let mut plain = String::from("provider,model,rph,rpd,tpd\n");
+    let mut costed = String::from(
+        "provider,model,rph,rpd,tpd,itpm,otpm,itpd,rpmo,tpmo,cache_reads,price_in,\
+         price_out,price_cached,usd_pd,usd_pmo,pool,pool_usd_pd,pool_tpmo\n",
+    );
+    for i in 0..10 {
+        let id = format!("p{},model-{i}", i % 5);
+        plain.push_str(&format!("{id},3600,14400,100m\n"));
+        costed.push_str(&format!(
+            "{id},3600,14400,100m,900m,200m,90m,1m,3000m,free,0.15,0.6,0.075,50,1000,all,500,30000m\n"
+        ));
+    }
+    let (plain_file, costed_file) = (dir.join("plain.csv"), dir.join("costed.csv"));
+    std::fs::write(&plain_file, plain).expect("write endpoints");
+    std::fs::write(&costed_file, costed).expect("write endpoints");
+    let args = [
+        "--tokens",
+        "500",
+        "--max-output",
+        "200",
+        "--strategy",
+        "cheapest",
+    ];
+    let plain_pick = command("pick", &plain_file, &db, &args);
+    let costed_pick = command("pick", &costed_file, &db, &args);
+    let (mut a, mut b) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
+    for _ in 0..RUNS {
+        a.push(run(BIN.as_ref(), &plain_pick, now, 0));
+        b.push(run(BIN.as_ref(), &costed_pick, now, 0));
+    }
+    let (plain, costed) = (median(a), median(b));
+    let ratio = costed / plain;
+    let verdict = report.verdict(ratio <= 1.2);
+    report.lines.push(format!(
+        "| pick with limits by kind, month and money, prices and a pool, on a month of history | {costed:.2} ms vs {plain:.2} ms | {ratio:.2}x the plain columns | <= 1.2x | {verdict} |"
+    ));
 }
 
 /// Large pools (SPEC 15: cost in proportion to the rows): a pick in a pool of 10,000 rows
