@@ -538,4 +538,78 @@ mod tests {
             prop_assert_eq!(anchor.day_start(next), next);
         }
     }
+
+    /// Asserts the month around `now` as (previous start, start, next start).
+    #[track_caller]
+    fn assert_month(anchor: &DayAnchor, now: &str, months: [&str; 3]) {
+        let now_ms = at(now);
+        assert_eq!(
+            [
+                anchor.previous_month_start(now_ms),
+                anchor.month_start(now_ms),
+                anchor.next_month_start(now_ms)
+            ],
+            months.map(at),
+            "{anchor} at {now}"
+        );
+    }
+
+    #[test]
+    fn months_begin_on_the_first_at_the_reset_in_every_zone() {
+        let utc = &UTC_MONTHS;
+        assert_month(
+            utc,
+            "2026-03-01T00:00:00Z",
+            [
+                "2026-02-01T00:00:00Z",
+                "2026-03-01T00:00:00Z",
+                "2026-04-01T00:00:00Z",
+            ],
+        );
+        assert_month(
+            utc,
+            "2026-02-28T23:59:59.999Z",
+            [
+                "2026-01-01T00:00:00Z",
+                "2026-02-01T00:00:00Z",
+                "2026-03-01T00:00:00Z",
+            ],
+        );
+        // +05:30 and +05:45: the month begins the evening before, UTC.
+        assert_month(
+            &anchor("00:00 Asia/Kolkata"),
+            "2026-01-31T18:30:00Z",
+            [
+                "2025-12-31T18:30:00Z",
+                "2026-01-31T18:30:00Z",
+                "2026-02-28T18:30:00Z",
+            ],
+        );
+        assert_month(
+            &anchor("00:00 Asia/Kathmandu"),
+            "2026-01-31T18:14:59.999Z",
+            [
+                "2025-11-30T18:15:00Z",
+                "2025-12-31T18:15:00Z",
+                "2026-01-31T18:15:00Z",
+            ],
+        );
+        // A reset late in the day: the 1st before 07:00 is still the month before.
+        assert_month(
+            &anchor("07:00 Europe/Berlin"),
+            "2026-04-01T04:59:00Z",
+            [
+                "2026-02-01T06:00:00Z",
+                "2026-03-01T06:00:00Z",
+                "2026-04-01T05:00:00Z",
+            ],
+        );
+        // New York's November holds the change back to EST: 721 hours long.
+        let ny = anchor("00:00 America/New_York");
+        let november = at("2026-11-15T12:00:00Z");
+        assert_eq!(
+            ny.next_month_start(november) - ny.month_start(november),
+            (30 * 24 + 1) * HOUR_MS
+        );
+    }
 }

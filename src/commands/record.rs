@@ -9,7 +9,7 @@ use super::{Context, find};
 use crate::cli::RecordArgs;
 use crate::engine::settle::{self, Record, Said};
 use crate::output;
-use crate::response::{Response, Usage, usage};
+use crate::response::{Response, Usage, Went, usage};
 
 pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
     // An id is checked against the file, so that a typo is an error rather than usage of
@@ -128,7 +128,10 @@ fn read_usage(
             if used.is_none() && !refused {
                 notes.push(format!("no usage in {shown}; the estimate stands"));
             }
-            used
+            // A 429 used nothing, whatever its body says (SPEC 14); a 408 or 5xx with
+            // usage counts it.
+            let said_429 = rate_limited || response.and_then(Response::went) == Some(Went::Refused);
+            used.filter(|_| !said_429)
         }
         Ok(None) => {
             notes.push(usage::TOO_LARGE.to_owned());

@@ -256,3 +256,54 @@ fn fastest_takes_the_lowest_median_and_measures_the_unmeasured_first() {
         serde_json::Value::Null
     );
 }
+
+#[test]
+fn a_pool_budget_holds_for_the_sum_of_its_rows() {
+    let env = Env::with_endpoints(
+        "provider,model,price_call,pool,pool_usd_pd\n\
+         p,a,0.25,team,1\n\
+         p,b,0.5,team,\n",
+    );
+    // 0.25 + 0.5 = 0.75; a fits once more (1.00), b no longer does.
+    assert_eq!(env.pick(&["--only", "p/a"]), "p/a");
+    assert_eq!(env.pick(&["--only", "p/b"]), "p/b");
+    let report = env.exhausted(&["--only", "p/b"]);
+    assert_eq!(blocked(&report, "p/b").0, "pool usd_pd", "{report}");
+    assert_eq!(env.pick(&[]), "p/a");
+    let report = env.exhausted(&[]);
+    assert_eq!(blocked(&report, "p/a").0, "pool usd_pd", "{report}");
+    let row = env.state_of("p/a");
+    assert_eq!(num(&row["pool"]["spend_usd"]["day"]), 1.0, "{row}");
+    assert_eq!(num(&row["spend_usd"]["day"]), 0.5, "{row}");
+}
+
+#[test]
+fn a_429_uses_nothing_whatever_its_body_says_and_a_5xx_with_usage_counts_it() {
+    let env = Env::with_endpoints("provider,model,price_in\np,m,1\n");
+    env.write(
+        "body.json",
+        r#"{"usage": {"prompt_tokens": 500, "completion_tokens": 0}}"#,
+    );
+    for (status, tokens) in [
+        ("429 Too Many Requests", 0),
+        ("503 Service Unavailable", 500),
+    ] {
+        let lease = env.pick_json(&["--tokens", "900"])["lease"]
+            .as_str()
+            .expect("a lease")
+            .to_owned();
+        env.write("dump.txt", format!("HTTP/1.1 {status}\r\n\r\n"));
+        env.ok([
+            "record",
+            "--lease",
+            &lease,
+            "--headers",
+            "dump.txt",
+            "--usage",
+            "body.json",
+        ]);
+        let row = env.state_of("p/m");
+        assert_eq!(row["used"]["itpm"], tokens, "{status}: {row}");
+        env.ok(["reset", "p/m"]);
+    }
+}

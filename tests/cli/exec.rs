@@ -487,3 +487,28 @@ fn a_fail_over_says_when_the_others_were_left_out_rather_than_full() {
     ]);
     assert_eq!(env.used("p/b", "rpm"), 0);
 }
+
+#[test]
+fn exec_times_each_call_on_the_monotonic_clock_and_prices_its_usage_by_kind() {
+    // The clock is pinned, yet the latency is what the command took.
+    let env = Env::with_endpoints("provider,model,price_in,price_out,price_cached\np,m,3,15,0.3\n");
+    let script = stub(
+        &env,
+        "s.sh",
+        &format!(
+            "sleep 0.2\n{}\nprintf '%s\\n\\n' 'event: message_start' \
+             'data: {{\"type\":\"message_start\",\"message\":{{\"usage\":{{\"input_tokens\":1000,\"cache_read_input_tokens\":10000,\"output_tokens\":1}}}}}}' \
+             'data: {{\"type\":\"message_delta\",\"usage\":{{\"output_tokens\":200}}}}'",
+            dump("200 OK", "")
+        ),
+    );
+    exec(&env, &["--tokens", "50000"], &script, "").code(0);
+    let row = env.state_of("p/m");
+    let p50 = row["latency_ms"]["p50"].as_u64().expect("a latency");
+    assert!((200..5_000).contains(&p50), "{row}");
+    assert_eq!(row["latency_ms"]["calls"], 1, "{row}");
+    assert_eq!(row["used"]["itpm"], 11_000, "{row}");
+    assert_eq!(row["used"]["otpm"], 200, "{row}");
+    // 1000 x $3 + 10,000 x $0.30 + 200 x $15, per million.
+    assert_eq!(crate::num(&row["spend_usd"]["day"]), 0.009, "{row}");
+}

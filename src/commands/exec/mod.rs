@@ -212,7 +212,9 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
                 (!args.stream)
                     .then(|| usage::in_body(&finished.stdout))
                     .flatten()
-            });
+            })
+            // A 429 used nothing, whatever its body says (SPEC 14).
+            .filter(|_| verdict.went != Went::Refused);
         let mut call = settle_call(
             &lease,
             None,

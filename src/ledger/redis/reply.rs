@@ -147,3 +147,28 @@ pub fn counters(life: Value) -> Result<Counters> {
         failed: field(Life::Failed),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_of_both_layouts_read_and_layout_1_counts_its_tokens_as_input() {
+        let old = parse_call("l", "p/m", "1000 1 120 0").expect("layout 1");
+        assert_eq!(
+            (old.at, old.usage, old.open),
+            (1000, Request::new(120), false)
+        );
+        let usage = Request {
+            requests: 1,
+            input: 2,
+            cached: 3,
+            output: 4,
+            cost: 5,
+        };
+        let value = call_value(1000, usage, true);
+        let new = parse_call("l", "p/m", &value).expect("layout 2");
+        assert_eq!((new.usage, new.open), (usage, true));
+        assert_eq!(parse_call("l", "p/m", "1000 1 2 3 0"), None);
+    }
+}
