@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llm_rotate::anchor::UTC_MONTHS;
 use llm_rotate::clock::{MINUTE_MS, Millis};
@@ -48,6 +48,12 @@ fn main() {
     // PERF_ONLY=costs measures the columns of SPEC 14 alone.
     if std::env::var("PERF_ONLY").is_ok_and(|only| only == "costs") {
         costs(&mut report, &dir);
+        report.print();
+        return;
+    }
+    // PERF_ONLY=fleet measures the closed-loop throughput of SQLite and Redis alone.
+    if std::env::var("PERF_ONLY").is_ok_and(|only| only == "fleet") {
+        fleet(&mut report, &dir);
         report.print();
         return;
     }
@@ -124,6 +130,136 @@ fn main() {
     report.growth(one_day, seven_days);
 
     report.print();
+}
+
+/// A fleet on one hot endpoint, closed loop: 1, 8, 64 and 256 processes each pick again as
+/// soon as their last pick exits, on the real clock, for a few seconds; picks admitted per
+/// second on SQLite, on Redis over loopback and on Redis behind a proxy that adds 1 ms of
+/// round trip; and the Redis server's CPU time per pick. Goodput must not fall as the
+/// load rises: 256 processes admit at least half what the best count of them does.
+fn fleet(report: &mut Report, dir: &Path) {
+    let file = dir.join("hot.csv");
+    std::fs::write(&file, "provider,model,rpm\np,hot,10000000\n").expect("write endpoints");
+    let mut ledgers: Vec<(String, String)> = vec![(
+        "SQLite".into(),
+        dir.join("hot.sqlite3").display().to_string(),
+    )];
+    let server = test_server::port();
+    if let Some(port) = server {
+        let url = test_server::fresh_url().expect("the server");
+        ledgers.push(("Redis".into(), url));
+        let slow = delay_proxy(port, Duration::from_micros(500));
+        let url = test_server::fresh_url().expect("the server");
+        ledgers.push((
+            "Redis, 1 ms RTT".into(),
+            url.replace(&format!(":{port}/"), &format!(":{slow}/")),
+        ));
+    }
+    for (name, db) in &ledgers {
+        let mut rates = Vec::new();
+        for processes in [1, 8, 64, 256] {
+            let cpu_before = server.map(redis_cpu_s);
+            let (admitted, seconds) = closed_loop(&file, db, processes, Duration::from_secs(3));
+            let rate = admitted as f64 / seconds;
+            let cpu = match (server, cpu_before) {
+                (Some(port), Some(before)) if name.starts_with("Redis") => {
+                    let per_pick = (redis_cpu_s(port) - before) / admitted.max(1) as f64;
+                    format!("; server CPU {:.3} ms a pick", per_pick * 1000.0)
+                }
+                _ => String::new(),
+            };
+            report.lines.push(format!(
+                "| {name}: {processes} processes picking in a closed loop | {rate:.0} picks/s{cpu} | | | |"
+            ));
+            rates.push(rate);
+        }
+        let best = rates.iter().copied().fold(0.0, f64::max);
+        let last = rates[rates.len() - 1];
+        let verdict = report.verdict(last >= best / 2.0);
+        report.lines.push(format!(
+            "| {name}: goodput at 256 processes vs the best | {last:.0} vs {best:.0} picks/s | {:.2}x | >= 0.5x | {verdict} |",
+            last / best
+        ));
+    }
+}
+
+/// Picks admitted by `processes` processes that each pick again as soon as their last
+/// pick exits, for `length`; and the seconds it took.
+fn closed_loop(file: &Path, db: &str, processes: usize, length: Duration) -> (u64, f64) {
+    let admitted = std::sync::atomic::AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..processes {
+            scope.spawn(|| {
+                while start.elapsed() < length {
+                    let status = Command::new(&*BIN)
+                        .args(["pick", "--endpoints", path(file), "--db", db])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .expect("spawn llm-rotate");
+                    if status.success() {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    (
+        admitted.into_inner(),
+        start.elapsed().as_secs_f64(),
+    )
+}
+
+/// The CPU seconds the Redis server has used, user and system.
+fn redis_cpu_s(port: u16) -> f64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "cpu"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            matches!(name, "used_cpu_sys" | "used_cpu_user").then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// A TCP proxy on a free loopback port to `port` that holds every chunk `delay` before it
+/// passes it on, each way: a round trip of twice `delay` more.
+fn delay_proxy(port: u16, delay: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let own = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            for (mut from, mut to) in [
+                (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 65_536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        std::thread::sleep(delay);
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    own
 }
 
 /// What a call costs (SPEC 14): a pick among 10 rows with limits by kind, by month and of
