@@ -192,7 +192,7 @@ fn closed_loop(file: &Path, db: &str, processes: usize, length: Duration) -> (u6
         for _ in 0..processes {
             scope.spawn(|| {
                 while start.elapsed() < length {
-                    let status = Command::new(&*BIN)
+                    let status = Command::new(BIN.as_ref() as &std::ffi::OsStr)
                         .args(["pick", "--endpoints", path(file), "--db", db])
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
@@ -206,10 +206,7 @@ fn closed_loop(file: &Path, db: &str, processes: usize, length: Duration) -> (u6
             });
         }
     });
-    (
-        admitted.into_inner(),
-        start.elapsed().as_secs_f64(),
-    )
+    (admitted.into_inner(), start.elapsed().as_secs_f64())
 }
 
 /// The CPU seconds the Redis server has used, user and system.
@@ -222,7 +219,8 @@ fn redis_cpu_s(port: u16) -> f64 {
         .lines()
         .filter_map(|l| {
             let (name, value) = l.split_once(':')?;
-            matches!(name, "used_cpu_sys" | "used_cpu_user").then(|| value.trim().parse::<f64>().ok())?
+            matches!(name, "used_cpu_sys" | "used_cpu_user")
+                .then(|| value.trim().parse::<f64>().ok())?
         })
         .sum()
 }
@@ -239,7 +237,10 @@ fn delay_proxy(port: u16, delay: Duration) -> u16 {
             };
             let _ = (client.set_nodelay(true), server.set_nodelay(true));
             for (mut from, mut to) in [
-                (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
                 (server, client),
             ] {
                 std::thread::spawn(move || {

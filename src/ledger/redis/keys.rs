@@ -82,6 +82,10 @@ impl Of {
 pub enum Global {
     /// Bumped by every step that writes; every step WATCHes it.
     Version,
+    /// Held by the step that writes (a random token, expiring): one writer at a time.
+    Lock,
+    /// A list a step that let go of the lock pushes to, waking the first step waiting.
+    Wake,
     /// The newest stamp in the ledger.
     Newest,
     /// The layout of the namespace (see `LAYOUT`).
@@ -104,6 +108,8 @@ impl Global {
     pub fn name(self) -> &'static str {
         match self {
             Global::Version => "version",
+            Global::Lock => "lock",
+            Global::Wake => "wake",
             Global::Newest => "newest",
             Global::Layout => "layout",
             Global::Pruned => "pruned",

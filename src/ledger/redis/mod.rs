@@ -1,13 +1,18 @@
 //! The Redis ledger: one namespace on a Redis (or Valkey) server shared by every machine
 //! that points at it, for fleets that draw on one provider key.
 //!
-//! A step is an optimistic transaction that re-runs the same decision code as the other
-//! ledgers: WATCH the namespace's version, read the server's TIME and what the decisions
-//! ask, then send every write with an increment of the version in one MULTI/EXEC. If any
-//! other step committed in between, EXEC does nothing and the step runs again on what is
-//! there now. So checking and reserving is one atomic step for any number of processes on
-//! any number of machines, and the time of every step is the server's clock, read after
-//! the WATCH, never earlier than the newest entry.
+//! A step that writes holds the namespace's lock, as a step on SQLite holds the file's: it
+//! takes the lock (a key set only if absent, with a random token, expiring after a few
+//! seconds), WATCHes it and the namespace's version, reads the server's TIME and what the
+//! decisions ask, and sends every write, an increment of the version and the lock's
+//! release in one MULTI/EXEC. Steps that find the lock taken wait on the server (BLPOP on a
+//! list the releasing step pushes to) rather than run and lose: the work a step does is
+//! never thrown away because another committed, so goodput holds however many processes
+//! pick at once. Should a step outlive its lock and another take it, the WATCH makes its
+//! EXEC do nothing, and the step runs again. So checking and reserving is one atomic step
+//! for any number of processes on any number of machines, and the time of every step is
+//! the server's clock, read with the lock held, never earlier than the newest entry. A
+//! step that only reads takes no lock.
 //!
 //! Reads see the ledger as the step found it (and the running totals its own writes add);
 //! writes are seen by the steps after it. The commands never read what they just wrote.
@@ -38,8 +43,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the server may take to answer a command (`?timeout=SECONDS` changes it): a
 /// server that stops answering is an error, not a hang.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Many processes committing at once make some steps run again; past this many, give up.
-const MOST_RUNS: usize = 10_000;
+/// How long a step may hold the lock: one that stalls longer loses it to the next.
+const LOCK_MS: u64 = 5_000;
+/// How long a step waits for the lock before it gives up with a message.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long one wait on the server lasts before the step tries the lock again anyway (a
+/// holder that vanished pushes no wake-up).
+const WAKE_S: &str = "0.1";
+/// A step that lost its lock while it ran runs again; past this many, give up.
+const MOST_RUNS: usize = 5;
+
+/// How a run of a step ended.
+enum Ran {
+    Done,
+    /// Another step holds the lock: wait and run again.
+    Locked,
+    /// The lock was lost before the writes got through: run again.
+    Lost,
+}
 
 pub struct RedisLedger {
     con: Connection,
@@ -188,27 +209,58 @@ impl RedisLedger {
         }
     }
 
-    fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<bool> {
+    fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<Ran> {
         let version = self.keys.global(Global::Version);
-        // One round trip: the watch, the server's clock, the newest stamp, the layout, and
-        // when the namespace was last pruned.
-        let (time, newest, layout, pruned): ((i64, i64), Option<i64>, Option<String>, Option<i64>) =
-            redis::pipe()
+        let lock = self.keys.global(Global::Lock);
+        let token = random::id();
+        // One round trip: the lock (for a write), the watch, the server's clock, the newest
+        // stamp, the layout, and when the namespace was last pruned.
+        let mut first = redis::pipe();
+        if access == Access::Write {
+            first
+                .cmd("SET")
+                .arg(&lock)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(LOCK_MS)
                 .cmd("WATCH")
                 .arg(&version)
-                .ignore()
-                .cmd("TIME")
-                .cmd("GET")
-                .arg(self.keys.global(Global::Newest))
-                .cmd("GET")
-                .arg(self.keys.global(Global::Layout))
-                .cmd("GET")
-                .arg(self.keys.global(Global::Pruned))
-                .query(&mut self.con)
-                .map_err(|e| explain(&e, &self.place))?;
+                .arg(&lock)
+                .ignore();
+        }
+        first
+            .cmd("TIME")
+            .cmd("GET")
+            .arg(self.keys.global(Global::Newest))
+            .cmd("GET")
+            .arg(self.keys.global(Global::Layout))
+            .cmd("GET")
+            .arg(self.keys.global(Global::Pruned));
+        let mut replies: Vec<Value> = first
+            .query(&mut self.con)
+            .map_err(|e| explain(&e, &self.place))?;
+        if access == Access::Write {
+            match replies.remove(0).extract_error() {
+                Ok(Value::Nil) => {
+                    self.wait_for_the_lock()?;
+                    return Ok(Ran::Locked);
+                }
+                Ok(_) => {}
+                // Out of memory, a read-only replica, a missing right: said as such.
+                Err(err) => return Err(explain(&err, &self.place)),
+            }
+        }
+        let (time, newest, layout, pruned): ((i64, i64), Option<i64>, Option<String>, Option<i64>) =
+            redis::from_redis_value(Value::Array(replies)).map_err(|e| {
+                anyhow!(
+                    "{}: does not answer as a Redis server does ({e})",
+                    self.place
+                )
+            })?;
         let anew = layout.is_none();
         if let Err(err) = self.check_layout(layout) {
-            let _: Result<(), _> = redis::cmd("UNWATCH").query(&mut self.con);
+            self.let_go(access);
             return Err(err);
         }
         let server = time.0 * 1000 + time.1 / 1000;
@@ -223,9 +275,10 @@ impl RedisLedger {
         let journal = book.into_journal();
         let (mut journal, newest) = match (result, access, journal) {
             (Ok(()), Access::Write, Some(journal)) => journal,
-            // Nothing to write: the watch is left to the next step's MULTI/EXEC (or the
-            // connection's end) rather than costing a round trip.
-            (result, _, _) => return result.map(|()| true),
+            (result, _, _) => {
+                self.let_go(access);
+                return result.map(|()| Ran::Done);
+            }
         };
         journal.cmd("INCR").arg(&version).ignore();
         journal
@@ -240,13 +293,21 @@ impl RedisLedger {
                 .arg(newest)
                 .ignore();
         }
+        self.release(&mut journal);
         let reply: Value = match journal.atomic().query(&mut self.con) {
             Ok(reply) => reply,
-            Err(err) => return Err(self.why_not_written(&err)),
+            Err(err) => {
+                let err = self.why_not_written(&err);
+                self.let_go(access);
+                return Err(err);
+            }
         };
-        // EXEC answers nil when a watched key changed: nothing was written.
-        let written = !matches!(reply, Value::Nil);
-        if written && anew {
+        // EXEC answers nil when a watched key changed: the lock was lost, nothing was
+        // written.
+        if matches!(reply, Value::Nil) {
+            return Ok(Ran::Lost);
+        }
+        if anew {
             // A ledger that vanished (flushed, evicted, a restart without persistence) must
             // not pass for a quiet one: its first write says it began anew.
             output::notes([format!(
@@ -255,7 +316,51 @@ impl RedisLedger {
                 self.place
             )]);
         }
-        Ok(written)
+        Ok(Ran::Done)
+    }
+
+    /// Queues the lock's release and the wake-up of the first step waiting for it.
+    fn release(&self, pipe: &mut redis::Pipeline) {
+        let wake = self.keys.global(Global::Wake);
+        pipe.cmd("DEL")
+            .arg(self.keys.global(Global::Lock))
+            .ignore()
+            .cmd("RPUSH")
+            .arg(&wake)
+            .arg(1)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&wake)
+            .arg(-1)
+            .arg(-1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&wake)
+            .arg(LOCK_MS)
+            .ignore();
+    }
+
+    /// Ends a step that writes nothing: lets go of its lock, unless it was lost already
+    /// (the WATCH keeps this from releasing another's). A step that only read holds none.
+    fn let_go(&mut self, access: Access) {
+        if access == Access::Write {
+            let mut pipe = redis::pipe();
+            self.release(pipe.atomic());
+            let _: Result<(), _> = pipe.query(&mut self.con);
+        }
+    }
+
+    /// Waits on the server for a step to let go of the lock, a little while at most.
+    fn wait_for_the_lock(&mut self) -> Result<()> {
+        let _: Option<Value> = redis::pipe()
+            .cmd("UNWATCH")
+            .ignore()
+            .cmd("BLPOP")
+            .arg(self.keys.global(Global::Wake))
+            .arg(WAKE_S)
+            .query(&mut self.con)
+            .map_err(|e| explain(&e, &self.place))?;
+        Ok(())
     }
 }
 
@@ -350,26 +455,27 @@ impl Ledger for RedisLedger {
     }
 
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {
-        for run in 0..MOST_RUNS {
-            if self.run_once(access, step)? {
-                return Ok(());
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut lost = 0;
+        loop {
+            match self.run_once(access, step)? {
+                Ran::Done => return Ok(()),
+                Ran::Lost if lost + 1 < MOST_RUNS => lost += 1,
+                Ran::Lost => bail!(
+                    "{}: a step took longer than the ledger's lock lasts ({} s) {MOST_RUNS} \
+                     times over; is this machine or the server overloaded?",
+                    self.place,
+                    LOCK_MS / 1000
+                ),
+                Ran::Locked if std::time::Instant::now() < deadline => {}
+                Ran::Locked => bail!(
+                    "{}: other processes held the ledger's lock for {} s; try again",
+                    self.place,
+                    LOCK_WAIT.as_secs()
+                ),
             }
-            back_off(run);
         }
-        bail!(
-            "{}: other processes kept changing the ledger; {MOST_RUNS} tries did not get \
-             through, try again",
-            self.place
-        )
     }
-}
-
-/// After losing a race, wait a random while, longer the more races were lost, so that many
-/// processes that all lost do not all come back at once (this is the processes' contention,
-/// not the ledger's time: a real sleep, pinned clock or not).
-fn back_off(lost: usize) {
-    let most_us = 1_000u64 << lost.min(6);
-    std::thread::sleep(Duration::from_micros(random::below(most_us)));
 }
 
 impl RedisLedger {
@@ -395,6 +501,12 @@ impl RedisLedger {
 
 /// Says what went wrong in words that name the server and never the password.
 fn explain(err: &redis::RedisError, place: &str) -> anyhow::Error {
+    // A pipeline's error holds the server's errors of its commands: the first says why.
+    let first: Option<redis::RedisError> = err
+        .clone()
+        .into_server_errors()
+        .and_then(|errors| errors.first().map(|(_, e)| e.clone().into()));
+    let err = first.as_ref().unwrap_or(err);
     let server = match err.code() {
         Some("OOM") => Some(
             "is out of memory and refuses writes (maxmemory with noeviction): nothing was \
