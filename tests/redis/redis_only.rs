@@ -134,7 +134,7 @@ fn usage_keys_expire_by_themselves() {
         .expect("a prefix")
         .1
         .to_owned();
-    for kind in ["calls", "call", "cum", "hourr", "life"] {
+    for kind in ["calls", "call", "cum", "sec", "mon", "hourr", "life"] {
         let ttl = redis_cli(port, &["TTL", &format!("{prefix}:{kind}:p/m")]);
         let seconds: i64 = ttl
             .trim_start_matches("int(")

@@ -30,6 +30,7 @@ pub struct RedisBook<'c> {
     keys: &'c Keys,
     newest: Cell<Option<Millis>>,
     journal: RefCell<Pipeline>,
+    touched: RefCell<std::collections::HashSet<String>>,
     wrote: Cell<bool>,
     /// When the namespace was last pruned, as the step found it.
     pruned: Option<Millis>,
@@ -47,6 +48,7 @@ impl<'c> RedisBook<'c> {
             keys,
             newest: Cell::new(newest),
             journal: RefCell::new(redis::pipe()),
+            touched: RefCell::default(),
             wrote: Cell::new(false),
             pruned,
         }
@@ -55,9 +57,11 @@ impl<'c> RedisBook<'c> {
     /// The writes of the step, and the newest stamp they leave; `None` when it wrote
     /// nothing.
     pub fn into_journal(self) -> Option<(Pipeline, Option<Millis>)> {
-        self.wrote
-            .get()
-            .then(|| (self.journal.into_inner(), self.newest.get()))
+        if !self.wrote.get() {
+            return None;
+        }
+        self.write(|j| j.keep_alive());
+        Some((self.journal.into_inner(), self.newest.get()))
     }
 
     fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
@@ -89,6 +93,7 @@ impl<'c> RedisBook<'c> {
         build(&mut Journal {
             pipe: &mut self.journal.borrow_mut(),
             keys: self.keys,
+            touched: &mut self.touched.borrow_mut(),
         });
     }
 }
@@ -355,7 +360,8 @@ impl Book for RedisBook<'_> {
         change: Change,
     ) -> Result<()> {
         let (minute, hour) = (quota::minute_of(at), at.div_euclid(HOUR_MS));
-        self.write(|j| j.add_usage(endpoint, (minute, hour, month), change));
+        let second = at.div_euclid(1_000);
+        self.write(|j| j.add_usage(endpoint, (second, minute, hour, month), change));
         Ok(())
     }
 

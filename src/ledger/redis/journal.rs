@@ -22,6 +22,8 @@ const MONTHS_TTL_S: i64 = 64 * 86_400;
 pub struct Journal<'a> {
     pub pipe: &'a mut Pipeline,
     pub keys: &'a Keys,
+    /// The endpoints whose keys the step has kept alive already.
+    pub touched: &'a mut std::collections::HashSet<String>,
 }
 
 impl Journal<'_> {
@@ -38,9 +40,29 @@ impl Journal<'_> {
         self.send("SADD", self.keys.global(set), endpoint);
     }
 
-    /// Keeps the endpoint's usage and counters while it is used, and lists it.
+    /// Notes that the step used `endpoint`: [`Journal::keep_alive`] ends the step's writes.
     fn touch(&mut self, endpoint: &str) {
-        for kind in [Of::Calls, Of::Call, Of::Buckets, Of::Open, Of::Latencies] {
+        self.touched.insert(endpoint.to_owned());
+    }
+
+    /// Keeps the usage and counters of each endpoint the step used while it is used, and
+    /// lists it: once a step, after its writes (an expiry needs the key to exist).
+    pub fn keep_alive(&mut self) {
+        let touched = std::mem::take(self.touched);
+        for endpoint in &touched {
+            self.keep(endpoint);
+        }
+    }
+
+    fn keep(&mut self, endpoint: &str) {
+        for kind in [
+            Of::Calls,
+            Of::Call,
+            Of::Buckets,
+            Of::Seconds,
+            Of::Open,
+            Of::Latencies,
+        ] {
             self.expire(self.keys.of(kind, endpoint), CALLS_TTL_S);
         }
         self.expire(self.keys.of(Of::Months, endpoint), MONTHS_TTL_S);
@@ -74,18 +96,24 @@ impl Journal<'_> {
     pub fn add_usage(
         &mut self,
         endpoint: &str,
-        (minute, hour, month): (i64, i64, Millis),
+        (second, minute, hour, month): (i64, i64, i64, Millis),
         change: Change,
     ) {
-        let lua = &*scripts::ADD_TO_MINUTE;
-        self.pipe
-            .cmd("EVAL")
-            .arg(&lua.source)
-            .arg(lua.layout.len())
-            .arg(self.keys.for_script(lua.layout, &[endpoint]))
-            .arg(minute)
-            .arg(&change.0[..])
-            .ignore();
+        for (lua, at) in [
+            (&*scripts::ADD_TO_MINUTE, minute),
+            (&*scripts::ADD_TO_SECOND, second),
+        ] {
+            // The source, not its hash: a script the server has not seen (restarted,
+            // flushed) would fail inside the transaction and leave the rest written.
+            self.pipe
+                .cmd("EVAL")
+                .arg(&lua.source)
+                .arg(lua.layout.len())
+                .arg(self.keys.for_script(lua.layout, &[endpoint]))
+                .arg(at)
+                .arg(&change.0[..])
+                .ignore();
+        }
         for (kind, by) in Of::HOURS.into_iter().zip(change.0) {
             // The history of a kind no call has used yet is not written.
             if by != 0 || kind == Of::HourRequests {

@@ -12,6 +12,9 @@ pub enum Of {
     Call,
     /// Sorted set: the minute buckets with their running totals, scored by minute.
     Buckets,
+    /// Sorted set: the buckets of the last two minutes' seconds, likewise, so that the
+    /// minute window reads its whole seconds in two look-ups; complete from its first.
+    Seconds,
     /// Hash: `"start measure"` -> the total of a measure over the month that began at start.
     Months,
     /// Sorted set: `"ms id"` of each successful call, scored by when it was recorded.
@@ -35,10 +38,11 @@ pub enum Of {
 
 impl Of {
     /// The kinds forgotten by a reset; the history is not.
-    pub const FORGOTTEN: [Of; 9] = [
+    pub const FORGOTTEN: [Of; 10] = [
         Of::Calls,
         Of::Call,
         Of::Buckets,
+        Of::Seconds,
         Of::Months,
         Of::Latencies,
         Of::Open,
@@ -62,6 +66,7 @@ impl Of {
             Of::Calls => "calls",
             Of::Call => "call",
             Of::Buckets => "cum",
+            Of::Seconds => "sec",
             Of::Months => "mon",
             Of::Latencies => "lat",
             Of::Open => "open",

@@ -87,6 +87,20 @@ local function values(hash, ids)
   end
   return out
 end
+-- What the buckets of a sorted set hold from the one scored `first` on: the newest
+-- running totals less those before that bucket (two look-ups however many buckets).
+local function since(buckets, first)
+  local out = zeros()
+  if first == math.huge then return out end
+  local latest = redis.call('ZREVRANGE', buckets, 0, 0)
+  if #latest == 0 then return out end
+  local v = redis.call('ZRANGEBYSCORE', buckets, first, '+inf', 'LIMIT', 0, 1)
+  if #v == 0 then return out end
+  local _, fa, fr = bucket(v[1])
+  local _, _, lr = bucket(latest[1])
+  for k = 1, M do out[k] = lr[k] - (fr[k] - fa[k]) end
+  return out
+end
 local function summed(hash, ids)
   local s = zeros()
   for _, v in ipairs(values(hash, ids)) do
@@ -111,6 +125,7 @@ pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
             Of::Calls,
             Of::Call,
             Of::Buckets,
+            Of::Seconds,
             Of::Months,
             Of::Open,
             Of::Life,
@@ -121,23 +136,26 @@ pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
 local out = {}
 for i = 1, #KEYS / PER do
   local a = (i - 1) * 5
-  local buckets = key(i, 'cum')
-  local latest = redis.call('ZREVRANGE', buckets, 0, 0)
-  local function since(first)
-    local out = zeros()
-    if #latest == 0 then return out end
-    local v = redis.call('ZRANGEBYSCORE', buckets, first, '+inf', 'LIMIT', 0, 1)
-    if #v == 0 then return out end
-    local _, fa, fr = bucket(v[1])
-    local _, _, lr = bucket(latest[1])
-    for k = 1, M do out[k] = lr[k] - (fr[k] - fa[k]) end
-    return out
-  end
   local sums = {}
   local function put(t) for k = 1, M do sums[#sums + 1] = number(t[k]) end end
-  put(summed(key(i, 'call'), redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], '+inf')))
-  put(since(tonumber(ARGV[a + 2])))
-  put(since(tonumber(ARGV[a + 3])))
+  -- The minute: its whole seconds from the second buckets, the calls of the second it
+  -- starts in (and of any second before the buckets begin) one by one.
+  local after = tonumber(ARGV[a + 1])
+  local whole = math.floor(after / 1000) + 1
+  local first = redis.call('ZRANGE', key(i, 'sec'), 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    whole = math.huge
+  elseif tonumber(first[2]) > whole then
+    whole = tonumber(first[2])
+  end
+  local minute = since(key(i, 'sec'), whole)
+  local before = '+inf'
+  if whole ~= math.huge then before = '(' .. string.format('%d', whole * 1000) end
+  local calls = summed(key(i, 'call'), redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], before))
+  for k = 1, M do minute[k] = minute[k] + calls[k] end
+  put(minute)
+  put(since(key(i, 'cum'), tonumber(ARGV[a + 2])))
+  put(since(key(i, 'cum'), tonumber(ARGV[a + 3])))
   local month, after = zeros(), tonumber(ARGV[a + 5])
   local totals = redis.call('HGETALL', key(i, 'mon'))
   for j = 1, #totals, 2 do
@@ -206,13 +224,19 @@ for i = 1, #KEYS / PER do
   for k = 1, M do w[k] = tonumber(ARGV[a + 2 + k]) end
   local list, freed = {}, 0
   if mode == 'calls' then
-    local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. from, '+inf')
-    for _, v in ipairs(values(key(i, 'call'), ids)) do
-      if freed >= enough then break end
-      local at, amounts = call(v)
-      local n = weighed(amounts, w)
-      list[#list + 1] = at; list[#list + 1] = number(n)
-      freed = freed + n
+    -- A thousand calls at a time, until enough has left: a busy minute is not read whole.
+    local offset = 0
+    while freed < enough do
+      local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. from, '+inf', 'LIMIT', offset, 1000)
+      if #ids == 0 then break end
+      for _, v in ipairs(values(key(i, 'call'), ids)) do
+        if freed >= enough then break end
+        local at, amounts = call(v)
+        local n = weighed(amounts, w)
+        list[#list + 1] = at; list[#list + 1] = number(n)
+        freed = freed + n
+      end
+      offset = offset + 1000
     end
   else
     local offset = 0
@@ -244,11 +268,34 @@ return out
 /// differences of totals, so they read the same.
 ///
 /// ARGV: minute, then the change of each measure.
-pub static ADD_TO_MINUTE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[Of::Buckets],
+pub static ADD_TO_MINUTE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(&[Of::Buckets], &ADD_TO_BUCKET.replace("BUCKETS", "cum")));
+
+/// The same for the bucket of one second. The second buckets keep two minutes: a change to
+/// a second before their first is left out (its calls are read one by one), and the
+/// seconds more than two minutes before the newest are dropped.
+///
+/// ARGV: second, then the change of each measure.
+pub static ADD_TO_SECOND: LazyLock<Lua> = LazyLock::new(|| {
+    let body = format!(
         r#"
-local buckets = key(1, 'cum')
+local oldest = redis.call('ZRANGE', key(1, 'sec'), 0, 0, 'WITHSCORES')
+if #oldest > 0 and tonumber(ARGV[1]) < tonumber(oldest[2]) then return 0 end
+{}
+local newest = redis.call('ZREVRANGE', key(1, 'sec'), 0, 0, 'WITHSCORES')
+redis.call('ZREMRANGEBYSCORE', key(1, 'sec'), '-inf', '(' .. (tonumber(newest[2]) - 120))
+return 1
+"#,
+        ADD_TO_BUCKET
+            .replace("BUCKETS", "sec")
+            .replace("return 1", "")
+    );
+    Lua::new(&[Of::Seconds], &body)
+});
+
+/// Adds ARGV[2..] to the bucket scored ARGV[1] of the sorted set BUCKETS.
+const ADD_TO_BUCKET: &str = r#"
+local buckets = key(1, 'BUCKETS')
 local m = tonumber(ARGV[1])
 local d = {}
 for k = 1, M do d[k] = tonumber(ARGV[1 + k]) end
@@ -294,6 +341,4 @@ if large then
   end
 end
 return 1
-"#,
-    )
-});
+"#;
