@@ -175,9 +175,14 @@ fn fleet(report: &mut Report, dir: &Path) {
         }
         let best = rates.iter().copied().fold(0.0, f64::max);
         let last = rates[rates.len() - 1];
-        let verdict = report.verdict(last >= best / 2.0);
+        // The budget is the shared ledger's (issue "redis-scale"); SQLite's figure is for
+        // comparison: on a small machine 256 processes starting at once cost it CPU too.
+        let (budget, verdict) = match name.starts_with("Redis") {
+            true => (">= 0.5x", report.verdict(last >= best / 2.0)),
+            false => ("", ""),
+        };
         report.lines.push(format!(
-            "| {name}: goodput at 256 processes vs the best | {last:.0} vs {best:.0} picks/s | {:.2}x | >= 0.5x | {verdict} |",
+            "| {name}: goodput at 256 processes vs the best | {last:.0} vs {best:.0} picks/s | {:.2}x | {budget} | {verdict} |",
             last / best
         ));
     }
