@@ -382,6 +382,10 @@ pub trait Ledger {
     /// run's writes count. A step's reads are only promised the ledger as the step found
     /// it: the decisions read first and write last.
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()>;
+
+    /// For tests: what the server's clock reads, for a ledger whose server keeps time.
+    #[cfg(test)]
+    fn set_server_clock(&mut self, _at: Millis) {}
 }
 
 impl dyn Ledger + '_ {

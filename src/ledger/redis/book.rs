@@ -13,7 +13,7 @@ use super::journal::Journal;
 use super::keys::{Global, Keys, Of};
 use super::reply::{call_value, count, counters, measures, parse_call, parse_standing, stored};
 use super::scripts::{self, Lua};
-use crate::clock::{HOUR_MS, Millis};
+use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 use crate::cooldown::Cooldown;
 use crate::ledger::{
     Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, MonthStart, RETENTION_MS,
@@ -25,9 +25,20 @@ use crate::random;
 /// Pruning runs at most once an hour: what it removes is an hour's worth.
 const PRUNE_EVERY_MS: Millis = HOUR_MS;
 
+/// How long a call made is kept one by one (an open reservation stays until it is settled
+/// or expires): the minute window reads its calls, and the hour and day windows and the
+/// history their buckets.
+pub const CALLS_KEPT_MS: Millis = 2 * MINUTE_MS;
+
 pub struct RedisBook<'c> {
     con: RefCell<&'c mut Connection>,
     keys: &'c Keys,
+    /// The server's clock: the present, whatever time a step is pinned to.
+    server: Millis,
+    /// The newest stamp as the step found it, and the earliest instant the step writes
+    /// usage at: the step's time, or a settled call's.
+    found_newest: Option<Millis>,
+    earliest_write: Cell<Option<Millis>>,
     newest: Cell<Option<Millis>>,
     journal: RefCell<Pipeline>,
     touched: RefCell<std::collections::HashSet<String>>,
@@ -40,12 +51,15 @@ impl<'c> RedisBook<'c> {
     pub fn new(
         con: &'c mut Connection,
         keys: &'c Keys,
-        newest: Option<Millis>,
+        (newest, server): (Option<Millis>, Millis),
         pruned: Option<Millis>,
     ) -> Self {
         RedisBook {
             con: RefCell::new(con),
             keys,
+            server,
+            found_newest: newest,
+            earliest_write: Cell::new(None),
             newest: Cell::new(newest),
             journal: RefCell::new(redis::pipe()),
             touched: RefCell::default(),
@@ -60,8 +74,24 @@ impl<'c> RedisBook<'c> {
         if !self.wrote.get() {
             return None;
         }
-        self.write(|j| j.keep_alive());
+        let forget_until = self.kept_from();
+        self.write(|j| j.keep_alive(forget_until));
         Some((self.journal.into_inner(), self.newest.get()))
+    }
+
+    /// Calls made at or before this are no longer kept one by one: two minutes before the
+    /// server's clock, or before the earliest instant the step writes at (else the newest
+    /// entry it found) when that is earlier. Steps on the clock go on from the present, so
+    /// their minute windows find every call they count; a what-if pinned to the future
+    /// forgets nothing the present needs, one pinned to the past keeps more.
+    fn kept_from(&self) -> Option<Millis> {
+        let written = self.earliest_write.get().or(self.found_newest)?;
+        Some(written.min(self.server) - CALLS_KEPT_MS)
+    }
+
+    fn writes_at(&self, at: Millis) {
+        let earliest = self.earliest_write.get().map_or(at, |e| e.min(at));
+        self.earliest_write.set(Some(earliest));
     }
 
     fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
@@ -359,6 +389,7 @@ impl Book for RedisBook<'_> {
         month: MonthStart,
         change: Change,
     ) -> Result<()> {
+        self.writes_at(at);
         let (minute, hour) = (quota::minute_of(at), at.div_euclid(HOUR_MS));
         let second = at.div_euclid(1_000);
         self.write(|j| j.add_usage(endpoint, (second, minute, hour, month), change));
@@ -404,12 +435,20 @@ impl Book for RedisBook<'_> {
         let mut deletions: Vec<(String, Vec<String>)> = Vec::new();
         let endpoints = self.endpoints()?;
         for endpoint in &endpoints {
-            let old: Vec<String> = self.query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.of(Of::Calls, endpoint))
-                    .arg("-inf")
-                    .arg(horizons.calls_until),
-            )?;
+            // The calls still kept, and the reservations that expired open (a call made
+            // is kept one by one for two minutes only, an open reservation until now).
+            let mut old: Vec<String> = Vec::new();
+            for kind in [Of::Calls, Of::Open] {
+                let ids: Vec<String> = self.query(
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(self.of(kind, endpoint))
+                        .arg("-inf")
+                        .arg(horizons.calls_until),
+                )?;
+                old.extend(ids);
+            }
+            old.sort();
+            old.dedup();
             if !old.is_empty() {
                 let leases: Vec<String> = old
                     .iter()
@@ -456,12 +495,18 @@ impl Book for RedisBook<'_> {
     }
 
     fn forget(&self, endpoint: &str) -> Result<u64> {
-        let ids: Vec<String> = self.query(
-            redis::cmd("ZRANGE")
-                .arg(self.of(Of::Calls, endpoint))
-                .arg(0)
-                .arg(-1),
-        )?;
+        let mut ids: Vec<String> = Vec::new();
+        for kind in [Of::Calls, Of::Open] {
+            let more: Vec<String> = self.query(
+                redis::cmd("ZRANGE")
+                    .arg(self.of(kind, endpoint))
+                    .arg(0)
+                    .arg(-1),
+            )?;
+            ids.extend(more);
+        }
+        ids.sort();
+        ids.dedup();
         let had_the_turn = self.last_turn()?.as_deref() == Some(endpoint);
         // When this endpoint holds the newest stamp (one far ahead, say), the namespace
         // forgets it too: it is set again by the next call written.

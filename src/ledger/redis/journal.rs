@@ -46,10 +46,22 @@ impl Journal<'_> {
     }
 
     /// Keeps the usage and counters of each endpoint the step used while it is used, and
-    /// lists it: once a step, after its writes (an expiry needs the key to exist).
-    pub fn keep_alive(&mut self) {
+    /// lists it: once a step, after its writes (an expiry needs the key to exist). And
+    /// forgets its calls made at or before `forget_until` that no open lease holds.
+    pub fn keep_alive(&mut self, forget_until: Option<Millis>) {
         let touched = std::mem::take(self.touched);
         for endpoint in &touched {
+            if let Some(until) = forget_until {
+                let lua = &*scripts::FORGET_CLOSED;
+                self.pipe
+                    .cmd("EVAL")
+                    .arg(&lua.source)
+                    .arg(lua.layout.len())
+                    .arg(self.keys.for_script(lua.layout, &[endpoint]))
+                    .arg(until)
+                    .arg(self.keys.global(Global::Leases))
+                    .ignore();
+            }
             self.keep(endpoint);
         }
     }

@@ -67,6 +67,9 @@ pub struct RedisLedger {
     keys: Keys,
     /// `host:port, prefix NAME`, for messages: never the password.
     place: String,
+    /// For tests: the server's clock, as the test sets it.
+    #[cfg(test)]
+    server_clock: Option<Millis>,
 }
 
 /// True when `--db` names a Redis server rather than an SQLite file.
@@ -188,6 +191,8 @@ impl RedisLedger {
             con,
             keys: Keys { prefix },
             place,
+            #[cfg(test)]
+            server_clock: None,
         })
     }
 
@@ -264,9 +269,11 @@ impl RedisLedger {
             return Err(err);
         }
         let server = time.0 * 1000 + time.1 / 1000;
+        #[cfg(test)]
+        let server = self.server_clock.unwrap_or(server);
         let clock = clock::pinned_now()?.unwrap_or(server);
         let now: Millis = super::step_time(clock, newest);
-        let book = book::RedisBook::new(&mut self.con, &self.keys, newest, pruned);
+        let book = book::RedisBook::new(&mut self.con, &self.keys, (newest, server), pruned);
         // An error of the server met by a read names the server like every other.
         let result = step(&book, now).map_err(|e| match e.downcast_ref::<redis::RedisError>() {
             Some(err) => explain(err, &self.place),
@@ -452,6 +459,11 @@ impl Ledger for RedisLedger {
             ),
         ));
         Ok(findings)
+    }
+
+    #[cfg(test)]
+    fn set_server_clock(&mut self, at: Millis) {
+        self.server_clock = Some(at);
     }
 
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {

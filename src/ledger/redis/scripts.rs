@@ -342,3 +342,40 @@ if large then
 end
 return 1
 "#;
+
+/// Forgets the calls of an endpoint made at or before ARGV[1] that no reservation holds
+/// open (and their leases, in the hash ARGV[2]), but its newest: the minute window and the
+/// departures need a call for a minute, an open lease until it is settled or expires,
+/// pacing the last call. Each call is looked at once, from where the last step stopped
+/// (`kept` in the endpoint's counters); one settled after that waits for the hourly
+/// pruning. Runs inside the step's MULTI/EXEC, once per endpoint a
+/// step writes for, so each call is forgotten once: constant work a call.
+pub static FORGET_CLOSED: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[Of::Calls, Of::Call, Of::Open, Of::Life],
+        r#"
+-- From where the last step stopped: the open reservations before are not looked at again.
+local from = redis.call('HGET', key(1, 'life'), 'kept') or '-inf'
+if from ~= '-inf' and tonumber(from) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', key(1, 'life'), 'kept', ARGV[1])
+if from ~= '-inf' then from = '(' .. from end
+local ids = redis.call('ZRANGEBYSCORE', key(1, 'calls'), from, ARGV[1])
+-- The newest call stays whatever its age: pacing spaces calls from it.
+local newest = redis.call('ZREVRANGE', key(1, 'calls'), 0, 0)[1]
+local closed = {}
+for _, id in ipairs(ids) do
+  if id ~= newest and not redis.call('ZSCORE', key(1, 'open'), id) then
+    closed[#closed + 1] = id
+  end
+end
+for s = 1, #closed, 1000 do
+  local chunk = {}
+  for j = s, math.min(s + 999, #closed) do chunk[#chunk + 1] = closed[j] end
+  redis.call('HDEL', key(1, 'call'), unpack(chunk))
+  redis.call('HDEL', ARGV[2], unpack(chunk))
+  redis.call('ZREM', key(1, 'calls'), unpack(chunk))
+end
+return #closed
+"#,
+    )
+});
