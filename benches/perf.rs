@@ -173,6 +173,12 @@ fn fleet(report: &mut Report, dir: &Path) {
             ));
             rates.push(rate);
         }
+        for rate in [50, 100, 200, 400] {
+            let (done, p50, p99) = open_loop(&file, db, rate, Duration::from_secs(3));
+            report.lines.push(format!(
+                "| {name}: {rate} picks/s arriving (open loop) | {done:.0} picks/s done; median {p50:.1} ms, p99 {p99:.1} ms from arrival | | | |"
+            ));
+        }
         let best = rates.iter().copied().fold(0.0, f64::max);
         let last = rates[rates.len() - 1];
         // The budget is the shared ledger's (issue "redis-scale"); SQLite's figure is for
@@ -186,6 +192,52 @@ fn fleet(report: &mut Report, dir: &Path) {
             last / best
         ));
     }
+}
+
+/// Open loop: picks arrive at `rate` a second for `length` whatever happens to the ones
+/// before (as runners of a fleet do); the picks done a second, and the median and 99th
+/// percentile of how long one took from its arrival.
+fn open_loop(file: &Path, db: &str, rate: u32, length: Duration) -> (f64, f64, f64) {
+    let start = Instant::now();
+    let every = Duration::from_secs(1) / rate;
+    let took = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let mut next = Instant::now();
+        while start.elapsed() < length {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep(next - now);
+            }
+            next += every;
+            let took = &took;
+            scope.spawn(move || {
+                let arrived = Instant::now();
+                let status = Command::new(BIN.as_ref() as &std::ffi::OsStr)
+                    .args(["pick", "--endpoints", path(file), "--db", db])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("spawn llm-rotate");
+                if status.success() {
+                    let ms = arrived.elapsed().as_secs_f64() * 1000.0;
+                    took.lock().expect("the samples").push(ms);
+                }
+            });
+        }
+    });
+    let mut took = took.into_inner().expect("the samples");
+    took.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (
+        took.len() as f64 / start.elapsed().as_secs_f64(),
+        at(0.5),
+        at(0.99),
+    )
 }
 
 /// Picks admitted by `processes` processes that each pick again as soon as their last
@@ -465,6 +517,60 @@ fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
         seven_days as f64 / 1_048_576.0,
         one_day as f64 / 1_048_576.0
     ));
+
+    // Memory per call: a day of calls reserved and settled (as `exec` does), in a
+    // namespace of its own: what stays is buckets, history and the last two minutes.
+    let settled = test_server::fresh_url().expect("the same server");
+    let before = used();
+    fill_settled(Path::new(&settled), 10, 10, T0, T0 + DAY_MS);
+    let bytes = used() - before;
+    let calls = 10 * 10 * 24 * 60;
+    report.lines.push(format!(
+        "| Redis server memory after a day of settled calls ({calls}) | {:.1} MiB | {} bytes a call | | |",
+        bytes as f64 / 1_048_576.0,
+        bytes / calls
+    ));
+}
+
+/// As [`fill`], each minute's calls settled in the step after the one that reserved them,
+/// at 400 input and 100 output tokens.
+fn fill_settled(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
+    let mut ledger = ledger::open(db).expect("open ledger");
+    let mut minute = from;
+    while minute < to {
+        let leases = ledger
+            .write(|book, _now| {
+                account::prune(book, minute)?;
+                let mut leases = Vec::new();
+                for i in 0..n {
+                    let id = format!("p{}/model-{i}", i % 5);
+                    for k in 0..per_minute {
+                        let at = minute + (k as Millis * MINUTE_MS) / per_minute as Millis;
+                        let month = UTC_MONTHS.month_start(at);
+                        leases.push(account::reserve(book, &id, Request::new(500), month, at)?);
+                    }
+                }
+                Ok(leases)
+            })
+            .expect("reserve");
+        ledger
+            .write(|book, _now| {
+                for lease in &leases {
+                    let entry = book.by_lease(lease)?.expect("a reservation");
+                    let real = Request {
+                        requests: 1,
+                        input: 400,
+                        output: 100,
+                        ..Request::default()
+                    };
+                    let month = UTC_MONTHS.month_start(entry.at);
+                    account::settle(book, &entry, real, month, minute + MINUTE_MS - 1)?;
+                }
+                Ok(())
+            })
+            .expect("settle");
+        minute += MINUTE_MS;
+    }
 }
 
 fn path(p: &Path) -> &str {

@@ -473,3 +473,53 @@ fn shows(out: &Out, needles: &[&str]) {
         );
     }
 }
+
+#[test]
+fn a_lock_left_by_a_vanished_step_expires_and_every_step_lets_go_of_its_own() {
+    let env = Env::with_endpoints("provider,model,rpm\np,m,3\n");
+    let Some(port) = port(&env) else { return };
+    let prefix = env
+        .ledger()
+        .rsplit_once("prefix=")
+        .expect("a prefix")
+        .1
+        .to_owned();
+    let lock = format!("{prefix}:lock");
+    // A step that took the lock and vanished: its lock expires, and the picks behind it
+    // wait for that rather than fail or go ahead without it.
+    redis_cli(port, &["SET", &lock, "gone", "PX", "1500"]);
+    let outs = env.run_at_once(4, &["pick"]);
+    let admitted = outs.iter().filter(|o| o.status == Some(0)).count();
+    let refused = outs.iter().filter(|o| o.status == Some(75)).count();
+    assert_eq!((admitted, refused), (3, 1), "rpm 3 of 4 picks");
+    // Each step let go of its lock, whether it wrote (a pick) or not (exit 75, state).
+    env.ok(["state"]);
+    assert_eq!(redis_cli(port, &["EXISTS", &lock]), "int(0)");
+}
+
+#[test]
+fn no_step_writes_while_another_holds_the_lock() {
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    let Some(port) = port(&env) else { return };
+    let prefix = env
+        .ledger()
+        .rsplit_once("prefix=")
+        .expect("a prefix")
+        .1
+        .to_owned();
+    let lock = format!("{prefix}:lock");
+    redis_cli(port, &["SET", &lock, "held"]);
+    let picks = harness::start_all((0..3).map(|_| env.program(&["pick"])));
+    // Processes contending for the lock, not the ledger's time: a real wait.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        env.stamps().is_empty(),
+        "a pick wrote while the lock was held"
+    );
+    redis_cli(port, &["DEL", &lock]);
+    redis_cli(port, &["RPUSH", &format!("{prefix}:wake"), "1"]);
+    for out in picks.outputs() {
+        out.code(0);
+    }
+    assert_eq!(env.stamps().len(), 3);
+}

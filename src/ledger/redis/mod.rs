@@ -49,7 +49,7 @@ const LOCK_MS: u64 = 5_000;
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long one wait on the server lasts before the step tries the lock again anyway (a
 /// holder that vanished pushes no wake-up).
-const WAKE_S: &str = "0.1";
+const WAKE_S: &str = "1";
 /// A step that lost its lock while it ran runs again; past this many, give up.
 const MOST_RUNS: usize = 5;
 
