@@ -67,7 +67,43 @@ impl DayAnchor {
     }
 
     /// The reset on the 1st of the month `months` away from the month of `now`'s day.
+    /// A step asks it of every row at one `now`, mostly of the same few anchors: the last
+    /// answers are kept, since the zone arithmetic costs more than the ledger's reads.
     fn month_reset(&self, now: Millis, months: i32) -> Millis {
+        type Key = (Millis, i32, u32, Option<String>);
+        thread_local! {
+            static LAST: std::cell::RefCell<Vec<(Key, Millis)>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let key: Key = (
+            now,
+            months,
+            self.minute(),
+            self.zone.iana_name().map(str::to_owned),
+        );
+        if key.3.is_some()
+            && let Some(at) = LAST.with(|last| {
+                last.borrow()
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|&(_, at)| at)
+            })
+        {
+            return at;
+        }
+        let at = self.month_reset_uncached(now, months);
+        if key.3.is_some() {
+            LAST.with(|last| {
+                let mut last = last.borrow_mut();
+                if last.len() >= 16 {
+                    last.remove(0);
+                }
+                last.push((key, at));
+            });
+        }
+        at
+    }
+
+    fn month_reset_uncached(&self, now: Millis, months: i32) -> Millis {
         let day = self.day_start(now);
         Timestamp::from_millisecond(day)
             .ok()

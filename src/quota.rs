@@ -144,11 +144,28 @@ impl Limit {
         self.unit == Unit::Dollars
     }
 
+    /// Its place in [`LIMITS`] (a limit that is not one of them takes `rpm`'s).
     fn index(self) -> usize {
-        LIMITS
-            .iter()
-            .position(|&(unit, window, _, _)| unit == self.unit && window == self.window)
-            .unwrap_or(0)
+        use {Unit as U, Window as W};
+        match (self.unit, self.window) {
+            (U::Requests, W::Minute) => 0,
+            (U::Tokens, W::Minute) => 1,
+            (U::Requests, W::Hour) => 2,
+            (U::Tokens, W::Hour) => 3,
+            (U::Requests, W::Day) => 4,
+            (U::Tokens, W::Day) => 5,
+            (U::Input, W::Minute) => 6,
+            (U::Input, W::Hour) => 7,
+            (U::Input, W::Day) => 8,
+            (U::Output, W::Minute) => 9,
+            (U::Output, W::Hour) => 10,
+            (U::Output, W::Day) => 11,
+            (U::Requests, W::Month) => 12,
+            (U::Tokens, W::Month) => 13,
+            (U::Dollars, W::Day) => 14,
+            (U::Dollars, W::Month) => 15,
+            _ => 0,
+        }
     }
 }
 
@@ -415,6 +432,9 @@ mod tests {
             assert_eq!(Limit::from_name(limit.name()), Some(limit));
         }
         assert_eq!(Limit::from_name("rps"), None);
+        for (i, limit) in Limit::ALL.into_iter().enumerate() {
+            assert_eq!(limit.index(), i, "{}", limit.name());
+        }
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub fn span(now: Millis, ask: &Ask<'_>) -> Span {
             || quota::first_counted_minute(Window::Day, now),
             quota::minute_of,
         ),
-        month_after: ask.month_after,
+        month_after: ask.parts.months.then_some(ask.month_after),
         open_after: now - RESERVATION_OPEN_MS,
     }
 }

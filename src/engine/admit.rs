@@ -238,6 +238,8 @@ pub fn own_ask(endpoint: &Endpoint, now: Millis, extra: Parts) -> Ask<'_> {
         in_flight: endpoint.concurrency.is_some(),
         last_call: endpoint.pace == Pace::Smooth,
         counters: false,
+        months: monthly(&endpoint.limits)
+            || endpoint.pool.as_ref().is_some_and(|p| monthly(&p.limits)),
     };
     Ask {
         endpoint: &endpoint.id,
@@ -269,7 +271,10 @@ pub fn asks<'e>(endpoints: &[&'e Endpoint], now: Millis, extra: Parts) -> Vec<As
                         day_start: own.day_start,
                         month_after: own.month_after,
                         cache,
-                        parts: Parts::default(),
+                        parts: Parts {
+                            months: monthly(&pool.limits),
+                            ..Parts::default()
+                        },
                     }),
             );
         }
@@ -479,6 +484,13 @@ fn with_reports(
 /// When the endpoint's calendar day began, for an endpoint whose day is one.
 pub fn day_start(endpoint: &Endpoint, now: Millis) -> Option<Millis> {
     day_anchor(endpoint).map(|a| a.day_start(now))
+}
+
+/// Whether any of `limits` counts a calendar month.
+fn monthly(limits: &Limits) -> bool {
+    limits
+        .set_ones()
+        .any(|(limit, _)| limit.window == Window::Month)
 }
 
 /// The calendar months of an endpoint: from its day's reset on the 1st, or from 00:00 UTC

@@ -73,6 +73,7 @@ pub fn record(
             in_flight: leased.is_none() && !call.add,
             last_call: false,
             counters: call.response.is_some(),
+            months: false,
         },
     };
     let before = account::read(book, &[ask], now)?.remove(0);

@@ -108,10 +108,11 @@ impl State {
             self.buckets(endpoint, from)
                 .fold(Request::default(), |sum, (_, b)| sum.plus(usage(b)))
         };
-        let month = self
-            .months
-            .range((endpoint.to_owned(), span.month_after + 1)..=(endpoint.to_owned(), i64::MAX))
-            .fold(Request::default(), |sum, (_, &m)| sum.plus(usage(m)));
+        let month = span.month_after.map_or_else(Request::default, |after| {
+            self.months
+                .range((endpoint.to_owned(), after + 1)..=(endpoint.to_owned(), i64::MAX))
+                .fold(Request::default(), |sum, (_, &m)| sum.plus(usage(m)))
+        });
         let open: Vec<&Entry> = self
             .of(endpoint)
             .filter(|e| e.open && e.at > span.open_after)

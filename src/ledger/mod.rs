@@ -151,8 +151,9 @@ pub struct Span {
     pub minute_after: Millis,
     pub hour_from: i64,
     pub day_from: i64,
-    /// Month totals kept under a start after this count.
-    pub month_after: MonthStart,
+    /// Month totals kept under a start after this count; `None` when the month is not
+    /// asked for (it reads as nothing).
+    pub month_after: Option<MonthStart>,
     pub open_after: Millis,
     pub parts: Parts,
 }
@@ -166,6 +167,8 @@ pub struct Parts {
     pub last_call: bool,
     /// The counters, which the reports also need when there are any.
     pub counters: bool,
+    /// The month's totals, for a row or pool with a monthly limit, and for `state`.
+    pub months: bool,
 }
 
 impl Parts {
@@ -173,6 +176,7 @@ impl Parts {
         in_flight: true,
         last_call: true,
         counters: true,
+        months: true,
     };
 
     /// Every part either asks for.
@@ -181,6 +185,7 @@ impl Parts {
             in_flight: self.in_flight || other.in_flight,
             last_call: self.last_call || other.last_call,
             counters: self.counters || other.counters,
+            months: self.months || other.months,
         }
     }
 

@@ -71,9 +71,10 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     }
     let mut ledger = ctx.ledger()?;
     let (rows, now) = ledger.read(|book, now| {
-        // The table shows every row's reservations in flight.
+        // The table shows every row's reservations in flight, and json its month's spend.
         let in_flight = Parts {
             in_flight: true,
+            months: true,
             ..Parts::default()
         };
         let (standings, accounts) =

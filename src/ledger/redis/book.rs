@@ -146,7 +146,8 @@ impl Book for RedisBook<'_> {
                     span.hour_from,
                     span.day_from,
                     span.open_after,
-                    span.month_after,
+                    // No month asked for: a start no total is kept under.
+                    span.month_after.unwrap_or(i64::MAX),
                 ]
                 .map(|n| n.to_string())
             })

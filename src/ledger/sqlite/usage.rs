@@ -58,10 +58,10 @@ impl Tx<'_> {
     pub(super) fn running(&self, endpoint: &str) -> Result<Request> {
         let latest = self
             .0
-            .prepare_cached(&format!(
-                "SELECT {} FROM minute_totals WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1",
-                columns("cum_")
-            ))?
+            .prepare_cached(
+                "SELECT cum_requests, cum_tokens, cum_cached, cum_output, cum_cost
+                 FROM minute_totals WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1",
+            )?
             .query_row([endpoint], |r| usage_at(r, 0))
             .optional()?;
         Ok(latest.unwrap_or_default())
@@ -70,13 +70,16 @@ impl Tx<'_> {
     /// Running totals just before the first bucket at or after `first`; `None` when there
     /// is no such bucket.
     fn total_before(&self, endpoint: &str, first: i64) -> Result<Option<Request>> {
-        let before = MEASURED.map(|c| format!("cum_{c} - {c}")).join(", ");
+        // The read statements are written out whole: a pick over many rows runs them once a
+        // row, and building their text each time cost as much as running them.
         Ok(self
             .0
-            .prepare_cached(&format!(
-                "SELECT {before} FROM minute_totals
-                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1"
-            ))?
+            .prepare_cached(
+                "SELECT cum_requests - requests, cum_tokens - tokens, cum_cached - cached,
+                     cum_output - output, cum_cost - cost
+                 FROM minute_totals
+                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1",
+            )?
             .query_row(params![endpoint, first], |r| usage_at(r, 0))
             .optional()?)
     }
@@ -88,13 +91,14 @@ impl Tx<'_> {
         span: &Span,
         running: Request,
     ) -> Result<[Request; 4]> {
-        let totals = MEASURED.map(|c| format!("total({c})")).join(", ");
         // total() is a float and never overflows; the sums saturate when cast back.
         let minute = self
             .0
-            .prepare_cached(&format!(
-                "SELECT {totals} FROM usage WHERE endpoint = ?1 AND at_ms > ?2"
-            ))?
+            .prepare_cached(
+                "SELECT total(requests), total(tokens), total(cached), total(output),
+                     total(cost)
+                 FROM usage WHERE endpoint = ?1 AND at_ms > ?2",
+            )?
             .query_row(params![endpoint, span.minute_after], |r| summed_at(r, 0))?;
         let since = |first: i64| -> Result<Request> {
             Ok(match self.total_before(endpoint, first)? {
@@ -102,12 +106,17 @@ impl Tx<'_> {
                 None => Request::default(),
             })
         };
-        let month = self
-            .0
-            .prepare_cached(&format!(
-                "SELECT {totals} FROM months WHERE endpoint = ?1 AND start_ms > ?2"
-            ))?
-            .query_row(params![endpoint, span.month_after], |r| summed_at(r, 0))?;
+        let month = match span.month_after {
+            Some(after) => self
+                .0
+                .prepare_cached(
+                    "SELECT total(requests), total(tokens), total(cached), total(output),
+                         total(cost)
+                     FROM months WHERE endpoint = ?1 AND start_ms > ?2",
+                )?
+                .query_row(params![endpoint, after], |r| summed_at(r, 0))?,
+            None => Request::default(),
+        };
         Ok([minute, since(span.hour_from)?, since(span.day_from)?, month])
     }
 
@@ -143,26 +152,31 @@ impl Tx<'_> {
 
     /// The estimates of the reservations of `endpoint` still open after `after`.
     pub(super) fn open_estimates(&self, endpoint: &str, after: Millis) -> Result<Request> {
-        let totals = MEASURED.map(|c| format!("total({c})")).join(", ");
         Ok(self
             .0
-            .prepare_cached(&format!(
-                "SELECT {totals} FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2"
-            ))?
+            .prepare_cached(
+                "SELECT total(requests), total(tokens), total(cached), total(output),
+                     total(cost)
+                 FROM usage WHERE endpoint = ?1 AND open = 1 AND at_ms > ?2",
+            )?
             .query_row(params![endpoint, after], |r| summed_at(r, 0))?)
     }
 
     /// What leaves the window `ask` names, earliest first, until `enough` has left.
     pub(super) fn leaving(&self, ask: &Departing<'_>) -> Result<Vec<(i64, u64)>> {
-        let (table, at, from) = match ask.source {
-            Source::Calls { after } => ("usage", "at_ms", after),
-            Source::Buckets { from } => ("minute_totals", "minute", from - 1),
+        let (sql, from) = match ask.source {
+            Source::Calls { after } => (
+                "SELECT at_ms, requests, tokens, cached, output, cost FROM usage
+                 WHERE endpoint = ?1 AND at_ms > ?2 ORDER BY at_ms",
+                after,
+            ),
+            Source::Buckets { from } => (
+                "SELECT minute, requests, tokens, cached, output, cost FROM minute_totals
+                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute",
+                from,
+            ),
         };
-        let sql = format!(
-            "SELECT {at}, {} FROM {table} WHERE endpoint = ?1 AND {at} > ?2 ORDER BY {at}",
-            columns("")
-        );
-        let mut stmt = self.0.prepare_cached(&sql)?;
+        let mut stmt = self.0.prepare_cached(sql)?;
         let mut rows = stmt.query(params![ask.endpoint, from])?;
         let (mut out, mut freed) = (Vec::new(), 0u64);
         while freed < ask.enough
