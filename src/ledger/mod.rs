@@ -231,8 +231,8 @@ pub enum Source {
 
 /// One question for the departures of a window: the usage in `source`, each call or bucket
 /// measured as the sum of its measures times `weights` (a unit, [`crate::quota::Unit::weights`]),
-/// earliest first, `(at, amount)` for calls and `(minute, amount)` for buckets, leaving out
-/// those of amount 0, at least until `enough` has left (a ledger may stop there).
+/// earliest first, `(at, amount)` for calls and `(minute, amount)` for buckets (a ledger
+/// may leave out those of amount 0), at least until `enough` has left (it may stop there).
 #[derive(Clone, Copy, Debug)]
 pub struct Departing<'a> {
     pub endpoint: &'a str,

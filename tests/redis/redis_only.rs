@@ -100,12 +100,12 @@ fn a_namespace_of_a_newer_layout_is_refused_and_left_alone() {
     let env = Env::with_endpoints("provider,model\np,m\n");
     let Some(port) = port(&env) else { return };
     let url = format!("redis://127.0.0.1:{port}/?prefix=future");
-    redis_cli(port, &["SET", "future:layout", "2"]);
+    redis_cli(port, &["SET", "future:layout", "3"]);
     with_db(&env, &url, &["pick"])
         .code(1)
-        .says(&["newer layout (2", "prefix future"]);
+        .says(&["newer layout (3", "prefix future"]);
     let layout = redis_cli(port, &["GET", "future:layout"]);
-    assert!(layout.contains('2'), "left as it was: {layout}");
+    assert!(layout.contains('3'), "left as it was: {layout}");
     assert_eq!(redis_cli(port, &["EXISTS", "future:version"]), "int(0)");
 }
 
@@ -522,4 +522,55 @@ fn no_step_writes_while_another_holds_the_lock() {
         out.code(0);
     }
     assert_eq!(env.stamps().len(), 3);
+}
+
+#[test]
+fn a_namespace_of_layout_1_reads_on_and_is_marked_2_by_its_first_write() {
+    let env = Env::with_endpoints("provider,model,tpm\np,m,1000\n");
+    let Some(port) = port(&env) else { return };
+    let prefix = env
+        .ledger()
+        .rsplit_once("prefix=")
+        .expect("a prefix")
+        .1
+        .to_owned();
+    // A call of 300 tokens as layout 1 wrote it, at the pinned time: its value, its place
+    // among the calls, and its minute bucket.
+    let at = (T0 * 1000).to_string();
+    let minute = (T0 / 60).to_string();
+    redis_cli(
+        port,
+        &[
+            "HSET",
+            &format!("{prefix}:call:p/m"),
+            "+old",
+            &format!("{at} 1 300 0"),
+        ],
+    );
+    redis_cli(port, &["ZADD", &format!("{prefix}:calls:p/m"), &at, "+old"]);
+    redis_cli(
+        port,
+        &[
+            "ZADD",
+            &format!("{prefix}:cum:p/m"),
+            &minute,
+            &format!("{minute} 1 300 1 300"),
+        ],
+    );
+    redis_cli(port, &["SADD", &format!("{prefix}:endpoints"), "p/m"]);
+    assert_eq!(env.used("p/m", "itpm"), 300, "its tokens are input tokens");
+    assert_eq!(env.used("p/m", "tpm"), 300);
+    env.ok([
+        "record",
+        "p/m",
+        "--add",
+        "--input-tokens",
+        "100",
+        "--output-tokens",
+        "50",
+    ]);
+    assert_eq!(env.used("p/m", "tpm"), 450);
+    assert_eq!(env.used("p/m", "otpm"), 50);
+    let layout = redis_cli(port, &["GET", &format!("{prefix}:layout")]);
+    assert!(layout.contains('2'), "{layout}");
 }

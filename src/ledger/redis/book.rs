@@ -28,7 +28,7 @@ const PRUNE_EVERY_MS: Millis = HOUR_MS;
 /// How long a call made is kept one by one (an open reservation stays until it is settled
 /// or expires): the minute window reads its calls, and the hour and day windows and the
 /// history their buckets.
-pub const CALLS_KEPT_MS: Millis = 2 * MINUTE_MS;
+const CALLS_KEPT_MS: Millis = 2 * MINUTE_MS;
 
 pub struct RedisBook<'c> {
     con: RefCell<&'c mut Connection>,

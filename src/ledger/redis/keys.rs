@@ -13,7 +13,8 @@ pub enum Of {
     /// Sorted set: the minute buckets with their running totals, scored by minute.
     Buckets,
     /// Sorted set: the buckets of the last two minutes' seconds, likewise, so that the
-    /// minute window reads its whole seconds in two look-ups; complete from its first.
+    /// minute window reads its whole seconds in two look-ups; complete from the second
+    /// after its first.
     Seconds,
     /// Hash: `"start measure"` -> the total of a measure over the month that began at start.
     Months,

@@ -37,8 +37,11 @@ use crate::output;
 use crate::random;
 use keys::{Global, Keys};
 
-/// The layout of the namespace this build reads and writes.
-const LAYOUT: i64 = 1;
+/// The layout of the namespace this build reads and writes. 2: calls and buckets carry
+/// every kind of token and cost, months and seconds have keys of their own. This build
+/// reads a namespace of layout 1 as one whose tokens are input tokens; its first write
+/// marks it 2, which an older build refuses rather than misreads.
+const LAYOUT: i64 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the server may take to answer a command (`?timeout=SECONDS` changes it): a
 /// server that stops answering is an error, not a hang.

@@ -139,14 +139,15 @@ for i = 1, #KEYS / PER do
   local sums = {}
   local function put(t) for k = 1, M do sums[#sums + 1] = number(t[k]) end end
   -- The minute: its whole seconds from the second buckets, the calls of the second it
-  -- starts in (and of any second before the buckets begin) one by one.
+  -- starts in (and of any second up to the first bucket's, which may not hold every call
+  -- of its second: the buckets began then) one by one.
   local after = tonumber(ARGV[a + 1])
   local whole = math.floor(after / 1000) + 1
   local first = redis.call('ZRANGE', key(i, 'sec'), 0, 0, 'WITHSCORES')
   if #first == 0 then
     whole = math.huge
-  elseif tonumber(first[2]) > whole then
-    whole = tonumber(first[2])
+  elseif tonumber(first[2]) + 1 > whole then
+    whole = tonumber(first[2]) + 1
   end
   local minute = since(key(i, 'sec'), whole)
   local before = '+inf'
