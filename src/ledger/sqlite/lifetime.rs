@@ -91,6 +91,19 @@ impl Tx<'_> {
 
     /// Adds a change of usage to the hour of `at`.
     pub(super) fn add_to_hour(&self, endpoint: &str, at: Millis, change: Change) -> Result<()> {
+        self.add_to_total("hourly", "hour", endpoint, at.div_euclid(HOUR_MS), change)
+    }
+
+    /// Adds a change of usage to the row of `table` keyed by `endpoint` and `column` =
+    /// `key` (an hour of the history, a month's start), none below 0.
+    pub(super) fn add_to_total(
+        &self,
+        table: &str,
+        column: &str,
+        endpoint: &str,
+        key: i64,
+        change: Change,
+    ) -> Result<()> {
         let sets = MEASURED
             .iter()
             .enumerate()
@@ -100,12 +113,12 @@ impl Tx<'_> {
         let [a, b, c, d, e] = change.0;
         self.0
             .prepare_cached(&format!(
-                "INSERT INTO hourly (endpoint, hour, {})
+                "INSERT INTO {table} (endpoint, {column}, {})
                  VALUES (?1, ?2, max(?3, 0), max(?4, 0), max(?5, 0), max(?6, 0), max(?7, 0))
-                 ON CONFLICT (endpoint, hour) DO UPDATE SET {sets}",
+                 ON CONFLICT (endpoint, {column}) DO UPDATE SET {sets}",
                 columns("")
             ))?
-            .execute(params![endpoint, at.div_euclid(HOUR_MS), a, b, c, d, e])?;
+            .execute(params![endpoint, key, a, b, c, d, e])?;
         Ok(())
     }
 

@@ -298,22 +298,7 @@ impl Tx<'_> {
         month: MonthStart,
         change: Change,
     ) -> Result<()> {
-        let sets = MEASURED
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = max(min({c} + ?{n}, {SATURATED}), 0)", n = i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let [a, b, c, d, e] = change.0;
-        self.0
-            .prepare_cached(&format!(
-                "INSERT INTO months (endpoint, start_ms, {})
-                 VALUES (?1, ?2, max(?3, 0), max(?4, 0), max(?5, 0), max(?6, 0), max(?7, 0))
-                 ON CONFLICT (endpoint, start_ms) DO UPDATE SET {sets}",
-                columns("")
-            ))?
-            .execute(params![endpoint, month, a, b, c, d, e])?;
-        Ok(())
+        self.add_to_total("months", "start_ms", endpoint, month, change)
     }
 
     pub(super) fn add_latency(&self, endpoint: &str, at: Millis, ms: u64) -> Result<()> {
