@@ -307,3 +307,28 @@ fn a_429_uses_nothing_whatever_its_body_says_and_a_5xx_with_usage_counts_it() {
         env.ok(["reset", "p/m"]);
     }
 }
+
+#[test]
+fn bad_cells_and_flags_of_costs_are_errors_that_lose_nothing() {
+    let env =
+        Env::with_endpoints("provider,model,cache_reads,price_in,rpmo\np,m,sometimes,-1,2x\n");
+    env.fails(["pick"], 1).says(&[
+        "endpoints.csv:2",
+        "cache_reads",
+        "is not free or counted",
+        "price_in",
+        "rpmo",
+    ]);
+    let env = Env::with_endpoints("provider,model\np,m\n");
+    env.pick(&[]);
+    env.fails(["record", "p/m", "--latency", "fast"], 2)
+        .says(&["--latency"]);
+    env.fails(
+        ["record", "p/m", "--tokens", "5", "--output-tokens", "5"],
+        2,
+    );
+    env.fails(["history", "--metric", "euros"], 2);
+    env.fails(["pick", "--strategy", "quickest"], 2);
+    // Nothing of that was recorded: the one pick is still open.
+    assert_eq!(env.state_of("p/m")["open_reservations"], 1);
+}
