@@ -291,6 +291,8 @@ fn the_readmes_pick_call_record_script_settles_what_the_call_used() {
     run().code(0);
     let row = env.state_of("openai/m");
     assert_eq!(row["used"]["tpm"], 16, "the body's usage: {row}");
+    assert_eq!(row["used"]["itpm"], 11, "its prompt tokens: {row}");
+    assert_eq!(row["used"]["otpm"], 5, "its completion tokens: {row}");
     assert_eq!(row["remaining"]["rpm"], 2, "the provider's word: {row}");
     run().code(0);
     let row = env.state_of("openai/m");
