@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-use crate::{Env, Out, T0, at_once, bin, start_all};
+use crate::{Env, Out, T0, picking_on_the_real_clock, start_all};
 
 /// The SQLite ledger's write lock, held by the test until dropped. The Redis ledger has no
 /// lock to hold: its processes race, and the ones that lose run their step again.
@@ -219,19 +219,7 @@ fn on_the_real_clock_no_rolling_minute_holds_more_than_the_limit() {
     const PICKS_EACH: usize = 12;
     let env = Env::with_endpoints("provider,model,rpm,tpm\np,m,20,2000\n");
     env.state();
-    let script = format!(
-        r#"i=0; while [ $i -lt {PICKS_EACH} ]; do "$LLM_ROTATE_BIN" --endpoints "$EP" pick --tokens 100 >/dev/null; echo "rc=$?"; i=$((i+1)); done"#
-    );
-    let shells = (0..SHELLS).map(|_| {
-        let mut cmd = env.std_command("sh");
-        cmd.env_remove("LLM_ROTATE_NOW")
-            .arg("-c")
-            .arg(&script)
-            .env("LLM_ROTATE_BIN", bin())
-            .env("EP", env.endpoints_file());
-        cmd
-    });
-    for out in at_once(shells) {
+    for out in picking_on_the_real_clock(&env, SHELLS, PICKS_EACH, "--tokens 100") {
         for line in out.stdout.lines() {
             assert!(line == "rc=0" || line == "rc=75", "{out}");
         }

@@ -1,8 +1,7 @@
 //! What a call costs (SPEC 14): tokens by kind, cached reads free or counted, money
 //! budgets spent to the last pico-dollar, calendar months in every zone, and speed.
 
-use crate::harness::at_once;
-use crate::{Env, assert_secs, bin, blocked, num};
+use crate::{Env, assert_secs, blocked, num, picking_on_the_real_clock};
 
 #[test]
 fn input_and_output_limits_count_their_kinds_and_free_cache_reads_count_for_money_alone() {
@@ -79,20 +78,8 @@ fn concurrent_processes_spend_a_budget_to_the_last_unit_on_the_real_clock() {
     // $0.013 a call against $0.52: exactly 40 calls, of the 80 tried.
     let env = Env::with_endpoints("provider,model,price_call,usd_pd\np,m,0.013,0.52\n");
     env.state();
-    let script = format!(
-        r#"i=0; while [ $i -lt {PICKS_EACH} ]; do "$LLM_ROTATE_BIN" --endpoints "$EP" pick >/dev/null; echo "rc=$?"; i=$((i+1)); done"#
-    );
-    let shells = (0..SHELLS).map(|_| {
-        let mut cmd = env.std_command("sh");
-        cmd.env_remove("LLM_ROTATE_NOW")
-            .arg("-c")
-            .arg(&script)
-            .env("LLM_ROTATE_BIN", bin())
-            .env("EP", env.endpoints_file());
-        cmd
-    });
     let mut admitted = 0;
-    for out in at_once(shells) {
+    for out in picking_on_the_real_clock(&env, SHELLS, PICKS_EACH, "") {
         for line in out.stdout.lines() {
             assert!(line == "rc=0" || line == "rc=75", "{out}");
             admitted += usize::from(line == "rc=0");

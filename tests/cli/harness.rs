@@ -524,3 +524,21 @@ pub fn real_now_ms() -> i64 {
         .elapsed()
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// `shells` shells at once, each running `pick ARGS` `picks` times in a row on the real
+/// clock (no `LLM_ROTATE_NOW`) and printing `rc=STATUS` after each; what each printed.
+pub fn picking_on_the_real_clock(env: &Env, shells: usize, picks: usize, args: &str) -> Vec<Out> {
+    let script = format!(
+        r#"i=0; while [ $i -lt {picks} ]; do "$LLM_ROTATE_BIN" --endpoints "$EP" pick {args} >/dev/null; echo "rc=$?"; i=$((i+1)); done"#
+    );
+    let shells = (0..shells).map(|_| {
+        let mut cmd = env.std_command("sh");
+        cmd.env_remove("LLM_ROTATE_NOW")
+            .arg("-c")
+            .arg(&script)
+            .env("LLM_ROTATE_BIN", bin())
+            .env("EP", env.endpoints_file());
+        cmd
+    });
+    at_once(shells)
+}
