@@ -407,7 +407,7 @@ fn pools(report: &mut Report, dir: &Path) {
 fn lock_held(file: &Path, db: &Path, now: Millis) -> f64 {
     let rows = endpoints::load(file).expect("endpoints");
     let candidates: Vec<&endpoints::Endpoint> = rows.iter().collect();
-    let mut ledger = ledger::open(db).expect("open ledger");
+    let mut ledger: Box<dyn ledger::Ledger> = ledger::open(db).expect("open ledger");
     let mut times: Vec<f64> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -535,7 +535,7 @@ fn redis(report: &mut Report, dir: &Path, endpoints: &Path) {
 /// As [`fill`], each minute's calls settled in the step after the one that reserved them,
 /// at 400 input and 100 output tokens.
 fn fill_settled(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
-    let mut ledger = ledger::open(db).expect("open ledger");
+    let mut ledger: Box<dyn ledger::Ledger> = ledger::open(db).expect("open ledger");
     let mut minute = from;
     while minute < to {
         let leases = ledger
@@ -601,7 +601,7 @@ fn write_endpoints(dir: &Path, name: &str, n: usize, rpd: u64, last_rpd: Option<
 /// Records `per_minute` reserved calls of 500 tokens a minute for each of `n` endpoints
 /// from `from` to `to`, one transaction a simulated minute, pruning as `pick` does.
 fn fill(db: &Path, n: usize, per_minute: u64, from: Millis, to: Millis) {
-    let mut ledger = ledger::open(db).expect("open ledger");
+    let mut ledger: Box<dyn ledger::Ledger> = ledger::open(db).expect("open ledger");
     let mut minute = from;
     while minute < to {
         ledger

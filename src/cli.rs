@@ -44,6 +44,8 @@ pub struct Cli {
 pub enum Command {
     Pick(PickArgs),
     Exec(ExecArgs),
+    Serve(ServeArgs),
+    Call(CallArgs),
     Record(RecordArgs),
     State(StateArgs),
     Reset(ResetArgs),
@@ -205,6 +207,96 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// Which endpoints a request made by llm-rotate may go to, and how they are tried: what
+/// `serve` and `call` share.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Only endpoints whose id matches this glob; repeatable
+    #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
+    pub only: Vec<String>,
+
+    /// Skip endpoints whose id matches this glob; repeatable
+    #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
+    pub exclude: Vec<String>,
+
+    /// How to choose among the fitting endpoints of the highest priority
+    #[arg(long, value_enum, default_value_t = Strategy::Order)]
+    pub strategy: Strategy,
+
+    /// When nothing fits, hold the request until a slot frees: at most DURATION, or without
+    /// a value as long as it takes
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, value_parser = duration)]
+    pub wait: Option<Option<Millis>>,
+
+    /// Attempts per request, fail-overs included
+    #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: u32,
+
+    /// Output tokens estimated for a request whose body sets no `max_tokens`
+    #[arg(long, value_name = "N", default_value = "1k", value_parser = count)]
+    pub max_output: u64,
+}
+
+/// Serve the OpenAI API locally; each request goes to an endpoint with quota
+///
+/// Point any OpenAI client at it (OPENAI_BASE_URL=http://127.0.0.1:4141/v1): each request's
+/// `model` (an endpoint id, a model name, a glob over ids, or `auto`) names the endpoints it
+/// may go to; it is reserved in the ledger, sent with the row's key, failed over after a
+/// 429, a 408 or a 5xx, and settled with the usage the response reports. GET /metrics is
+/// `state --format prometheus`, live; GET / a page of state and history.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub forward: ForwardArgs,
+
+    /// Where to listen
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "LLM_ROTATE_LISTEN",
+        default_value = "127.0.0.1:4141"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// Require `Authorization: Bearer <value of VAR>` (needed to listen beyond loopback)
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+
+    /// No log line per request
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Make one OpenAI API call with an endpoint that has quota, as `serve` makes each
+///
+/// The request body comes from --data or stdin; the response body goes to stdout as it
+/// comes. Exit 0 for a 2xx, 75 when nothing had quota (or the last attempt was a 429), 1 for any
+/// other answer (its status on stderr).
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub forward: ForwardArgs,
+
+    /// The API path
+    #[arg(long, value_name = "PATH", default_value = "/v1/chat/completions")]
+    pub path: String,
+
+    /// The request body (JSON) from FILE; stdin when not given
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+
+    /// `body`: the response body as it comes; `json`: {"status", "endpoint", "usage",
+    /// "body"} at the end
+    #[arg(long, value_enum, default_value_t = CallFormat::Body)]
+    pub format: CallFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallFormat {
+    Body,
+    Json,
 }
 
 /// Settle a reservation with the real usage, or record a call made without pick

@@ -83,7 +83,7 @@ pub fn tokens(source: Source, max_output: Option<u64>) -> Result<(Estimate, Opti
 /// The completion tokens a JSON request body allows: `max_completion_tokens` or
 /// `max_tokens` (OpenAI, Anthropic), `max_output_tokens` (OpenAI responses),
 /// `generationConfig.maxOutputTokens` (Gemini). `None` for anything else.
-fn asked_output(bytes: &[u8]) -> Option<u64> {
+pub fn asked_output(bytes: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(bytes).ok()?.trim_start();
     if !text.starts_with('{') {
         return None;

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod env;
 pub mod estimate;
+pub mod forward;
 pub mod glob;
 pub mod ledger;
 pub mod money;

@@ -1,6 +1,7 @@
 //! One module per subcommand: each reads its inputs, asks the ledger, and prints. What they
 //! share, finding the endpoints file and the database, lives here.
 
+mod call;
 mod doctor;
 mod exec;
 mod history;
@@ -8,6 +9,7 @@ mod init;
 mod pick;
 mod record;
 mod reset;
+mod serve;
 mod state;
 
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reset(args) => reset::run(&ctx, &args),
         Command::Exec(args) => exec::run(&ctx, &args),
+        Command::Serve(args) => serve::run(&ctx, &args),
+        Command::Call(args) => call::run(&ctx, &args),
         Command::History(mut args) => {
             if args.json {
                 args.format = crate::cli::HistoryFormat::Json;
@@ -254,9 +258,14 @@ impl Context {
     }
 
     pub fn ledger(&self) -> Result<Box<dyn Ledger>> {
+        Ok(ledger::open(&self.ledger_location()?)?)
+    }
+
+    /// Where the ledger is: `--db`, `$LLM_ROTATE_DB`, else the user cache folder's file.
+    pub fn ledger_location(&self) -> Result<PathBuf> {
         match &self.db {
-            Some(path) => ledger::open(path),
-            None => ledger::open(&ledger::default_path()?),
+            Some(path) => Ok(path.clone()),
+            None => ledger::default_path(),
         }
     }
 }

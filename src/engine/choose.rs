@@ -69,10 +69,19 @@ pub fn candidates<'e>(
     if all.is_empty() {
         bail!("the endpoints file lists no endpoints");
     }
-    let mut matched = filter(all, only, exclude);
+    let matched = filter(all, only, exclude);
     if matched.is_empty() {
         bail!("no endpoint matches --only/--exclude");
     }
+    fitting(matched, request)
+}
+
+/// Of `matched`, those that could ever take the request, best first, and why each of the
+/// others never can. An error when none could.
+pub fn fitting(
+    mut matched: Vec<&Endpoint>,
+    request: Request,
+) -> Result<(Vec<&Endpoint>, Vec<String>)> {
     let never: Vec<String> = matched
         .iter()
         .filter_map(|e| admit::never(e, request).map(|why| format!("{}: never fits ({why})", e.id)))

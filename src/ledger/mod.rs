@@ -46,7 +46,7 @@ pub fn default_path() -> Result<PathBuf> {
 }
 
 /// Opens the ledger at `location`: a `redis://` or `rediss://` URL, else an SQLite file.
-pub fn open(location: &Path) -> Result<Box<dyn Ledger>> {
+pub fn open(location: &Path) -> Result<Box<dyn Ledger + Send>> {
     match location.to_str().filter(|l| redis::is_url(l)) {
         Some(url) => Ok(Box::new(redis::RedisLedger::open(url)?)),
         None => Ok(Box::new(sqlite::SqliteLedger::open(location)?)),

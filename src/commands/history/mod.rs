@@ -12,8 +12,9 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::{HistoryArgs, HistoryFormat, Metric, Period};
 use crate::clock::{HOUR_MS, Millis};
+use crate::endpoints::Endpoint;
 use crate::glob;
-use crate::ledger::{HISTORY_MS, Hourly};
+use crate::ledger::{HISTORY_MS, Hourly, Ledger};
 use crate::money::Money;
 use crate::output;
 use crate::quota::{Limit, Request, Unit, Window};
@@ -65,6 +66,14 @@ fn shown(metric: Metric) -> fn(u64) -> String {
 
 pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
     let file = ctx.endpoints_if_any()?.unwrap_or_default();
+    let mut ledger = ctx.ledger()?;
+    output::data(&render(&file, ledger.as_mut(), args)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The history `args` ask for, of the file's endpoints and any others the ledger
+/// remembers, read in one step: for `history`, and live for `serve`'s page.
+pub fn render(file: &[Endpoint], ledger: &mut dyn Ledger, args: &HistoryArgs) -> Result<String> {
     let period_ms = match args.by {
         Period::Hour => HOUR_MS,
         Period::Day => 24 * HOUR_MS,
@@ -88,14 +97,13 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
         Metric::Tokens => Unit::Tokens,
         Metric::Spend => Unit::Dollars,
     };
-    let limit_of = |e: &crate::endpoints::Endpoint| {
+    let limit_of = |e: &Endpoint| {
         let cap = e.limits.get(Limit::new(unit, window))?;
         Some(match args.metric {
             Metric::Spend => cap.div_ceil(1_000_000),
             _ => cap,
         })
     };
-    let mut ledger = ctx.ledger()?;
     let (lines, now) = ledger.read(|book, now| {
         // The file's endpoints in file order, then any the ledger remembers that the file
         // no longer lists.
@@ -127,14 +135,12 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<ExitCode> {
     if lines.is_empty() && !args.patterns.is_empty() {
         bail!("no endpoint matches {}", args.patterns.join(" "));
     }
-    let text = match args.format {
+    Ok(match args.format {
         HistoryFormat::Table => table(&lines, args.by, args.metric),
         HistoryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&lines)?),
         HistoryFormat::Csv => csv(&lines)?,
         HistoryFormat::Svg => svg(&lines, args.by, args.metric, now),
-    };
-    output::data(&text)?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Every period from `first` to `last` (in periods since the epoch), the hours summed in.

@@ -18,7 +18,7 @@ use crate::engine::account::{self, Totals};
 use crate::engine::admit::{self, Standing, Verdict};
 use crate::engine::choose::filter;
 use crate::engine::latency::{self, Speed};
-use crate::ledger::Parts;
+use crate::ledger::{Ledger, Parts};
 use crate::output;
 use crate::quota::Request;
 
@@ -65,11 +65,45 @@ impl Row<'_> {
 
 pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
-    let shown = filter(&all, &args.patterns, &[]);
-    if shown.is_empty() && !args.patterns.is_empty() {
-        bail!("no endpoint matches {}", args.patterns.join(" "));
-    }
     let mut ledger = ctx.ledger()?;
+    let text = render(
+        &all,
+        ledger.as_mut(),
+        &args.patterns,
+        args.format,
+        Shown {
+            header: !args.no_header,
+            colour: ctx.colour(args.output.is_none()),
+        },
+    )?;
+    match &args.output {
+        Some(path) => output::replace_file(path, text.as_bytes())?,
+        None => output::data(&text)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How a table or a CSV is written.
+pub struct Shown {
+    /// The CSV's header row.
+    pub header: bool,
+    /// The table's colours.
+    pub colour: bool,
+}
+
+/// The endpoints that match `patterns` (all when none) as `format` writes them, read in one
+/// step of the ledger: for `state`, and live for `serve`'s `/metrics` and page.
+pub fn render(
+    all: &[Endpoint],
+    ledger: &mut dyn Ledger,
+    patterns: &[String],
+    format: StateFormat,
+    shown_as: Shown,
+) -> Result<String> {
+    let shown = filter(all, patterns, &[]);
+    if shown.is_empty() && !patterns.is_empty() {
+        bail!("no endpoint matches {}", patterns.join(" "));
+    }
     let (rows, now) = ledger.read(|book, now| {
         // The table shows every row's reservations in flight, and json its month's spend.
         let in_flight = Parts {
@@ -104,15 +138,10 @@ pub fn run(ctx: &Context, args: &StateArgs) -> Result<ExitCode> {
         Ok((rows, now))
     })?;
 
-    let text = match args.format {
-        StateFormat::Table => table::table(&rows, now, ctx.colour(args.output.is_none())),
+    Ok(match format {
+        StateFormat::Table => table::table(&rows, now, shown_as.colour),
         StateFormat::Json => records::json(&rows, now)?,
-        StateFormat::Csv => records::csv(&rows, now, !args.no_header)?,
+        StateFormat::Csv => records::csv(&rows, now, shown_as.header)?,
         StateFormat::Prometheus => metrics::prometheus(&rows, now),
-    };
-    match &args.output {
-        Some(path) => output::replace_file(path, text.as_bytes())?,
-        None => output::data(&text)?,
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
