@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 
-use crate::clock::{HOUR_MS, Millis};
+use crate::clock::{HOUR_MS, MINUTE_MS, Millis, SECOND_MS};
 use crate::cooldown::Cooldown;
 use crate::endpoints::Pool;
 use crate::ledger::{
@@ -477,6 +477,7 @@ pub fn prune(book: &dyn Book, now: Millis) -> Result<()> {
     }
     book.drop_before(&Horizons {
         calls_until: horizon,
+        first_second: (now - 2 * MINUTE_MS).div_euclid(SECOND_MS),
         first_minute: quota::minute_of(horizon + 1),
         first_hour: (now - HISTORY_MS).div_euclid(HOUR_MS),
         // Two months back: the previous month still counts toward nothing, but a row whose

@@ -50,7 +50,7 @@ impl Wait {
     }
 
     /// Sleeps `span`, in short naps when a signal may end the wait; false when one did.
-    fn sleep(&self, span: Millis) -> Result<bool> {
+    pub fn sleep(&self, span: Millis) -> Result<bool> {
         let Some(_) = &self.stop else {
             clock::sleep_for(span)?;
             return Ok(true);
@@ -62,6 +62,27 @@ impl Wait {
             left -= nap;
         }
         Ok(!self.stopped())
+    }
+
+    /// How long to sleep before trying again, when nothing fits at `now` and the first
+    /// slot frees at `earliest`: until then, at most [`LONGEST_NAP`] and never past the
+    /// deadline. `None` when the wait is over (or there is none).
+    pub fn nap(&self, earliest: Option<Millis>, now: Millis) -> Option<Millis> {
+        let deadline = self.deadline(now)?;
+        if deadline.is_some_and(|d| now >= d) || self.stopped() {
+            return None;
+        }
+        let earliest = earliest.unwrap_or(now);
+        // A slot the ledger cannot date (or dates in the past) is looked for again after a
+        // nap rather than in a tight loop.
+        let wake = if earliest > now {
+            earliest
+        } else {
+            now + LONGEST_NAP
+        };
+        let wake = wake.min(now + LONGEST_NAP);
+        let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
+        Some(wake - now)
     }
 
     /// The deadline, once the first attempt has told the ledger's time: `None` for no
@@ -115,22 +136,8 @@ pub fn pick<'e>(
         let Choice::Exhausted(blocked) = &choice else {
             return Ok((choice, now));
         };
-        let earliest = blocked.iter().map(|b| b.frees_at).min().unwrap_or(now);
-        match wait.deadline(now) {
-            Some(deadline) if deadline.is_none_or(|d| now < d) => {
-                // A slot the ledger cannot date (or dates in the past) is looked for again
-                // after a nap rather than in a tight loop.
-                let wake = if earliest > now {
-                    earliest
-                } else {
-                    now + LONGEST_NAP
-                };
-                let wake = wake.min(now + LONGEST_NAP);
-                let wake = deadline.map_or(wake, |d| wake.min(d)).max(now + 1);
-                if !wait.sleep(wake - now)? {
-                    return Ok((choice, now));
-                }
-            }
+        match wait.nap(blocked.iter().map(|b| b.frees_at).min(), now) {
+            Some(nap) if wait.sleep(nap)? => {}
             _ => return Ok((choice, now)),
         }
     }

@@ -1,46 +1,124 @@
-//! The ledger connections of a process that makes calls for others: each step runs on a
-//! connection of its own, so that a request waiting for quota holds one and the others go
-//! on. A connection that failed is dropped, not reused.
+//! The ledger of a process that makes calls for others. Every write step goes to one
+//! thread that owns the connection; on SQLite, the steps waiting when it is free run
+//! together in one transaction, in the order they came. Each sees what those before it
+//! wrote, as if each had its own transaction, but the batch writes and commits its pages
+//! once: a step alone writes some twenty pages, and most of its cost is those writes. A
+//! Redis step reads only what the server held when it began, so there each step runs
+//! alone. Reads (`/metrics`, the page) use a connection of their own.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, anyhow};
+use tokio::sync::oneshot;
 
-use crate::ledger::{self, Ledger};
+use crate::clock::Millis;
+use crate::ledger::{self, Book, Ledger};
 
-/// The most idle connections kept.
-const MOST_IDLE: usize = 64;
+/// The most steps one transaction takes: a long batch holds the lock from other processes.
+const MOST_IN_BATCH: usize = 64;
 
 pub struct Ledgers {
-    location: PathBuf,
-    idle: Mutex<Vec<Box<dyn Ledger + Send>>>,
+    steps: mpsc::Sender<Box<dyn Job>>,
+    reader: Mutex<Box<dyn Ledger + Send>>,
+}
+
+/// A write step waiting for its turn, and where its answer goes.
+trait Job: Send {
+    /// Runs the step; a ledger may run it again (a Redis step that lost its lock), and
+    /// only the last run counts.
+    fn run(&mut self, book: &dyn Book, now: Millis);
+    /// Sends the answer of its last run, or the error that undid the whole transaction.
+    fn answer(self: Box<Self>, undone: Option<&anyhow::Error>);
+}
+
+struct Step<T, F> {
+    step: F,
+    done: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T: Send, F: FnMut(&dyn Book, Millis) -> Result<T> + Send> Job for Step<T, F> {
+    fn run(&mut self, book: &dyn Book, now: Millis) {
+        self.done = Some((self.step)(book, now));
+    }
+
+    fn answer(self: Box<Self>, undone: Option<&anyhow::Error>) {
+        let answer = match undone {
+            Some(err) => Err(anyhow!("{err:#}")),
+            None => self
+                .done
+                .unwrap_or_else(|| Err(anyhow!("the step did not run"))),
+        };
+        let _ = self.reply.send(answer);
+    }
 }
 
 impl Ledgers {
-    /// Opens the ledger once, so that a bad location is an error at start.
-    pub fn open(location: PathBuf) -> Result<Ledgers> {
-        let first = ledger::open(&location)?;
-        Ok(Ledgers {
-            location,
-            idle: Mutex::new(vec![first]),
-        })
+    /// Opens the ledger (a bad location is an error at start) and starts its thread.
+    pub fn open(location: &Path) -> Result<Ledgers> {
+        let writer = ledger::open(location)?;
+        let reader = Mutex::new(ledger::open(location)?);
+        let (steps, queue) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || write_in_turn(writer, &queue))
+            .context("cannot start the ledger's thread")?;
+        Ok(Ledgers { steps, reader })
     }
 
-    /// Runs `work` on an idle connection, or a new one. Blocks: call it off the runtime.
-    pub fn with<T>(&self, work: impl FnOnce(&mut dyn Ledger) -> Result<T>) -> Result<T> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut ledger = match idle {
-            Some(ledger) => ledger,
-            None => ledger::open(&self.location)?,
-        };
-        let done = work(&mut *ledger);
-        if done.is_ok()
-            && let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MOST_IDLE
-        {
-            idle.push(ledger);
+    /// Runs `step` in a write step of the ledger, in turn with every other.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        step: impl FnMut(&dyn Book, Millis) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Step {
+            step,
+            done: None,
+            reply,
+        });
+        self.steps
+            .send(job)
+            .map_err(|_| anyhow!("the ledger's thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("the ledger's thread has stopped"))?
+    }
+
+    /// Runs `work` on the reading connection. Blocks: call it off the runtime.
+    pub fn read<T>(&self, work: impl FnOnce(&mut dyn Ledger) -> Result<T>) -> Result<T> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        work(&mut **reader)
+    }
+}
+
+/// The ledger's thread: takes what steps are waiting, runs them, answers each.
+fn write_in_turn(mut writer: Box<dyn Ledger + Send>, queue: &mpsc::Receiver<Box<dyn Job>>) {
+    let ledger: &mut dyn Ledger = &mut *writer;
+    let most = if ledger.shares_transactions() {
+        MOST_IN_BATCH
+    } else {
+        1
+    };
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < most {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
         }
-        done
+        let ran = ledger.write(|book, now| {
+            for job in &mut batch {
+                job.run(book, now);
+            }
+            Ok(())
+        });
+        let undone = ran.err();
+        for job in batch {
+            job.answer(undone.as_ref());
+        }
     }
 }

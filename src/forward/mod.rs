@@ -30,7 +30,7 @@ use crate::clock::{Millis, SECOND_MS};
 use crate::endpoints::Endpoint;
 use crate::engine::choose::{self, Choice, Strategy, describe};
 use crate::engine::settle::{self, Record, Said};
-use crate::engine::wait::{self, How, Wait};
+use crate::engine::wait::Wait;
 use crate::estimate::Estimate;
 use crate::output;
 use crate::response::{Response, Usage, Went, usage};
@@ -52,7 +52,7 @@ pub struct Options {
 }
 
 pub struct Forwarder {
-    endpoints: Vec<Endpoint>,
+    endpoints: Arc<Vec<Endpoint>>,
     /// Each endpoint's key, in file order.
     keys: Vec<Key>,
     client: reqwest::Client,
@@ -182,10 +182,10 @@ impl Forwarder {
             .build()
             .context("cannot set up the HTTP client")?;
         let forwarder = Forwarder {
-            endpoints,
+            endpoints: Arc::new(endpoints),
             keys,
             client,
-            ledgers: Ledgers::open(ledger)?,
+            ledgers: Ledgers::open(&ledger)?,
             options,
             stop,
             flights: Arc::new(AtomicUsize::new(0)),
@@ -198,13 +198,13 @@ impl Forwarder {
         &self.endpoints
     }
 
-    /// Runs `work` on a ledger connection, off the runtime's threads.
-    pub async fn ledger<T: Send + 'static>(
+    /// Runs `work` on the ledger's reading connection, off the runtime's threads.
+    pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         work: impl FnOnce(&Forwarder, &mut dyn crate::ledger::Ledger) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || me.ledgers.with(|ledger| work(&me, ledger)))
+        tokio::task::spawn_blocking(move || me.ledgers.read(|ledger| work(&me, ledger)))
             .await
             .context("a ledger step stopped")?
     }
@@ -398,48 +398,45 @@ impl Forwarder {
 
     /// Picks and reserves among `left` as `pick` does, waiting as `--wait` says.
     async fn pick(self: &Arc<Self>, left: Vec<usize>, estimate: Estimate) -> Result<Picked> {
-        self.ledger(move |me, ledger| {
-            let candidates: Vec<&Endpoint> = left.iter().map(|&i| &me.endpoints[i]).collect();
-            let wait = Wait::new(me.options.wait)?.stopped_by(Arc::clone(&me.stop));
-            let how = How {
-                estimate,
-                strategy: me.options.strategy,
-                reserve: true,
+        let wait = Wait::new(self.options.wait)?.stopped_by(Arc::clone(&self.stop));
+        loop {
+            let endpoints = Arc::clone(&self.endpoints);
+            let (left, strategy) = (left.clone(), self.options.strategy);
+            let (picked, earliest, now) = self
+                .ledgers
+                .write(move |book, now| {
+                    let candidates: Vec<&Endpoint> = left.iter().map(|&i| &endpoints[i]).collect();
+                    let choice = choose::choose(book, &candidates, estimate, strategy, true, now)?;
+                    Ok(match choice {
+                        Choice::Chosen { endpoint, lease } => {
+                            let index = endpoints
+                                .iter()
+                                .position(|e| std::ptr::eq(e, endpoint))
+                                .context("the endpoint chosen")?;
+                            let lease = lease.context("a pick that reserves has a lease")?;
+                            (Picked::Chosen { index, lease }, None, now)
+                        }
+                        Choice::Exhausted(blocked) => {
+                            let earliest = blocked.iter().map(|b| b.frees_at).min();
+                            (exhausted(&blocked, estimate, now), earliest, now)
+                        }
+                    })
+                })
+                .await?;
+            let nap = match picked {
+                Picked::Chosen { .. } => None,
+                Picked::Exhausted { .. } => wait.nap(earliest, now),
             };
-            let (choice, now) = wait::pick(ledger, &candidates, how, &wait)?;
-            Ok(match choice {
-                Choice::Chosen { endpoint, lease } => Picked::Chosen {
-                    index: me.index_of(endpoint),
-                    lease: lease.context("a pick that reserves has a lease")?,
-                },
-                Choice::Exhausted(blocked) => {
-                    let retry = blocked
-                        .iter()
-                        .map(|b| b.frees_at - now)
-                        .min()
-                        .unwrap_or(SECOND_MS)
-                        .max(0);
-                    let mut why = format!(
-                        "no endpoint has quota for {} now; retry in {}",
-                        describe(estimate.request()),
-                        output::duration(retry)
-                    );
-                    for b in &blocked {
-                        why.push_str(&format!(
-                            "; {}: {}, frees in {}",
-                            b.endpoint.id,
-                            b.block,
-                            output::duration(b.frees_at - now)
-                        ));
-                    }
-                    Picked::Exhausted {
-                        retry_after_ms: retry,
-                        why,
-                    }
+            match nap {
+                // The nap is on the ledger's clock: pinned, it moves the pinned time.
+                Some(nap) => {
+                    tokio::task::spawn_blocking(move || crate::clock::sleep_for(nap))
+                        .await
+                        .context("a wait stopped")??;
                 }
-            })
-        })
-        .await
+                None => return Ok(picked),
+            }
+        }
     }
 
     /// The client's headers, less its `Authorization`, what belongs to one connection, and
@@ -542,8 +539,10 @@ impl Forwarder {
     /// Settles an attempt in a write step; a ledger that fails is said on stderr, and the
     /// reservation is left to expire.
     async fn settle(self: &Arc<Self>, attempt: Settling) {
+        let endpoints = Arc::clone(&self.endpoints);
         let done = self
-            .ledger(move |me, ledger| {
+            .ledgers
+            .write(move |book, now| {
                 let call = Record {
                     lease: Some(&attempt.lease),
                     id: None,
@@ -554,7 +553,7 @@ impl Forwarder {
                     said: attempt.said,
                     response: attempt.response.as_ref(),
                 };
-                ledger.write(|book, now| settle::record(book, &call, &me.endpoints, now))
+                settle::record(book, &call, &endpoints, now)
             })
             .await;
         match done {
@@ -562,6 +561,33 @@ impl Forwarder {
             Ok(_) => {}
             Err(err) => output::message(&format!("cannot settle a call: {err:#}")),
         }
+    }
+}
+
+/// Nothing fits now: when the first candidate frees, and why each is blocked.
+fn exhausted(blocked: &[choose::Blocked], estimate: Estimate, now: Millis) -> Picked {
+    let retry = blocked
+        .iter()
+        .map(|b| b.frees_at - now)
+        .min()
+        .unwrap_or(SECOND_MS)
+        .max(0);
+    let mut why = format!(
+        "no endpoint has quota for {} now; retry in {}",
+        describe(estimate.request()),
+        output::duration(retry)
+    );
+    for b in blocked {
+        why.push_str(&format!(
+            "; {}: {}, frees in {}",
+            b.endpoint.id,
+            b.block,
+            output::duration(b.frees_at - now)
+        ));
+    }
+    Picked::Exhausted {
+        retry_after_ms: retry,
+        why,
     }
 }
 

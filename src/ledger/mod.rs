@@ -247,6 +247,8 @@ pub struct Departing<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Horizons {
     pub calls_until: Millis,
+    /// The first second a minute window may still read (a ledger that keeps seconds).
+    pub first_second: i64,
     pub first_minute: i64,
     pub first_hour: i64,
     pub months_from: MonthStart,
@@ -387,6 +389,13 @@ pub trait Ledger {
     /// run's writes count. A step's reads are only promised the ledger as the step found
     /// it: the decisions read first and write last.
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()>;
+
+    /// Whether a step reads what an earlier step of the same transaction wrote, so that
+    /// several steps may share one: true for SQLite; a Redis step reads only what the
+    /// server held when it began.
+    fn shares_transactions(&self) -> bool {
+        false
+    }
 
     /// For tests: what the server's clock reads, for a ledger whose server keeps time.
     #[cfg(test)]

@@ -277,7 +277,7 @@ fn doctor_reports_the_file_and_the_endpoints() {
         &[
             "ok endpoints  2 rows in",
             "ok ledger     SQLite file",
-            "ok schema     5 of 5",
+            "ok schema     6 of 6",
             "ok journal    write-ahead log",
         ],
     );

@@ -115,6 +115,11 @@ async fn serve(server: Arc<Server>, listen: SocketAddr, stop: Arc<AtomicBool>) -
         stop.store(true, Ordering::SeqCst);
         let _ = signalled.send(true);
     };
+    // A response's head and its body go out in separate writes: without TCP_NODELAY the
+    // second waits for the client's delayed acknowledgement (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serving = axum::serve(listener, app).with_graceful_shutdown(stopping);
     let mut drained = on_signal.clone();
     tokio::select! {
@@ -167,12 +172,27 @@ impl Server {
         )))
     }
 
+    /// A GET route's answer, behind the token, and its log line.
+    async fn read(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        answer: impl Future<Output = Response>,
+    ) -> Response {
+        let response = match self.refused_access(headers) {
+            Some(refused) => refused,
+            None => answer.await,
+        };
+        self.log(format_args!("GET {path} - {}", response.status().as_u16()));
+        response
+    }
+
     fn log(&self, line: std::fmt::Arguments) {
         if self.log {
-            eprintln!(
-                "{} {line}",
-                output::rfc3339(crate::clock::now().unwrap_or_default())
-            );
+            use std::io::Write as _;
+            let at = output::rfc3339(crate::clock::now().unwrap_or_default());
+            // A closed stderr must not stop the server.
+            let _ = writeln!(std::io::stderr().lock(), "{at} {line}");
         }
     }
 }
@@ -272,9 +292,12 @@ fn refusal(own: &Refusal) -> Response {
 
 /// One entry per endpoint id and per distinct model name: what a request's `model` may be.
 async fn models(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = server.refused_access(&headers) {
-        return refused;
-    }
+    server
+        .read("/v1/models", &headers, async { models_list(&server) })
+        .await
+}
+
+fn models_list(server: &Server) -> Response {
     let endpoints = server.forwarder.endpoints();
     let mut data: Vec<serde_json::Value> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -295,12 +318,15 @@ async fn models(State(server): State<Arc<Server>>, headers: HeaderMap) -> Respon
 
 /// `state --format prometheus`, read now.
 async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = server.refused_access(&headers) {
-        return refused;
-    }
+    server
+        .read("/metrics", &headers, metrics_text(&server))
+        .await
+}
+
+async fn metrics_text(server: &Server) -> Response {
     let text = server
         .forwarder
-        .ledger(|me, ledger| {
+        .read(|me, ledger| {
             super::state::render(
                 me.endpoints(),
                 ledger,
@@ -327,12 +353,13 @@ async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Respo
 }
 
 async fn page(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = server.refused_access(&headers) {
-        return refused;
-    }
+    server.read("/", &headers, page_html(&server)).await
+}
+
+async fn page_html(server: &Server) -> Response {
     match server
         .forwarder
-        .ledger(|me, ledger| page::render(me.endpoints(), ledger))
+        .read(|me, ledger| page::render(me.endpoints(), ledger))
         .await
     {
         Ok(html) => (

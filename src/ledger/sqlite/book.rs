@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use super::Tx;
-use crate::clock::Millis;
+use super::usage::Buckets;
+use crate::clock::{Millis, SECOND_MS};
 use crate::cooldown::Cooldown;
 use crate::ledger::{
     Book, Change, Counters, Departing, Entry, Horizons, Hourly, Lifetime, MonthStart, Said, Span,
@@ -21,7 +22,7 @@ impl Book for Tx<'_> {
         asks.iter()
             .map(|&(endpoint, span)| {
                 // Each part is a probe or two of an index; those not asked for are left out.
-                let running = self.running(endpoint)?;
+                let running = self.running(Buckets::Minutes, endpoint)?;
                 let (open, oldest_open) = match span.parts.in_flight {
                     true => self.in_flight(endpoint, span.open_after)?,
                     false => (0, None),
@@ -119,7 +120,8 @@ impl Book for Tx<'_> {
         month: MonthStart,
         change: Change,
     ) -> Result<()> {
-        self.add_to_minute(endpoint, quota::minute_of(at), change)?;
+        self.add_to_bucket(Buckets::Minutes, endpoint, quota::minute_of(at), change)?;
+        self.add_to_bucket(Buckets::Seconds, endpoint, at.div_euclid(SECOND_MS), change)?;
         self.add_to_hour(endpoint, at, change)?;
         self.add_to_month(endpoint, month, change)
     }

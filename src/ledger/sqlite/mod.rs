@@ -96,6 +96,10 @@ impl SqliteLedger {
 }
 
 impl Ledger for SqliteLedger {
+    fn shares_transactions(&self) -> bool {
+        true
+    }
+
     fn findings(&mut self) -> Result<Vec<Finding>> {
         let mode: String = self
             .conn

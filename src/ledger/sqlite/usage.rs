@@ -7,7 +7,7 @@ use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SATURATED, Tx, clamp, to_sql};
-use crate::clock::{MINUTE_MS, Millis};
+use crate::clock::{MINUTE_MS, Millis, SECOND_MS};
 use crate::ledger::{Change, Departing, Entry, Horizons, MonthStart, Source, Span};
 use crate::quota::{MEASURES, Request};
 
@@ -53,15 +53,21 @@ impl Tx<'_> {
             .query_row([], |r| r.get(0))?)
     }
 
-    /// Running totals at the newest minute bucket of `endpoint`: what the hour and day
-    /// windows subtract from.
-    pub(super) fn running(&self, endpoint: &str) -> Result<Request> {
+    /// Running totals at the newest bucket of `endpoint`: what the windows subtract from.
+    pub(super) fn running(&self, of: Buckets, endpoint: &str) -> Result<Request> {
+        let sql = match of {
+            Buckets::Minutes => {
+                "SELECT cum_requests, cum_tokens, cum_cached, cum_output, cum_cost
+                 FROM minute_totals WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1"
+            }
+            Buckets::Seconds => {
+                "SELECT cum_requests, cum_tokens, cum_cached, cum_output, cum_cost
+                 FROM second_totals WHERE endpoint = ?1 ORDER BY second DESC LIMIT 1"
+            }
+        };
         let latest = self
             .0
-            .prepare_cached(
-                "SELECT cum_requests, cum_tokens, cum_cached, cum_output, cum_cost
-                 FROM minute_totals WHERE endpoint = ?1 ORDER BY minute DESC LIMIT 1",
-            )?
+            .prepare_cached(sql)?
             .query_row([endpoint], |r| usage_at(r, 0))
             .optional()?;
         Ok(latest.unwrap_or_default())
@@ -69,17 +75,26 @@ impl Tx<'_> {
 
     /// Running totals just before the first bucket at or after `first`; `None` when there
     /// is no such bucket.
-    fn total_before(&self, endpoint: &str, first: i64) -> Result<Option<Request>> {
+    fn total_before(&self, of: Buckets, endpoint: &str, first: i64) -> Result<Option<Request>> {
         // The read statements are written out whole: a pick over many rows runs them once a
         // row, and building their text each time cost as much as running them.
-        Ok(self
-            .0
-            .prepare_cached(
+        let sql = match of {
+            Buckets::Minutes => {
                 "SELECT cum_requests - requests, cum_tokens - tokens, cum_cached - cached,
                      cum_output - output, cum_cost - cost
                  FROM minute_totals
-                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1",
-            )?
+                 WHERE endpoint = ?1 AND minute >= ?2 ORDER BY minute LIMIT 1"
+            }
+            Buckets::Seconds => {
+                "SELECT cum_requests - requests, cum_tokens - tokens, cum_cached - cached,
+                     cum_output - output, cum_cost - cost
+                 FROM second_totals
+                 WHERE endpoint = ?1 AND second >= ?2 ORDER BY second LIMIT 1"
+            }
+        };
+        Ok(self
+            .0
+            .prepare_cached(sql)?
             .query_row(params![endpoint, first], |r| usage_at(r, 0))
             .optional()?)
     }
@@ -92,20 +107,31 @@ impl Tx<'_> {
         running: Request,
     ) -> Result<[Request; 4]> {
         // total() is a float and never overflows; the sums saturate when cast back.
-        let minute = self
-            .0
-            .prepare_cached(
-                "SELECT total(requests), total(tokens), total(cached), total(output),
-                     total(cost)
-                 FROM usage WHERE endpoint = ?1 AND at_ms > ?2",
-            )?
-            .query_row(params![endpoint, span.minute_after], |r| summed_at(r, 0))?;
-        let since = |first: i64| -> Result<Request> {
-            Ok(match self.total_before(endpoint, first)? {
+        let since = |of: Buckets, first: i64, running: Request| -> Result<Request> {
+            Ok(match self.total_before(of, endpoint, first)? {
                 Some(before) => Change::between(before, running).applied_to(Request::default()),
                 None => Request::default(),
             })
         };
+        // The minute: the calls of the second it begins in, one by one, then whole seconds.
+        let first_second = span.minute_after.div_euclid(SECOND_MS) + 1;
+        let partly = self
+            .0
+            .prepare_cached(
+                "SELECT total(requests), total(tokens), total(cached), total(output),
+                     total(cost)
+                 FROM usage WHERE endpoint = ?1 AND at_ms > ?2 AND at_ms < ?3",
+            )?
+            .query_row(
+                params![endpoint, span.minute_after, first_second * SECOND_MS],
+                |r| summed_at(r, 0),
+            )?;
+        let seconds = since(
+            Buckets::Seconds,
+            first_second,
+            self.running(Buckets::Seconds, endpoint)?,
+        )?;
+        let minute = Change::of(seconds).applied_to(partly);
         let month = match span.month_after {
             Some(after) => self
                 .0
@@ -117,7 +143,12 @@ impl Tx<'_> {
                 .query_row(params![endpoint, after], |r| summed_at(r, 0))?,
             None => Request::default(),
         };
-        Ok([minute, since(span.hour_from)?, since(span.day_from)?, month])
+        Ok([
+            minute,
+            since(Buckets::Minutes, span.hour_from, running)?,
+            since(Buckets::Minutes, span.day_from, running)?,
+            month,
+        ])
     }
 
     /// The reservations of `endpoint` still open after `after`: how many, and the oldest.
@@ -234,9 +265,16 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Adds a change of usage to a minute bucket and to the running totals after it.
-    /// Totals saturate at SQLite's largest integer rather than overflow.
-    pub(super) fn add_to_minute(&self, endpoint: &str, minute: i64, change: Change) -> Result<()> {
+    /// Adds a change of usage to a bucket (a minute or a second) and to the running totals
+    /// after it. Totals saturate at SQLite's largest integer rather than overflow.
+    pub(super) fn add_to_bucket(
+        &self,
+        of: Buckets,
+        endpoint: &str,
+        bucket: i64,
+        change: Change,
+    ) -> Result<()> {
+        let (table, key) = of.names();
         // ?3.. are the change of each measure, in MEASURED order.
         let each = |f: &dyn Fn(&str, usize) -> String| {
             MEASURED
@@ -255,39 +293,39 @@ impl Tx<'_> {
         let updated = self
             .0
             .prepare_cached(&format!(
-                "UPDATE minute_totals SET {sets} WHERE endpoint = ?1 AND minute = ?2"
+                "UPDATE {table} SET {sets} WHERE endpoint = ?1 AND {key} = ?2"
             ))?
-            .execute(params![endpoint, minute, a, b, c, d, e])?;
+            .execute(params![endpoint, bucket, a, b, c, d, e])?;
         if updated == 0 {
             // A new bucket continues the running totals of the bucket before it; with none
             // (older ones pruned), it starts where the next bucket's totals begin.
             let running = each(&|c, n| {
                 format!(
                     "min(?{n} + coalesce(
-                       (SELECT cum_{c} FROM minute_totals
-                        WHERE endpoint = ?1 AND minute < ?2 ORDER BY minute DESC LIMIT 1),
-                       (SELECT cum_{c} - {c} FROM minute_totals
-                        WHERE endpoint = ?1 AND minute > ?2 ORDER BY minute LIMIT 1), 0),
+                       (SELECT cum_{c} FROM {table}
+                        WHERE endpoint = ?1 AND {key} < ?2 ORDER BY {key} DESC LIMIT 1),
+                       (SELECT cum_{c} - {c} FROM {table}
+                        WHERE endpoint = ?1 AND {key} > ?2 ORDER BY {key} LIMIT 1), 0),
                        {SATURATED})"
                 )
             });
             self.0
                 .prepare_cached(&format!(
-                    "INSERT INTO minute_totals (endpoint, minute, {}, {})
+                    "INSERT INTO {table} (endpoint, {key}, {}, {})
                      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, {running}",
                     columns(""),
                     columns("cum_")
                 ))?
-                .execute(params![endpoint, minute, a, b, c, d, e])?;
+                .execute(params![endpoint, bucket, a, b, c, d, e])?;
         }
         // Usage normally lands in the newest bucket and this touches nothing; a settle of an
         // older reservation carries into the later running totals.
         let carried = each(&|c, n| format!("cum_{c} = min(cum_{c} + ?{n}, {SATURATED})"));
         self.0
             .prepare_cached(&format!(
-                "UPDATE minute_totals SET {carried} WHERE endpoint = ?1 AND minute > ?2"
+                "UPDATE {table} SET {carried} WHERE endpoint = ?1 AND {key} > ?2"
             ))?
-            .execute(params![endpoint, minute, a, b, c, d, e])?;
+            .execute(params![endpoint, bucket, a, b, c, d, e])?;
         Ok(())
     }
 
@@ -346,6 +384,9 @@ impl Tx<'_> {
             .prepare_cached("DELETE FROM minute_totals WHERE minute < ?1")?
             .execute([horizons.first_minute])?;
         self.0
+            .prepare_cached("DELETE FROM second_totals WHERE second < ?1")?
+            .execute([horizons.first_second])?;
+        self.0
             .prepare_cached("DELETE FROM latencies WHERE at_ms <= ?1")?
             .execute([horizons.calls_until])?;
         self.0
@@ -369,13 +410,31 @@ impl Tx<'_> {
         let calls = self
             .0
             .execute("DELETE FROM usage WHERE endpoint = ?1", [endpoint])?;
-        for table in ["minute_totals", "months", "latencies"] {
+        for table in ["minute_totals", "second_totals", "months", "latencies"] {
             self.0.execute(
                 &format!("DELETE FROM {table} WHERE endpoint = ?1"),
                 [endpoint],
             )?;
         }
         Ok(calls as u64)
+    }
+}
+
+/// The buckets of usage kept with running totals: minutes for the hour and day windows,
+/// seconds for the minute window.
+#[derive(Clone, Copy)]
+pub(super) enum Buckets {
+    Minutes,
+    Seconds,
+}
+
+impl Buckets {
+    /// The table and its key column.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Buckets::Minutes => ("minute_totals", "minute"),
+            Buckets::Seconds => ("second_totals", "second"),
+        }
     }
 }
 
