@@ -23,9 +23,10 @@ pub fn run(ctx: &Context, args: &CallArgs) -> Result<ExitCode> {
     };
     let after_v1 = format!("/{after_v1}");
     let body = read_body(args.data.as_deref())?;
-    let (forwarder, notes) =
+    // Rows it cannot call are said only when the request needed them (its 503 says so):
+    // a cron job would repeat them every run.
+    let (forwarder, _) =
         super::serve::forwarder(ctx, &args.forward, Arc::new(AtomicBool::new(false)))?;
-    output::notes(&notes);
     let forwarder = Arc::new(forwarder);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,7 +8,8 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
 use tokio::sync::oneshot;
@@ -18,10 +19,12 @@ use crate::ledger::{self, Book, Ledger};
 
 /// The most steps one transaction takes: a long batch holds the lock from other processes.
 const MOST_IN_BATCH: usize = 64;
+/// How often the reading connection does the upkeep the writing one leaves.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Ledgers {
     steps: mpsc::Sender<Box<dyn Job>>,
-    reader: Mutex<Box<dyn Ledger + Send>>,
+    reader: Arc<Mutex<Box<dyn Ledger + Send>>>,
 }
 
 /// A write step waiting for its turn, and where its answer goes.
@@ -58,13 +61,26 @@ impl<T: Send, F: FnMut(&dyn Book, Millis) -> Result<T> + Send> Job for Step<T, F
 impl Ledgers {
     /// Opens the ledger (a bad location is an error at start) and starts its thread.
     pub fn open(location: &Path) -> Result<Ledgers> {
-        let writer = ledger::open(location)?;
-        let reader = Mutex::new(ledger::open(location)?);
+        let mut writer = ledger::open(location)?;
+        writer.defer_upkeep()?;
+        let reader = Arc::new(Mutex::new(ledger::open(location)?));
         let (steps, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || write_in_turn(writer, &queue))
             .context("cannot start the ledger's thread")?;
+        let upkept = Arc::clone(&reader);
+        std::thread::Builder::new()
+            .name("upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    let mut reader = upkept.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Not done now, done next time: a failure here costs nothing yet.
+                    let _ = reader.upkeep();
+                }
+            })
+            .context("cannot start the ledger's upkeep")?;
         Ok(Ledgers { steps, reader })
     }
 

@@ -397,6 +397,19 @@ pub trait Ledger {
         false
     }
 
+    /// For a process that lives long (`serve`): this connection leaves the ledger's upkeep
+    /// (SQLite folding its log back into the file) to [`Ledger::upkeep`], run by another
+    /// thread, so that no step waits for it.
+    fn defer_upkeep(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The upkeep a connection with [`Ledger::defer_upkeep`] left, done without waiting
+    /// for any step.
+    fn upkeep(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// For tests: what the server's clock reads, for a ledger whose server keeps time.
     #[cfg(test)]
     fn set_server_clock(&mut self, _at: Millis) {}
