@@ -451,6 +451,48 @@ fn serve_and_pick_share_quota_exactly_on_one_ledger() {
 }
 
 #[test]
+fn serve_and_pick_share_quota_exactly_while_the_clock_moves() {
+    let provider = Provider::start();
+    let env = Env::with_endpoints(&format!(
+        "id,provider,model,rpm,base_url\nshared,openai,m,40,{}\n",
+        provider.base_url("/s"),
+    ));
+    let served = env.serve_on_the_real_clock(&[]);
+    // 4 clients of serve and 4 shells of pick, 15 tries each, all on the real clock: 120
+    // tries for the minute's 40 slots, over a second or two of moving time.
+    let port = served.port;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..15)
+                    .map(|_| http(port, "POST", CHAT, &[], chat("m").as_bytes()).status)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let shells = crate::picking_on_the_real_clock(&env, 4, 15, "");
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("client"))
+        .collect();
+    let served_ok = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
+    let picked: usize = shells
+        .iter()
+        .map(|out| out.stdout.matches("rc=0").count())
+        .sum();
+    assert_eq!(served_ok + picked, 40, "serve {served_ok}, pick {picked}");
+    assert_eq!(provider.count("/s"), served_ok);
+    // The ledger's time never went back: each write is stamped no earlier than the last.
+    let stamps = env.stamps();
+    assert_eq!(stamps.len(), 40);
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+}
+
+#[test]
 fn sigterm_lets_a_stream_in_flight_finish_and_settle() {
     let provider = Provider::start();
     let env = two(&provider);
@@ -605,4 +647,57 @@ except openai.RateLimitError as e:
     assert_eq!(provider.count("/a"), 1);
     assert_eq!(provider.count("/b"), 2);
     assert_eq!(env.used("b", "itpm"), 21 + 22);
+}
+
+#[test]
+fn the_page_renders_in_a_real_browser() {
+    if !installed("chromium", "chromium") {
+        return;
+    }
+    let provider = Provider::start();
+    let env = Env::with_endpoints(&format!(
+        "id,provider,model,rpm,base_url\ngroq-fast,groq,m,30,{}\ncerebras-big,cerebras,n,30,{}\n",
+        provider.base_url("/g"),
+        provider.base_url("/c"),
+    ));
+    let served = env.serve(&[]);
+    assert_eq!(served.post(CHAT, &chat("m")).status, 200);
+    served.wait_logged(1);
+    let profile = env.path("chromium-profile");
+    let out = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(served.url("/"))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the browser built: the state table with both endpoints, the two charts, and the
+    // refresh it will follow.
+    let state = dom
+        .split("<pre id=\"state\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no state in the page:\n{dom}"));
+    assert!(
+        state.contains("groq-fast") && state.contains("cerebras-big"),
+        "{state}"
+    );
+    assert_eq!(dom.matches("<svg").count(), 2, "{dom}");
+    assert!(dom.contains("Requests per hour") && dom.contains("Tokens per hour"));
+    assert!(dom.contains(r#"<meta http-equiv="refresh" content="10">"#));
+    // The browser asked this server for the page, and for nothing on any other host.
+    assert!(served.log().iter().any(|l| l.contains("GET / - 200")));
+    for absent in ["http://", "https://"] {
+        let outside: Vec<&str> = dom
+            .match_indices(absent)
+            .map(|(i, _)| &dom[i..(i + 40).min(dom.len())])
+            .filter(|s| !s.starts_with("http://www.w3.org/2000/svg"))
+            .collect();
+        assert!(outside.is_empty(), "the page names {outside:?}");
+    }
 }

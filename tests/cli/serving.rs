@@ -26,6 +26,15 @@ impl Env {
 
     /// [`Env::serve`] with extra environment variables.
     pub fn serve_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Served {
+        self.start_serve(args, vars, false)
+    }
+
+    /// [`Env::serve`] on this machine's clock: no `LLM_ROTATE_NOW`.
+    pub fn serve_on_the_real_clock(&self, args: &[&str]) -> Served {
+        self.start_serve(args, &[], true)
+    }
+
+    fn start_serve(&self, args: &[&str], vars: &[(&str, &str)], real_clock: bool) -> Served {
         let mut all = vec!["serve"];
         if !args.contains(&"--listen") {
             all.extend(["--listen", "127.0.0.1:0"]);
@@ -33,6 +42,9 @@ impl Env {
         all.extend(args);
         let mut cmd = self.program(&all);
         cmd.envs(vars.iter().copied());
+        if real_clock {
+            cmd.env_remove("LLM_ROTATE_NOW");
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

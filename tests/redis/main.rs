@@ -34,12 +34,18 @@ mod order;
 mod pacing;
 #[path = "../cli/pools.rs"]
 mod pools;
+#[path = "../cli/provider.rs"]
+mod provider;
 #[path = "../cli/provider_headers.rs"]
 mod provider_headers;
 #[path = "redis_only.rs"]
 mod redis_only;
 #[path = "../cli/reset.rs"]
 mod reset;
+#[path = "../cli/serve.rs"]
+mod serve;
+#[path = "../cli/serving.rs"]
+mod serving;
 #[path = "../cli/state.rs"]
 mod state;
 #[path = "../cli/strategies.rs"]
