@@ -168,8 +168,16 @@ fn a_refusal_fails_over_before_the_client_sees_a_byte_and_cools_the_endpoint_dow
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.header("x-llm-rotate-endpoint"), Some("good"));
     assert!(served2.wait_logged(1)[0].contains("attempts=3"));
-    // The refused connection counted nothing; the 503 its request.
+    // The refused connection counted no request but a failure (three in a row cool an
+    // endpoint down); the 503 its request.
     assert_eq!(env2.used("down", "rpm"), 0);
+    let metrics = env2.ok(["state", "--format", "prometheus"]);
+    assert!(
+        metrics.contains(
+            "llm_rotate_failed_total{endpoint=\"down\",provider=\"openai\",model=\"m\"} 1"
+        ),
+        "{metrics}"
+    );
     assert_eq!(env2.used("flaky", "rpm"), 1);
 }
 
