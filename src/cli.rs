@@ -118,6 +118,14 @@ pub struct RequestArgs {
     #[arg(long, value_name = "N", value_parser = count)]
     pub max_output: Option<u64>,
 
+    #[command(flatten)]
+    pub choosing: Choosing,
+}
+
+/// Which endpoints may take a request, how to choose among them, and how long to wait for
+/// one: what `pick`, `exec`, `serve` and `call` share.
+#[derive(Debug, Args)]
+pub struct Choosing {
     /// Only endpoints whose id matches this glob (`*` any run, `?` one character); repeatable
     #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
     pub only: Vec<String>,
@@ -213,22 +221,8 @@ pub struct ExecArgs {
 /// `serve` and `call` share.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// Only endpoints whose id matches this glob; repeatable
-    #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
-    pub only: Vec<String>,
-
-    /// Skip endpoints whose id matches this glob; repeatable
-    #[arg(long, value_name = "PATTERN", add = crate::complete::ids())]
-    pub exclude: Vec<String>,
-
-    /// How to choose among the fitting endpoints of the highest priority
-    #[arg(long, value_enum, default_value_t = Strategy::Order)]
-    pub strategy: Strategy,
-
-    /// When nothing fits, hold the request until a slot frees: at most DURATION, or without
-    /// a value as long as it takes
-    #[arg(long, value_name = "DURATION", num_args = 0..=1, value_parser = duration)]
-    pub wait: Option<Option<Millis>>,
+    #[command(flatten)]
+    pub choosing: Choosing,
 
     /// Attempts per request, fail-overs included
     #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u32).range(1..))]

@@ -11,7 +11,7 @@ use super::{Context, EXHAUSTED};
 use crate::cli::{PickArgs, PickFormat};
 use crate::clock::Millis;
 use crate::endpoints::Endpoint;
-use crate::engine::choose::{self, Blocked, Choice, describe};
+use crate::engine::choose::{self, Blocked, Choice};
 use crate::engine::wait::{self, How, Wait};
 use crate::estimate::{self, Estimate};
 use crate::output::{self, shell_quote};
@@ -21,13 +21,17 @@ pub fn run(ctx: &Context, args: &PickArgs) -> Result<ExitCode> {
     let all = ctx.endpoints()?;
     let (estimate, _) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
     let request = estimate.request();
-    let (candidates, never) =
-        choose::candidates(&all, &args.request.only, &args.request.exclude, request)?;
+    let (candidates, never) = choose::candidates(
+        &all,
+        &args.request.choosing.only,
+        &args.request.choosing.exclude,
+        request,
+    )?;
     let mut ledger = ctx.ledger()?;
-    let wait = Wait::new(args.request.wait)?;
+    let wait = Wait::new(args.request.choosing.wait)?;
     let how = How {
         estimate,
-        strategy: args.request.strategy,
+        strategy: args.request.choosing.strategy,
         reserve: !args.dry_run,
     };
     match wait::pick(ledger.as_mut(), &candidates, how, &wait)? {
@@ -127,24 +131,9 @@ pub fn report_exhausted(
     now: Millis,
     format: PickFormat,
 ) -> Result<()> {
-    let retry = blocked
-        .iter()
-        .map(|b| b.frees_at - now)
-        .min()
-        .unwrap_or(0)
-        .max(0);
-    let mut text = format!(
-        "no endpoint has quota for {} now; retry in {}",
-        describe(request),
-        output::duration(retry)
-    );
-    for b in blocked {
-        text.push_str(&format!(
-            "\n  {}: {}, frees in {}",
-            b.endpoint.id,
-            b.block,
-            output::duration(b.frees_at - now)
-        ));
+    let (retry, mut text, reasons) = choose::why_exhausted(blocked, request, now);
+    for reason in reasons {
+        text.push_str(&format!("\n  {reason}"));
     }
     for why in never {
         text.push_str(&format!("\n  {why}"));

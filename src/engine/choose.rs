@@ -99,6 +99,38 @@ pub fn fitting(
     Ok((matched, never))
 }
 
+/// Why nothing fits now, as `pick` and `serve` say it: how long until the first of
+/// `blocked` frees (at least 0), the headline, and one line per endpoint.
+pub fn why_exhausted(
+    blocked: &[Blocked],
+    request: Request,
+    now: Millis,
+) -> (Millis, String, Vec<String>) {
+    let retry = blocked
+        .iter()
+        .map(|b| b.frees_at - now)
+        .min()
+        .unwrap_or(0)
+        .max(0);
+    let headline = format!(
+        "no endpoint has quota for {} now; retry in {}",
+        describe(request),
+        crate::output::duration(retry)
+    );
+    let reasons = blocked
+        .iter()
+        .map(|b| {
+            format!(
+                "{}: {}, frees in {}",
+                b.endpoint.id,
+                b.block,
+                crate::output::duration(b.frees_at - now)
+            )
+        })
+        .collect();
+    (retry, headline, reasons)
+}
+
 pub fn describe(request: Request) -> String {
     match request.output {
         0 => format!("1 request and {} tokens", request.tokens()),

@@ -26,9 +26,9 @@ use ledgers::Ledgers;
 use relay::Watch;
 use route::Key;
 
-use crate::clock::{Millis, SECOND_MS};
+use crate::clock::Millis;
 use crate::endpoints::Endpoint;
-use crate::engine::choose::{self, Choice, Strategy, describe};
+use crate::engine::choose::{self, Choice, Strategy};
 use crate::engine::settle::{self, Record, Said};
 use crate::engine::wait::Wait;
 use crate::estimate::Estimate;
@@ -62,8 +62,6 @@ pub struct Forwarder {
     stop: Arc<AtomicBool>,
     /// Responses still being passed on, and settled when they end.
     flights: Arc<AtomicUsize>,
-    /// Print the notes a settle makes (about headers it could not use).
-    pub notes: bool,
 }
 
 /// One request for a provider: the path after `/v1` (with its query), the client's
@@ -189,7 +187,6 @@ impl Forwarder {
             options,
             stop,
             flights: Arc::new(AtomicUsize::new(0)),
-            notes: true,
         };
         Ok((forwarder, notes))
     }
@@ -557,8 +554,7 @@ impl Forwarder {
             })
             .await;
         match done {
-            Ok(notes) if self.notes => output::notes(&notes),
-            Ok(_) => {}
+            Ok(notes) => output::notes(&notes),
             Err(err) => output::message(&format!("cannot settle a call: {err:#}")),
         }
     }
@@ -566,24 +562,9 @@ impl Forwarder {
 
 /// Nothing fits now: when the first candidate frees, and why each is blocked.
 fn exhausted(blocked: &[choose::Blocked], estimate: Estimate, now: Millis) -> Picked {
-    let retry = blocked
-        .iter()
-        .map(|b| b.frees_at - now)
-        .min()
-        .unwrap_or(SECOND_MS)
-        .max(0);
-    let mut why = format!(
-        "no endpoint has quota for {} now; retry in {}",
-        describe(estimate.request()),
-        output::duration(retry)
-    );
-    for b in blocked {
-        why.push_str(&format!(
-            "; {}: {}, frees in {}",
-            b.endpoint.id,
-            b.block,
-            output::duration(b.frees_at - now)
-        ));
+    let (retry, mut why, reasons) = choose::why_exhausted(blocked, estimate.request(), now);
+    for reason in reasons {
+        why.push_str(&format!("; {reason}"));
     }
     Picked::Exhausted {
         retry_after_ms: retry,

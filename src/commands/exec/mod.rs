@@ -89,8 +89,12 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
     // `--tokens-from -` reads stdin for the estimate; every attempt then gets those bytes.
     let (estimate, stdin) = estimate::tokens(args.request.estimate(), args.request.max_output)?;
     let request = estimate.request();
-    let (candidates, never) =
-        choose::candidates(&all, &args.request.only, &args.request.exclude, request)?;
+    let (candidates, never) = choose::candidates(
+        &all,
+        &args.request.choosing.only,
+        &args.request.choosing.exclude,
+        request,
+    )?;
     let (program, program_args) = args.command.split_first().expect("clap requires a command");
     let input = match stdin {
         Some(bytes) => Input::Bytes(std::sync::Arc::new(bytes)),
@@ -99,10 +103,10 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
     let mut ledger = ctx.ledger()?;
     // A signal while waiting for quota ends the run at once, and no COMMAND starts.
     let signals = Signals::start()?;
-    let wait = Wait::new(args.request.wait)?.stopped_by(signals.flag());
+    let wait = Wait::new(args.request.choosing.wait)?.stopped_by(signals.flag());
     let how = How {
         estimate,
-        strategy: args.request.strategy,
+        strategy: args.request.choosing.strategy,
         reserve: true,
     };
 

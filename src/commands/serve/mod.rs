@@ -72,10 +72,10 @@ pub fn forwarder(
     stop: Arc<AtomicBool>,
 ) -> Result<(Forwarder, Vec<String>)> {
     let options = Options {
-        only: args.only.clone(),
-        exclude: args.exclude.clone(),
-        strategy: args.strategy,
-        wait: args.wait,
+        only: args.choosing.only.clone(),
+        exclude: args.choosing.exclude.clone(),
+        strategy: args.choosing.strategy,
+        wait: args.choosing.wait,
         attempts: args.attempts,
         max_output: args.max_output,
     };
