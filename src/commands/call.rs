@@ -84,19 +84,28 @@ pub fn run(ctx: &Context, args: &CallArgs) -> Result<ExitCode> {
     })
 }
 
+/// `--format json`: what came back, in one line.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    status: u16,
+    endpoint: Option<&'a str>,
+    usage: Option<serde_json::Value>,
+    body: serde_json::Value,
+}
+
 fn print_json(
     status: u16,
     endpoint: Option<&str>,
     usage: Option<serde_json::Value>,
     body: serde_json::Value,
 ) -> Result<()> {
-    let report = serde_json::json!({
-        "status": status,
-        "endpoint": endpoint,
-        "usage": usage,
-        "body": body,
-    });
-    output::data(&format!("{report}\n"))?;
+    let report = Report {
+        status,
+        endpoint,
+        usage,
+        body,
+    };
+    output::data(&format!("{}\n", serde_json::to_string(&report)?))?;
     Ok(())
 }
 

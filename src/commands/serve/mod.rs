@@ -87,9 +87,10 @@ async fn serve(server: Arc<Server>, listen: SocketAddr, stop: Arc<AtomicBool>) -
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    let rows = server.forwarder.endpoints().len();
+    let plural = if rows == 1 { "" } else { "s" };
     output::message(&format!(
-        "serving {} endpoints on http://{bound}/v1",
-        server.forwarder.endpoints().len()
+        "serving {rows} endpoint{plural} on http://{bound}/v1"
     ));
     let forwarder = Arc::clone(&server.forwarder);
     let app = Router::new()
