@@ -709,3 +709,34 @@ fn the_page_renders_in_a_real_browser() {
         assert!(outside.is_empty(), "the page names {outside:?}");
     }
 }
+
+#[test]
+fn requests_to_providers_go_through_the_proxy_the_environment_names() {
+    let provider = Provider::start();
+    // The stand-in acts as the proxy: it receives the provider's whole URL.
+    let env = Env::with_endpoints(
+        "id,provider,model,base_url\n\
+         far,openai,m,http://provider.invalid/v1\n\
+         near,openai,n,http://localhost.invalid/v1\n",
+    );
+    let proxy = format!("http://127.0.0.1:{}", provider.port);
+    provider.always("http://provider.invalid", Reply::ok(3, 1));
+    let served = env.serve_with(
+        &[],
+        &[
+            ("HTTP_PROXY", proxy.as_str()),
+            ("NO_PROXY", "localhost.invalid"),
+        ],
+    );
+    let reply = served.post(CHAT, &chat("far"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let got = provider.received();
+    assert_eq!(got[0].path, "http://provider.invalid/v1/chat/completions");
+    // NO_PROXY: straight to the host, which does not resolve; nothing reaches the proxy.
+    let reply = served.post(CHAT, &chat("near"));
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (502, "llm_rotate_unreachable")
+    );
+    assert_eq!(provider.received().len(), 1);
+}
