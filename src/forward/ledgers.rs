@@ -5,10 +5,15 @@
 //! once: a step alone writes some twenty pages, and most of its cost is those writes. A
 //! Redis step reads only what the server held when it began, so there each step runs
 //! alone. Reads (`/metrics`, the page) use a connection of their own.
+//!
+//! When the process is done with them, both connections are closed (the writer's thread
+//! ends first): the last to close folds SQLite's log back into the file, so the next
+//! process does not replay it.
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -23,7 +28,9 @@ const MOST_IN_BATCH: usize = 64;
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Ledgers {
-    steps: mpsc::Sender<Box<dyn Job>>,
+    /// `None` once dropped, which ends the writer's thread.
+    steps: Option<mpsc::Sender<Box<dyn Job>>>,
+    writer: Option<JoinHandle<()>>,
     reader: Arc<Mutex<Box<dyn Ledger + Send>>>,
 }
 
@@ -65,23 +72,20 @@ impl Ledgers {
         writer.defer_upkeep()?;
         let reader = Arc::new(Mutex::new(ledger::open(location)?));
         let (steps, queue) = mpsc::channel::<Box<dyn Job>>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || write_in_turn(writer, &queue))
             .context("cannot start the ledger's thread")?;
-        let upkept = Arc::clone(&reader);
+        let upkept = Arc::downgrade(&reader);
         std::thread::Builder::new()
             .name("upkeep".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(UPKEEP_EVERY);
-                    let mut reader = upkept.lock().unwrap_or_else(PoisonError::into_inner);
-                    // Not done now, done next time: a failure here costs nothing yet.
-                    let _ = reader.upkeep();
-                }
-            })
+            .spawn(move || upkeep(&upkept))
             .context("cannot start the ledger's upkeep")?;
-        Ok(Ledgers { steps, reader })
+        Ok(Ledgers {
+            steps: Some(steps),
+            writer: Some(writer),
+            reader,
+        })
     }
 
     /// Runs `step` in a write step of the ledger, in turn with every other.
@@ -96,8 +100,9 @@ impl Ledgers {
             reply,
         });
         self.steps
-            .send(job)
-            .map_err(|_| anyhow!("the ledger's thread has stopped"))?;
+            .as_ref()
+            .and_then(|steps| steps.send(job).ok())
+            .context("the ledger's thread has stopped")?;
         answer
             .await
             .map_err(|_| anyhow!("the ledger's thread has stopped"))?
@@ -107,6 +112,30 @@ impl Ledgers {
     pub fn read<T>(&self, work: impl FnOnce(&mut dyn Ledger) -> Result<T>) -> Result<T> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         work(&mut **reader)
+    }
+}
+
+impl Drop for Ledgers {
+    fn drop(&mut self) {
+        // The writer's thread ends when no more steps can come, and closes its connection.
+        drop(self.steps.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Each second, the upkeep the writing connection leaves, on the reading one; ends once
+/// the ledger is dropped.
+fn upkeep(reader: &Weak<Mutex<Box<dyn Ledger + Send>>>) {
+    loop {
+        std::thread::sleep(UPKEEP_EVERY);
+        let Some(reader) = reader.upgrade() else {
+            return;
+        };
+        let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        // Not done now, done next time: a failure here costs nothing yet.
+        let _ = reader.upkeep();
     }
 }
 

@@ -527,6 +527,10 @@ fn sigterm_lets_a_stream_in_flight_finish_and_settle() {
     assert_eq!(served.stop(), Some(0));
     let reply = client.join().expect("client");
     assert!(reply.body.contains("[DONE]"), "{reply:?}");
+    assert!(
+        !env.path("usage.sqlite3-wal").exists(),
+        "serve left its log"
+    );
     assert_eq!(env.used("b", "otpm"), 2);
 }
 
@@ -543,6 +547,8 @@ fn call_makes_one_request_and_exits_as_it_went() {
         .expect("call");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let body = json(&String::from_utf8_lossy(&out.stdout));
+    // call closed the ledger as every command does: no log left for the next to replay.
+    assert!(!env.path("usage.sqlite3-wal").exists());
     assert_eq!(body["usage"]["prompt_tokens"], 11);
     assert_eq!(env.used("b", "itpm"), 11);
 
