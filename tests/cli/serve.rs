@@ -746,3 +746,26 @@ fn requests_to_providers_go_through_the_proxy_the_environment_names() {
     );
     assert_eq!(provider.received().len(), 1);
 }
+
+#[test]
+fn sigterm_ends_a_wait_for_quota_with_its_429() {
+    let provider = Provider::start();
+    let env = Env::with_endpoints(&format!(
+        "id,provider,model,rpm,base_url\none,openai,m,1,{}\n",
+        provider.base_url("/w"),
+    ));
+    let served = env.serve_on_the_real_clock(&["--wait", "1h"]);
+    assert_eq!(served.post(CHAT, &chat("m")).status, 200);
+    // The second waits for the minute to pass; SIGTERM ends the wait.
+    let port = served.port;
+    let waiting = std::thread::spawn(move || http(port, "POST", CHAT, &[], chat("m").as_bytes()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served.stop(), Some(0));
+    // Cut off by the drain instead, it would get no answer at all.
+    let reply = waiting.join().expect("client");
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (429, "llm_rotate_exhausted")
+    );
+    assert_eq!(provider.count("/w"), 1);
+}
