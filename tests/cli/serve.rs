@@ -769,3 +769,108 @@ fn sigterm_ends_a_wait_for_quota_with_its_429() {
     );
     assert_eq!(provider.count("/w"), 1);
 }
+
+/// A process killed when dropped, so that a failing test leaves none behind (one would hold
+/// the test runner's stderr open).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A provider stand-in over HTTPS (Python's own server) in `dir`, with a certificate from a
+/// CA made for the test: its port and the process.
+fn https_provider(dir: &std::path::Path) -> (u16, Killed) {
+    let made = std::process::Command::new("sh")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=llm-rotate test CA' 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null",
+        ])
+        .status()
+        .expect("run openssl");
+    assert!(made.success(), "openssl could not make the certificates");
+    let script = dir.join("https_provider.py");
+    std::fs::write(
+        &script,
+        r#"import http.server, ssl, sys
+BODY = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"over tls"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}'
+class Provider(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Provider)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain("server.pem", "server.key")
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#,
+    )
+    .expect("write the script");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("its port");
+    let child = Killed(child);
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("port: {line:?}"));
+    (port, child)
+}
+
+#[test]
+fn https_providers_are_trusted_by_the_certificates_the_machine_trusts() {
+    if !installed("python3", "python3") || !installed("openssl", "openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (port, _provider) = https_provider(dir.path());
+    let ca = dir.path().join("ca.pem");
+    let env = Env::with_endpoints(&format!(
+        "id,provider,model,base_url\nsecure,openai,m,https://127.0.0.1:{port}/v1\n"
+    ));
+    // A certificate from a CA the machine does not trust: the connection is refused.
+    let untrusted = env.serve(&[]);
+    let reply = untrusted.post(CHAT, &chat("m"));
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (502, "llm_rotate_unreachable")
+    );
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("certificate")),
+        "{}",
+        reply.body
+    );
+    // SSL_CERT_FILE names the certificates to trust instead of the system's.
+    let trusted = env.serve_with(&[], &[("SSL_CERT_FILE", ca.to_str().expect("utf-8"))]);
+    let reply = trusted.post(CHAT, &chat("m"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["choices"][0]["message"]["content"], "over tls");
+    assert_eq!(env.used("secure", "itpm"), 5);
+}
