@@ -113,8 +113,11 @@ The ledger: an SQLite file, or a redis:// or rediss:// URL (a shared ledger), wh
 \fBLLM_ROTATE_NOW\fR
 The time, as Unix seconds or RFC 3339, instead of the clock (for tests and what\-ifs).
 .TP
+\fBLLM_ROTATE_LISTEN\fR
+Where serve listens (ADDR:PORT), when \-\-listen is not given.
+.TP
 \fBSSL_CERT_FILE\fR
-For a rediss:// ledger, the certificates to trust instead of the system's (or ?ca=PATH in the URL).
+The certificates to trust instead of the system's: for a rediss:// ledger (or ?ca=PATH in the URL), and for the providers serve and call reach over HTTPS.
 .TP
 \fBLLM_ROTATE_COMPLETE\fR
 Set by the completion scripts when they ask the binary for completions at TAB time.
@@ -176,6 +179,15 @@ llm\-rotate exec \-\-tokens\-from request.json \-\- sh \-c \(aq
   curl \-sS \-D "$LLM_ROTATE_HEADERS" "$LLM_ROTATE_BASE_URL/chat/completions" \e
     \-H "Authorization: Bearer $(printenv "$LLM_ROTATE_API_KEY_ENV")" \e
     \-H "Content\-Type: application/json" \-d @request.json\(aq
+.RE
+.fi
+.PP
+Serve the OpenAI API locally, and point any OpenAI client at it:
+.PP
+.nf
+.RS 4
+llm\-rotate serve &
+OPENAI_BASE_URL=http://127.0.0.1:4141/v1 OPENAI_API_KEY=unused python agent.py
 .RE
 .fi
 .PP
