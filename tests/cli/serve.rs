@@ -679,7 +679,13 @@ fn the_page_renders_in_a_real_browser() {
     served.wait_logged(1);
     let profile = env.path("chromium-profile");
     let out = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ])
+        .arg("--dump-dom")
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(served.url("/"))
         .output()
