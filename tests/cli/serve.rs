@@ -459,6 +459,45 @@ fn serve_and_pick_share_quota_exactly_on_one_ledger() {
 }
 
 #[test]
+fn a_burst_of_requests_through_serve_takes_exactly_the_slots_there_are() {
+    let provider = Provider::start();
+    let env = Env::with_endpoints(&format!(
+        "id,provider,model,rpm,base_url\nscarce,openai,m,5,{}\n",
+        provider.base_url("/s"),
+    ));
+    let served = env.serve_on_the_real_clock(&[]);
+    // 48 requests at once: serve's steps queue together, and every one must see the
+    // reservations of those before it, in the same transaction or not.
+    let port = served.port;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(48));
+    let clients: Vec<_> = (0..48)
+        .map(|_| {
+            let start = std::sync::Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait();
+                http(port, "POST", CHAT, &[], chat("m").as_bytes()).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        43,
+        "{statuses:?}"
+    );
+    assert_eq!(provider.count("/s"), 5);
+    assert_eq!(env.used("scarce", "rpm"), 5);
+}
+
+#[test]
 fn serve_and_pick_share_quota_exactly_while_the_clock_moves() {
     let provider = Provider::start();
     let env = Env::with_endpoints(&format!(
