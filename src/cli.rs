@@ -274,7 +274,7 @@ pub struct CallArgs {
     pub forward: ForwardArgs,
 
     /// The API path
-    #[arg(long, value_name = "PATH", default_value = "/v1/chat/completions")]
+    #[arg(long, value_name = "PATH", default_value = "/v1/chat/completions", value_parser = api_path)]
     pub path: String,
 
     /// The request body (JSON) from FILE; stdin when not given
@@ -481,6 +481,14 @@ fn retry_after(text: &str) -> Result<String, String> {
 }
 
 /// Counts on the command line take the file's syntax, and stay within SQLite's integers.
+/// The path of an OpenAI route: `/v1/` and the rest.
+fn api_path(text: &str) -> Result<String, String> {
+    match text.strip_prefix("/v1/") {
+        Some(rest) if !rest.is_empty() => Ok(text.to_owned()),
+        _ => Err("the path of an OpenAI route, such as /v1/chat/completions".to_owned()),
+    }
+}
+
 fn count(text: &str) -> Result<u64, String> {
     let n = crate::endpoints::parse_count(text)?;
     if n > i64::MAX as u64 {

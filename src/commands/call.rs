@@ -15,13 +15,8 @@ use crate::forward::{Answer, Call, LARGEST};
 use crate::output;
 
 pub fn run(ctx: &Context, args: &CallArgs) -> Result<ExitCode> {
-    let Some(after_v1) = args.path.strip_prefix("/v1/") else {
-        bail!(
-            "--path {}: the path of an OpenAI route, such as /v1/chat/completions",
-            args.path
-        );
-    };
-    let after_v1 = format!("/{after_v1}");
+    // The path is checked on the command line: `/v1/` and the rest.
+    let after_v1 = args.path.trim_start_matches("/v1").to_owned();
     let body = read_body(args.data.as_deref())?;
     // Rows it cannot call are said only when the request needed them (its 503 says so):
     // a cron job would repeat them every run.

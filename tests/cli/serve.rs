@@ -919,3 +919,39 @@ fn https_providers_are_trusted_by_the_certificates_the_machine_trusts() {
     assert_eq!(reply.json()["choices"][0]["message"]["content"], "over tls");
     assert_eq!(env.used("secure", "itpm"), 5);
 }
+
+#[test]
+fn serve_and_call_stop_at_start_on_bad_input_and_touch_nothing() {
+    let provider = Provider::start();
+    let env = two(&provider);
+    // A bad flag: 2.
+    env.run(["serve", "--listen", "nonsense"])
+        .code(2)
+        .says(&["--listen"]);
+    env.run(["call", "--path", "/chat"]).code(2).says(&["/v1/"]);
+    // No endpoints file: 1, naming where it looked.
+    Env::new()
+        .run(["--endpoints", "missing.csv", "serve"])
+        .code(1)
+        .says(&["missing.csv"]);
+    // A port taken by another program: 1, naming it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("address").to_string();
+    env.run(["serve", "--listen", &address])
+        .code(1)
+        .says(&["cannot listen on", &address]);
+    assert_eq!(provider.received().len(), 0);
+    if env.on_redis() {
+        return;
+    }
+    // A damaged ledger: 1, and the file is left as it was.
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(env.db(), &garbage).expect("write garbage");
+    for args in [&["serve", "--listen", "127.0.0.1:0"][..], &["call"]] {
+        env.run_stdin(args, &chat("b"))
+            .code(1)
+            .says(&["is not an SQLite database"]);
+    }
+    assert_eq!(std::fs::read(env.db()).expect("the file"), garbage);
+    assert_eq!(provider.received().len(), 0);
+}

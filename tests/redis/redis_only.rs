@@ -53,6 +53,8 @@ fn an_unreachable_server_names_host_port_and_prefix_and_never_the_password() {
         &["state"],
         &["record", "p/m", "--add"],
         &["reset", "--all"],
+        &["serve", "--listen", "127.0.0.1:0"],
+        &["call", "--data", "/dev/null"],
     ] {
         let out = with_db(&env, &url, args);
         out.code(1).no_stdout().says(&[
