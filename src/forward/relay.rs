@@ -186,6 +186,36 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_body_passes_through_without_being_held() {
+        // An event that never ends is passed on once it is over 1 MiB, not held for ever.
+        let mut watch = Watch::new(true, true);
+        let piece = Bytes::from(vec![b'x'; 64 << 10]);
+        let mut passed = 0;
+        for _ in 0..40 {
+            passed += watch.pass(piece.clone()).len();
+        }
+        passed += watch.finish().len();
+        assert_eq!(passed, 40 * piece.len());
+        assert!(watch.pending.len() <= super::LONGEST_EVENT);
+        // A plain body over 64 MiB passes whole; its usage is not read (the estimate
+        // stands), and no copy of it is kept.
+        let mut watch = Watch::new(false, false);
+        let mib = Bytes::from(vec![b' '; 1 << 20]);
+        let mut passed = 0;
+        passed += watch
+            .pass(Bytes::from_static(
+                br#"{"usage":{"prompt_tokens":5},"pad":""#,
+            ))
+            .len();
+        for _ in 0..65 {
+            passed += watch.pass(mib.clone()).len();
+        }
+        assert!(passed > 65 << 20);
+        assert!(watch.kept.is_none());
+        assert_eq!(watch.usage(), None);
+    }
+
+    #[test]
     fn a_plain_body_passes_as_it_comes_and_its_usage_is_read_at_the_end() {
         let mut watch = Watch::new(false, true);
         let body = br#"{"usage":{"prompt_tokens":5,"completion_tokens":2}}"#;
