@@ -430,6 +430,24 @@ pub fn installed(program: &str, debian_package: &str) -> bool {
     found
 }
 
+/// Makes, in `dir`, a certificate authority for one test (`ca.pem`) and a certificate for
+/// 127.0.0.1 that it signed (`server.pem`, `server.key`), with openssl.
+pub fn private_ca(dir: &Path) {
+    let made = std::process::Command::new("sh")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=llm-rotate test CA' 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null",
+        ])
+        .status()
+        .expect("run openssl");
+    assert!(made.success(), "openssl could not make the certificates");
+}
+
 #[track_caller]
 pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))

@@ -829,19 +829,7 @@ impl Drop for Killed {
 /// A provider stand-in over HTTPS (Python's own server) in `dir`, with a certificate from a
 /// CA made for the test: its port and the process.
 fn https_provider(dir: &std::path::Path) -> (u16, Killed) {
-    let made = std::process::Command::new("sh")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "set -e
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=llm-rotate test CA' 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\\n' > ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null",
-        ])
-        .status()
-        .expect("run openssl");
-    assert!(made.success(), "openssl could not make the certificates");
+    crate::private_ca(dir);
     let script = dir.join("https_provider.py");
     std::fs::write(
         &script,

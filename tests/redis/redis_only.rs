@@ -236,19 +236,7 @@ fn tls_server() -> Option<OwnServer> {
         return None;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let made = std::process::Command::new("sh")
-        .current_dir(dir.path())
-        .args([
-            "-c",
-            "set -e
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=llm-rotate test CA' 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\\n' > ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null",
-        ])
-        .status()
-        .expect("run openssl");
-    assert!(made.success(), "openssl could not make the certificates");
+    harness::private_ca(dir.path());
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
