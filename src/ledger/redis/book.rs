@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use anyhow::Result;
 use redis::{Connection, Pipeline, Value};
 
+use super::buckets::{Bucket, Known, Read, Update};
 use super::journal::Journal;
 use super::keys::{Global, Keys, Of};
-use super::reply::{call_value, count, counters, measures, parse_call, parse_standing, stored};
+use super::reply::{Seen, call_value, count, counters, measures, parse_call, parse_standing, stored};
 use super::scripts::{self, Lua};
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 use crate::cooldown::Cooldown;
@@ -30,6 +31,10 @@ const PRUNE_EVERY_MS: Millis = HOUR_MS;
 /// history their buckets.
 const CALLS_KEPT_MS: Millis = 2 * MINUTE_MS;
 
+/// An endpoint's settled calls are looked at for forgetting at most this often: what the
+/// script costs is then spread over the steps of ten seconds.
+const FORGET_EVERY_MS: Millis = 10_000;
+
 pub struct RedisBook<'c> {
     con: RefCell<&'c mut Connection>,
     keys: &'c Keys,
@@ -45,6 +50,10 @@ pub struct RedisBook<'c> {
     wrote: Cell<bool>,
     /// When the namespace was last pruned, as the step found it.
     pruned: Option<Millis>,
+    /// What the step knows of each sorted set of buckets, by key, with its own updates.
+    buckets: RefCell<HashMap<String, Known>>,
+    /// How far each endpoint's calls were looked at for forgetting, as the step found it.
+    kept: RefCell<HashMap<String, Millis>>,
 }
 
 impl<'c> RedisBook<'c> {
@@ -65,6 +74,8 @@ impl<'c> RedisBook<'c> {
             touched: RefCell::default(),
             wrote: Cell::new(false),
             pruned,
+            buckets: RefCell::default(),
+            kept: RefCell::default(),
         }
     }
 
@@ -75,7 +86,14 @@ impl<'c> RedisBook<'c> {
             return None;
         }
         let forget_until = self.kept_from();
-        self.write(|j| j.keep_alive(forget_until));
+        let kept = self.kept.take();
+        // An endpoint whose calls were looked at less than a while ago waits.
+        let forget = |endpoint: &str| {
+            let until = forget_until?;
+            let looked = kept.get(endpoint).copied();
+            looked.is_none_or(|k| until - k >= FORGET_EVERY_MS).then_some(until)
+        };
+        self.write(|j| j.keep_alive(forget));
         Some((self.journal.into_inner(), self.newest.get()))
     }
 
@@ -117,6 +135,63 @@ impl<'c> RedisBook<'c> {
         self.keys.global(key)
     }
 
+    /// What the step learned of an endpoint from its standings, unless it knows more.
+    fn learn(&self, endpoint: &str, seen: Seen) {
+        let mut buckets = self.buckets.borrow_mut();
+        buckets
+            .entry(self.of(Of::Buckets, endpoint))
+            .or_insert_with(|| Known::newest(seen.newest_minute, None));
+        buckets
+            .entry(self.of(Of::Seconds, endpoint))
+            .or_insert_with(|| Known::newest(seen.newest_second, Some(seen.first_second)));
+        if let Some(kept) = seen.kept {
+            self.kept.borrow_mut().entry(endpoint.to_owned()).or_insert(kept);
+        }
+    }
+
+    /// The update that adds `change` at `at` (a minute, or a second) to a sorted set of
+    /// buckets; the server is read first when the step does not know enough of it.
+    fn add_to_buckets(&self, kind: Of, endpoint: &str, at: i64, change: Change) -> Result<Update> {
+        let seconds = kind == Of::Seconds;
+        let key = self.of(kind, endpoint);
+        let mut buckets = self.buckets.borrow_mut();
+        let known = buckets.entry(key.clone()).or_insert_with(Known::nothing);
+        if let Some(from) = known.read_from(at, seconds) {
+            let (from_at, below, first): (Vec<String>, Vec<String>, Vec<(String, f64)>) =
+                redis::pipe()
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(from)
+                    .arg("+inf")
+                    .cmd("ZREVRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(format!("({from}"))
+                    .arg("-inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1)
+                    .cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES")
+                    .query(*self.con.borrow_mut())?;
+            let read = Read {
+                from_at: from_at.iter().map(|m| Bucket::read(m)).collect::<Result<_>>()?,
+                below: below.first().map(|m| Bucket::read(m)).transpose()?,
+                first: first.first().map(|&(_, at)| at as i64),
+            };
+            known.learn(from, read);
+        }
+        let mut update = known.add(at, change.0, seconds);
+        if known.too_large() {
+            let all: Vec<String> = self.query(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))?;
+            let all = all.iter().map(|m| Bucket::read(m)).collect::<Result<_>>()?;
+            update.replaced.extend(known.rebase(all).replaced);
+        }
+        Ok(update)
+    }
+
     /// Queues writes for the step's MULTI/EXEC.
     fn write(&self, build: impl FnOnce(&mut Journal<'_>)) {
         self.wrote.set(true);
@@ -146,18 +221,19 @@ impl Book for RedisBook<'_> {
                     span.hour_from,
                     span.day_from,
                     span.open_after,
-                    // No month asked for: a start no total is kept under.
-                    span.month_after.unwrap_or(i64::MAX),
                 ]
                 .map(|n| n.to_string())
             })
             .collect();
         let reply = self.run_script(&scripts::STANDINGS, &endpoints, &args)?;
         let replies: Vec<Value> = redis::from_redis_value(reply)?;
-        endpoints
-            .iter()
+        asks.iter()
             .zip(replies)
-            .map(|(id, reply)| parse_standing(id, reply))
+            .map(|(&(id, span), reply)| {
+                let (stored, seen) = parse_standing(id, span.month_after, reply)?;
+                self.learn(id, seen);
+                Ok(stored)
+            })
             .collect()
     }
 
@@ -391,9 +467,17 @@ impl Book for RedisBook<'_> {
         change: Change,
     ) -> Result<()> {
         self.writes_at(at);
-        let (minute, hour) = (quota::minute_of(at), at.div_euclid(HOUR_MS));
-        let second = at.div_euclid(1_000);
-        self.write(|j| j.add_usage(endpoint, (second, minute, hour, month), change));
+        let minute = self.add_to_buckets(Of::Buckets, endpoint, quota::minute_of(at), change)?;
+        let second = self.add_to_buckets(Of::Seconds, endpoint, at.div_euclid(1_000), change)?;
+        let hour = at.div_euclid(HOUR_MS);
+        self.write(|j| {
+            j.add_usage(
+                endpoint,
+                [(Of::Buckets, minute), (Of::Seconds, second)],
+                (hour, month),
+                change,
+            )
+        });
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use redis::{Pipeline, ToRedisArgs};
 
+use super::buckets::Update;
 use super::keys::{Cool, Global, Keys, Life, Of};
 use super::scripts;
 use crate::clock::Millis;
@@ -47,11 +48,12 @@ impl Journal<'_> {
 
     /// Keeps the usage and counters of each endpoint the step used while it is used, and
     /// lists it: once a step, after its writes (an expiry needs the key to exist). And
-    /// forgets its calls made at or before `forget_until` that no open lease holds.
-    pub fn keep_alive(&mut self, forget_until: Option<Millis>) {
+    /// forgets its calls made at or before the instant `forget_until` gives it, if any,
+    /// that no open lease holds.
+    pub fn keep_alive(&mut self, forget_until: impl Fn(&str) -> Option<Millis>) {
         let touched = std::mem::take(self.touched);
         for endpoint in &touched {
-            if let Some(until) = forget_until {
+            if let Some(until) = forget_until(endpoint) {
                 let lua = &*scripts::FORGET_CLOSED;
                 self.pipe
                     .cmd("EVAL")
@@ -102,29 +104,27 @@ impl Journal<'_> {
         self.touch(endpoint);
     }
 
-    /// Adds a change of usage to the minute bucket (and the running totals after it), to
-    /// the hour of the history and to the month that began at `month`; even a call of
-    /// nothing has an hour, as in the other ledgers.
+    /// Adds a change of usage to the minute and second buckets (`buckets`, as computed by
+    /// [`super::buckets::Known::add`]), to the hour of the history and to the month that
+    /// began at `month`; even a call of nothing has an hour, as in the other ledgers.
     pub fn add_usage(
         &mut self,
         endpoint: &str,
-        (second, minute, hour, month): (i64, i64, i64, Millis),
+        buckets: [(Of, Update); 2],
+        (hour, month): (i64, Millis),
         change: Change,
     ) {
-        for (lua, at) in [
-            (&*scripts::ADD_TO_MINUTE, minute),
-            (&*scripts::ADD_TO_SECOND, second),
-        ] {
-            // The source, not its hash: a script the server has not seen (restarted,
-            // flushed) would fail inside the transaction and leave the rest written.
-            self.pipe
-                .cmd("EVAL")
-                .arg(&lua.source)
-                .arg(lua.layout.len())
-                .arg(self.keys.for_script(lua.layout, &[endpoint]))
-                .arg(at)
-                .arg(&change.0[..])
-                .ignore();
+        for (kind, update) in buckets {
+            let key = self.keys.of(kind, endpoint);
+            for (old, new) in update.replaced {
+                if let Some(old) = old {
+                    self.send("ZREM", key.clone(), old.member());
+                }
+                self.send("ZADD", key.clone(), (new.at, new.member()));
+            }
+            if let Some(before) = update.drop_before {
+                self.send("ZREMRANGEBYSCORE", key, ("-inf", format!("({before}")));
+            }
         }
         for (kind, by) in Of::HOURS.into_iter().zip(change.0) {
             // The history of a kind no call has used yet is not written.

@@ -142,6 +142,9 @@ pub enum Life {
     PendingCost,
     RateLimited,
     Failed,
+    /// How far the endpoint's calls were looked at for forgetting (the forgetting script
+    /// writes it).
+    Kept,
 }
 
 impl Life {
@@ -175,6 +178,7 @@ impl Life {
             Life::PendingCost => "pusd",
             Life::RateLimited => "rl",
             Life::Failed => "fl",
+            Life::Kept => "kept",
         }
     }
 }

@@ -18,6 +18,7 @@
 //! writes are seen by the steps after it. The commands never read what they just wrote.
 
 mod book;
+mod buckets;
 mod journal;
 mod keys;
 mod reply;

@@ -9,7 +9,8 @@ use redis::Value;
 use super::keys::{Cool, Life};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
-use crate::ledger::{Change, Counters, Entry, Said, Stored};
+use super::buckets::{Bucket, since};
+use crate::ledger::{Change, Counters, Entry, Said, Stored, signed};
 use crate::quota::{Limit, MEASURES, Request};
 
 /// A call as stored: `at`, its measures, `open`.
@@ -78,15 +79,70 @@ fn pairs(value: Value) -> Result<HashMap<String, String>> {
         .collect())
 }
 
-/// One endpoint's part of the standings script's reply.
-pub fn parse_standing(endpoint: &str, reply: Value) -> Result<Stored> {
+/// What a step that holds the lock learns of an endpoint's buckets from its standings, so
+/// that it updates them without reading them again.
+pub struct Seen {
+    pub first_second: Option<i64>,
+    pub newest_second: Option<Bucket>,
+    pub newest_minute: Option<Bucket>,
+    /// How far its calls were looked at for forgetting (`kept` in its counters).
+    pub kept: Option<Millis>,
+}
+
+/// One endpoint's part of the standings script's reply: the windows summed from the
+/// buckets' running totals and the calls read one by one, and the rest as stored.
+pub fn parse_standing(endpoint: &str, month_after: Option<i64>, reply: Value) -> Result<(Stored, Seen)> {
     let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
-    let [sums, oldest, last, life, cool, rep] = <[Value; 6]>::try_from(parts)
+    let [
+        first_second,
+        newest_second,
+        from_second,
+        calls,
+        newest_minute,
+        hour_from,
+        day_from,
+        months,
+        open,
+        oldest,
+        last,
+        life,
+        cool,
+        rep,
+    ] = <[Value; 14]>::try_from(parts)
         .map_err(|_| anyhow::anyhow!("an unexpected reply to the standings script"))?;
-    let sums: Vec<String> = redis::from_redis_value(sums)?;
-    let window = |i: usize| measures(sums.get(i * MEASURES..(i + 1) * MEASURES).unwrap_or(&[]));
+    let bucket = |value: Value| -> Result<Option<Bucket>> {
+        let members: Vec<String> = redis::from_redis_value(value)?;
+        members
+            .first()
+            .map(|m| Bucket::read(m))
+            .transpose()
+    };
+    let first_second: Vec<(String, f64)> = redis::from_redis_value(first_second)?;
+    let newest_second = bucket(newest_second)?;
+    let newest_minute = bucket(newest_minute)?;
+    let mut minute = since(newest_second.as_ref(), bucket(from_second)?.as_ref());
+    let calls: Vec<String> = redis::from_redis_value(calls)?;
+    for call in calls.iter().filter_map(|v| parse_call("", endpoint, v)) {
+        for (n, c) in minute.iter_mut().zip(call.usage.measures()) {
+            *n = n.saturating_add(signed(c));
+        }
+    }
+    let hour = since(newest_minute.as_ref(), bucket(hour_from)?.as_ref());
+    let day = since(newest_minute.as_ref(), bucket(day_from)?.as_ref());
+    // Month totals are kept under `"start measure"`; those of a start after the month
+    // before count.
+    let mut month = [0i64; MEASURES];
+    for (field, total) in pairs(months)? {
+        let Some((start, k)) = field.split_once(' ') else { continue };
+        let (Ok(start), Ok(k)) = (start.parse::<f64>(), k.parse::<usize>()) else { continue };
+        if month_after.is_some_and(|after| start > after as f64) && (1..=MEASURES).contains(&k) {
+            month[k - 1] = month[k - 1].saturating_add(count(&total) as i64);
+        }
+    }
+    let open: i64 = redis::from_redis_value(open)?;
     let oldest: Vec<String> = redis::from_redis_value(oldest)?;
     let last: Vec<String> = redis::from_redis_value(last)?;
+    let life = pairs(life)?;
     let cool = pairs(cool)?;
     let cooldown = cool
         .get(Cool::Until.field())
@@ -119,33 +175,43 @@ pub fn parse_standing(endpoint: &str, reply: Value) -> Result<Stored> {
             })
         })
         .collect();
-    Ok(Stored {
-        windows: [window(0), window(1), window(2), window(3)],
-        open: sums.get(4 * MEASURES).map_or(0, |s| count(s)),
+    let stored = Stored {
+        windows: [minute, hour, day, month].map(|w| Request::from_measures(w.map(|n| n.max(0) as u64))),
+        open: open.max(0) as u64,
         oldest_open: oldest
             .chunks(2)
             .find_map(|c| parse_call(&c[0], endpoint, c.get(1)?)),
         last_call: last.get(1).map(|s| count(s) as Millis),
-        counters: counters(life)?,
+        counters: counters_of(&life),
         cooldown,
         reports,
-    })
+    };
+    let seen = Seen {
+        first_second: first_second.first().map(|(_, s)| *s as i64),
+        newest_second,
+        newest_minute,
+        kept: life.get(Life::Kept.field()).and_then(|v| v.parse().ok()),
+    };
+    Ok((stored, seen))
 }
 
 /// An endpoint's [`Life`] hash as counters.
 pub fn counters(life: Value) -> Result<Counters> {
-    let life = pairs(life)?;
+    Ok(counters_of(&pairs(life)?))
+}
+
+fn counters_of(life: &HashMap<String, String>) -> Counters {
     let field = |f: Life| life.get(f.field()).map_or(0, |v| count(v) as i64);
     let mut pending = Change::default();
     for (n, f) in pending.0[1..].iter_mut().zip(Life::PENDING) {
         *n = field(f);
     }
-    Ok(Counters {
+    Counters {
         counted: Change(Life::COUNTED.map(field)),
         pending,
         rate_limited: field(Life::RateLimited),
         failed: field(Life::Failed),
-    })
+    }
 }
 
 #[cfg(test)]

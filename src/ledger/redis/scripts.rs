@@ -50,12 +50,6 @@ local function bucket(v)
   end
   return tonumber(f[1]), a, r
 end
-local function member(m, a, r)
-  local out = {string.format('%d', m)}
-  for k = 1, M do out[#out + 1] = string.format('%.0f', a[k]) end
-  for k = 1, M do out[#out + 1] = string.format('%.0f', r[k]) end
-  return table.concat(out, ' ')
-end
 local function call(v)
   local f = fields(v)
   local a = zeros()
@@ -87,20 +81,6 @@ local function values(hash, ids)
   end
   return out
 end
--- What the buckets of a sorted set hold from the one scored `first` on: the newest
--- running totals less those before that bucket (two look-ups however many buckets).
-local function since(buckets, first)
-  local out = zeros()
-  if first == math.huge then return out end
-  local latest = redis.call('ZREVRANGE', buckets, 0, 0)
-  if #latest == 0 then return out end
-  local v = redis.call('ZRANGEBYSCORE', buckets, first, '+inf', 'LIMIT', 0, 1)
-  if #v == 0 then return out end
-  local _, fa, fr = bucket(v[1])
-  local _, _, lr = bucket(latest[1])
-  for k = 1, M do out[k] = lr[k] - (fr[k] - fa[k]) end
-  return out
-end
 local function summed(hash, ids)
   local s = zeros()
   for _, v in ipairs(values(hash, ids)) do
@@ -111,14 +91,18 @@ local function summed(hash, ids)
 end
 "#;
 
-/// Everything a decision reads of each endpoint: the minute's calls summed, the hour and day
-/// summed from the buckets' running totals (two look-ups each, however busy the day), the
-/// month's totals, the open reservations (how many, and the oldest), the last call, and the
-/// endpoint's counters, cooldown and reports.
+/// Everything a decision reads of each endpoint, as stored: Rust sums it (see
+/// `reply::parse_standing`), since parsing costs a script more than all its look-ups.
+/// - the first second bucket (with its second), the newest, and the first from the minute
+///   window's first whole second (the second buckets are complete from the second after
+///   their first); the calls of the second the window starts in, and of any second before
+///   the first bucket's, one by one;
+/// - the newest minute bucket, and the first of the hour and of the day window;
+/// - the month totals; how many reservations are open, and the oldest (id and call); the
+///   last call (id and instant); the endpoint's counters, cooldown and reports.
 ///
-/// ARGV, five per endpoint: the minute window's start (exclusive), the first minute of the
-/// hour and of the day window, the open reservations' start (exclusive), and the start of
-/// the month before (month totals kept under a later start count).
+/// ARGV, four per endpoint: the minute window's start (exclusive), the first minute of the
+/// hour and of the day window, the open reservations' start (exclusive).
 pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[
@@ -135,47 +119,31 @@ pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 local out = {}
 for i = 1, #KEYS / PER do
-  local a = (i - 1) * 5
-  local sums = {}
-  local function put(t) for k = 1, M do sums[#sums + 1] = number(t[k]) end end
-  -- The minute: its whole seconds from the second buckets, the calls of the second it
-  -- starts in (and of any second up to the first bucket's, which may not hold every call
-  -- of its second: the buckets began then) one by one.
-  local after = tonumber(ARGV[a + 1])
-  local whole = math.floor(after / 1000) + 1
+  local a = (i - 1) * 4
   local first = redis.call('ZRANGE', key(i, 'sec'), 0, 0, 'WITHSCORES')
-  if #first == 0 then
-    whole = math.huge
-  elseif tonumber(first[2]) + 1 > whole then
-    whole = tonumber(first[2]) + 1
-  end
-  local minute = since(key(i, 'sec'), whole)
-  local before = '+inf'
-  if whole ~= math.huge then before = '(' .. string.format('%d', whole * 1000) end
-  local calls = summed(key(i, 'call'), redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], before))
-  for k = 1, M do minute[k] = minute[k] + calls[k] end
-  put(minute)
-  put(since(key(i, 'cum'), tonumber(ARGV[a + 2])))
-  put(since(key(i, 'cum'), tonumber(ARGV[a + 3])))
-  local month, after = zeros(), tonumber(ARGV[a + 5])
-  local totals = redis.call('HGETALL', key(i, 'mon'))
-  for j = 1, #totals, 2 do
-    local start, k = string.match(totals[j], '(%S+) (%S+)')
-    k = tonumber(k)
-    if tonumber(start) > after and k and k >= 1 and k <= M then
-      month[k] = month[k] + math.max(tonumber(totals[j + 1]), 0)
-    end
-  end
-  put(month)
-  sums[#sums + 1] = tostring(redis.call('ZCOUNT', key(i, 'open'), '(' .. ARGV[a + 4], '+inf'))
-  local first = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[a + 4], '+inf', 'LIMIT', 0, 1)
-  local oldest = {}
+  local from, before = {}, '+inf'
   if #first > 0 then
-    local v = redis.call('HGET', key(i, 'call'), first[1])
-    if v then oldest = {first[1], v} end
+    local whole = math.max(math.floor(tonumber(ARGV[a + 1]) / 1000) + 1, tonumber(first[2]) + 1)
+    from = redis.call('ZRANGEBYSCORE', key(i, 'sec'), whole, '+inf', 'LIMIT', 0, 1)
+    before = '(' .. string.format('%d', whole * 1000)
+  end
+  local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], before)
+  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[a + 4], '+inf', 'LIMIT', 0, 1)
+  local oldest = {}
+  if #open > 0 then
+    local v = redis.call('HGET', key(i, 'call'), open[1])
+    if v then oldest = {open[1], v} end
   end
   out[i] = {
-    sums,
+    first,
+    redis.call('ZREVRANGE', key(i, 'sec'), 0, 0),
+    from,
+    values(key(i, 'call'), ids),
+    redis.call('ZREVRANGE', key(i, 'cum'), 0, 0),
+    redis.call('ZRANGEBYSCORE', key(i, 'cum'), ARGV[a + 2], '+inf', 'LIMIT', 0, 1),
+    redis.call('ZRANGEBYSCORE', key(i, 'cum'), ARGV[a + 3], '+inf', 'LIMIT', 0, 1),
+    redis.call('HGETALL', key(i, 'mon')),
+    redis.call('ZCOUNT', key(i, 'open'), '(' .. ARGV[a + 4], '+inf'),
     oldest,
     redis.call('ZREVRANGE', key(i, 'calls'), 0, 0, 'WITHSCORES'),
     redis.call('HGETALL', key(i, 'life')),
@@ -261,88 +229,6 @@ return out
 "#,
     )
 });
-
-/// Adds a change of each measure to the bucket of one minute and to the running totals of
-/// every later bucket. Runs inside the step's MULTI/EXEC. The running totals are doubles,
-/// exact below 2^53: when one passes 2^51 (a lifetime of pico-dollars gets there), every
-/// bucket's totals are rebased to count from the first bucket kept; windows are
-/// differences of totals, so they read the same.
-///
-/// ARGV: minute, then the change of each measure.
-pub static ADD_TO_MINUTE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(&[Of::Buckets], &ADD_TO_BUCKET.replace("BUCKETS", "cum")));
-
-/// The same for the bucket of one second. The second buckets keep two minutes: a change to
-/// a second before their first is left out (its calls are read one by one), and the
-/// seconds more than two minutes before the newest are dropped.
-///
-/// ARGV: second, then the change of each measure.
-pub static ADD_TO_SECOND: LazyLock<Lua> = LazyLock::new(|| {
-    let body = format!(
-        r#"
-local oldest = redis.call('ZRANGE', key(1, 'sec'), 0, 0, 'WITHSCORES')
-if #oldest > 0 and tonumber(ARGV[1]) < tonumber(oldest[2]) then return 0 end
-{}
-local newest = redis.call('ZREVRANGE', key(1, 'sec'), 0, 0, 'WITHSCORES')
-redis.call('ZREMRANGEBYSCORE', key(1, 'sec'), '-inf', '(' .. (tonumber(newest[2]) - 120))
-return 1
-"#,
-        ADD_TO_BUCKET
-            .replace("BUCKETS", "sec")
-            .replace("return 1", "")
-    );
-    Lua::new(&[Of::Seconds], &body)
-});
-
-/// Adds ARGV[2..] to the bucket scored ARGV[1] of the sorted set BUCKETS.
-const ADD_TO_BUCKET: &str = r#"
-local buckets = key(1, 'BUCKETS')
-local m = tonumber(ARGV[1])
-local d = {}
-for k = 1, M do d[k] = tonumber(ARGV[1 + k]) end
-local here = redis.call('ZRANGEBYSCORE', buckets, m, m)
-local a, r
-if #here > 0 then
-  local _
-  _, a, r = bucket(here[1])
-  redis.call('ZREM', buckets, here[1])
-else
-  a, r = zeros(), zeros()
-  local before = redis.call('ZREVRANGEBYSCORE', buckets, '(' .. m, '-inf', 'LIMIT', 0, 1)
-  if #before > 0 then
-    local _, _, br = bucket(before[1])
-    r = br
-  else
-    local after = redis.call('ZRANGEBYSCORE', buckets, '(' .. m, '+inf', 'LIMIT', 0, 1)
-    if #after > 0 then
-      local _, aa, ar = bucket(after[1])
-      for k = 1, M do r[k] = ar[k] - aa[k] end
-    end
-  end
-end
-for k = 1, M do a[k] = a[k] + d[k]; r[k] = r[k] + d[k] end
-redis.call('ZADD', buckets, m, member(m, a, r))
-for _, v in ipairs(redis.call('ZRANGEBYSCORE', buckets, '(' .. m, '+inf')) do
-  local lm, la, lr = bucket(v)
-  redis.call('ZREM', buckets, v)
-  for k = 1, M do lr[k] = lr[k] + d[k] end
-  redis.call('ZADD', buckets, lm, member(lm, la, lr))
-end
-local _, _, top = bucket(redis.call('ZREVRANGE', buckets, 0, 0)[1])
-local large = false
-for k = 1, M do if math.abs(top[k]) > 2 ^ 51 then large = true end end
-if large then
-  local all = redis.call('ZRANGE', buckets, 0, -1)
-  local _, fa, fr = bucket(all[1])
-  for _, v in ipairs(all) do
-    local bm, ba, br = bucket(v)
-    redis.call('ZREM', buckets, v)
-    for k = 1, M do br[k] = br[k] - (fr[k] - fa[k]) end
-    redis.call('ZADD', buckets, bm, member(bm, ba, br))
-  end
-end
-return 1
-"#;
 
 /// Forgets the calls of an endpoint made at or before ARGV[1] that no reservation holds
 /// open (and their leases, in the hash ARGV[2]), but its newest: the minute window and the
