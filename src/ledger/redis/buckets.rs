@@ -313,4 +313,20 @@ mod tests {
         assert_eq!(totals, [(4, 1, 3), (6, 1, 4), (10, 2, 6)]);
         assert_eq!(since(Some(&known.members[&10]), Some(&known.members[&6])), [3, 0, 0, 0, 0]);
     }
+
+    #[test]
+    fn seconds_before_the_first_are_left_out_and_two_minutes_are_kept() {
+        let one = [1, 0, 0, 0, 0];
+        let mut known = Known::newest(Some(b(200, 1, 9)), Some(Some(100)));
+        assert!(known.add(99, one, true).replaced.is_empty());
+        let update = known.add(330, one, true);
+        assert_eq!(update.replaced, [(None, b(330, 1, 10))]);
+        assert_eq!(update.drop_before, Some(210));
+        // Every bucket from 200 on was known: the first is now 330.
+        assert!(known.add(250, one, true).replaced.is_empty());
+        // Here the first went, and the next is somewhere the step never read: it reads.
+        let mut known = Known::newest(Some(b(330, 1, 9)), Some(Some(100)));
+        assert_eq!(known.add(340, one, true).drop_before, Some(220));
+        assert_eq!(known.read_from(250, true), Some(250));
+    }
 }

@@ -180,16 +180,11 @@ impl RedisLedger {
             redis::Client::open(info)
         }
         .map_err(|e| anyhow!("{place}: the URL is not valid: {}", e.kind_text()))?;
-        let mut con = client
+        let con = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
             .map_err(|e| explain(&e, &place))?;
         con.set_read_timeout(Some(timeout))
             .and_then(|()| con.set_write_timeout(Some(timeout)))
-            .map_err(|e| explain(&e, &place))?;
-        // The client waits out the timeout once per reply of a pipeline; one command first
-        // makes a server that accepts and never answers an error after one timeout.
-        redis::cmd("PING")
-            .query::<String>(&mut con)
             .map_err(|e| explain(&e, &place))?;
         Ok(RedisLedger {
             con,
@@ -221,47 +216,49 @@ impl RedisLedger {
     fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<Ran> {
         let version = self.keys.global(Global::Version);
         let lock = self.keys.global(Global::Lock);
-        let token = random::id();
-        // One round trip: the lock (for a write), the watch, the server's clock, the newest
-        // stamp, the layout, and when the namespace was last pruned.
+        let token = match access {
+            Access::Write => random::id(),
+            Access::Read => String::new(),
+        };
+        // One round trip: the lock (for a write), the server's clock, the newest stamp, the
+        // layout and when the namespace was last pruned, in one reply (so a server that
+        // never answers costs a timeout, not one per reply); and the watch, which must
+        // follow the taking of the lock.
+        let mut begin = scripts::BEGIN.script.prepare_invoke();
+        begin
+            .key(&lock)
+            .key(self.keys.global(Global::Newest))
+            .key(self.keys.global(Global::Layout))
+            .key(self.keys.global(Global::Pruned))
+            .arg(&token)
+            .arg(LOCK_MS);
         let mut first = redis::pipe();
+        first.invoke_script(&begin);
         if access == Access::Write {
-            first
-                .cmd("SET")
-                .arg(&lock)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(LOCK_MS)
-                .cmd("WATCH")
-                .arg(&version)
-                .arg(&lock)
-                .ignore();
+            first.cmd("WATCH").arg(&version).arg(&lock).ignore();
         }
-        first
-            .cmd("TIME")
-            .cmd("GET")
-            .arg(self.keys.global(Global::Newest))
-            .cmd("GET")
-            .arg(self.keys.global(Global::Layout))
-            .cmd("GET")
-            .arg(self.keys.global(Global::Pruned));
-        let mut replies: Vec<Value> = first
-            .query(&mut self.con)
-            .map_err(|e| explain(&e, &self.place))?;
-        if access == Access::Write {
-            match replies.remove(0).extract_error() {
-                Ok(Value::Nil) => {
-                    self.wait_for_the_lock()?;
-                    return Ok(Ran::Locked);
-                }
-                Ok(_) => {}
-                // Out of memory, a read-only replica, a missing right: said as such.
-                Err(err) => return Err(explain(&err, &self.place)),
+        let replies = match first.query::<Vec<Value>>(&mut self.con) {
+            // A server that has not seen the script yet (new, restarted or flushed).
+            Err(err) if err.code() == Some("NOSCRIPT") => {
+                begin
+                    .load(&mut self.con)
+                    .map_err(|e| explain(&e, &self.place))?;
+                first.query::<Vec<Value>>(&mut self.con)
             }
+            replies => replies,
+        };
+        let mut replies = replies.map_err(|e| explain(&e, &self.place))?;
+        let begun = replies.pop().unwrap_or(Value::Nil).extract_error();
+        // Out of memory, a read-only replica, a missing right: said as such.
+        let begun = begun.map_err(|e| explain(&e, &self.place))?;
+        let found: Vec<Value> = redis::from_redis_value(begun).unwrap_or_default();
+        if let [Value::Int(0)] = found[..] {
+            self.wait_for_the_lock()?;
+            return Ok(Ran::Locked);
         }
-        let (time, newest, layout, pruned): ((i64, i64), Option<i64>, Option<String>, Option<i64>) =
-            redis::from_redis_value(Value::Array(replies)).map_err(|e| {
+        type Found = (i64, i64, i64, Option<i64>, Option<String>, Option<i64>);
+        let (_, seconds, micros, newest, layout, pruned): Found =
+            redis::from_redis_value(Value::Array(found)).map_err(|e| {
                 anyhow!(
                     "{}: does not answer as a Redis server does ({e})",
                     self.place
@@ -272,7 +269,7 @@ impl RedisLedger {
             self.let_go(access);
             return Err(err);
         }
-        let server = time.0 * 1000 + time.1 / 1000;
+        let server = seconds * 1000 + micros / 1000;
         #[cfg(test)]
         let server = self.server_clock.unwrap_or(server);
         let clock = clock::pinned_now()?.unwrap_or(server);

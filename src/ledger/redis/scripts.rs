@@ -156,6 +156,26 @@ return out
     )
 });
 
+/// The first look of every step, one reply: for a step that writes, the namespace's lock
+/// (taken only if free; `{0}` when another step holds it); then the server's clock, the
+/// newest stamp, the layout and when the namespace was last pruned.
+///
+/// KEYS: lock, newest, layout, pruned. ARGV: the step's token (empty for a step that only
+/// reads, which takes no lock), how long the lock lasts (ms).
+pub static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[],
+        r#"
+if ARGV[1] ~= '' and not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0}
+end
+local t = redis.call('TIME')
+return {1, t[1], t[2], redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]),
+  redis.call('GET', KEYS[4])}
+"#,
+    )
+});
+
 /// Each endpoint's counters, and the estimates of its reservations still open.
 ///
 /// ARGV, one per endpoint: the open reservations' start (exclusive).
