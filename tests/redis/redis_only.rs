@@ -564,3 +564,28 @@ fn a_namespace_of_layout_1_reads_on_and_is_marked_2_by_its_first_write() {
     let layout = redis_cli(port, &["GET", &format!("{prefix}:layout")]);
     assert!(layout.contains('2'), "{layout}");
 }
+
+#[test]
+fn a_server_that_has_not_seen_the_scripts_costs_a_pick_no_wasted_step() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model,rpm\np,m,5\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=fresh", server.port);
+    with_db(&env, &url, &["pick"]).code(0);
+    // A restart, a failover or SCRIPT FLUSH: the server knows no script. The pick loads
+    // them and writes in one transaction; it used to lose its first one to its own lock
+    // and wait for that lock to expire.
+    redis_cli(server.port, &["SCRIPT", "FLUSH"]);
+    redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
+    with_db(&env, &url, &["pick"]).code(0);
+    let stats = redis_cli(server.port, &["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_exec:calls=1,"), "{stats}");
+    assert!(!stats.contains("cmdstat_blpop"), "{stats}");
+    assert_eq!(
+        with_db(&env, &url, &["state", "--json"])
+            .code(0)
+            .stdout
+            .matches("\"rpm\": 2")
+            .count(),
+        1
+    );
+}

@@ -12,7 +12,9 @@ use redis::{Connection, Pipeline, Value};
 use super::buckets::{Bucket, Known, Read, Update};
 use super::journal::Journal;
 use super::keys::{Global, Keys, Of};
-use super::reply::{Seen, call_value, count, counters, measures, parse_call, parse_standing, stored};
+use super::reply::{
+    Seen, call_value, count, counters, measures, parse_call, parse_standing, stored,
+};
 use super::scripts::{self, Lua};
 use crate::clock::{HOUR_MS, MINUTE_MS, Millis};
 use crate::cooldown::Cooldown;
@@ -91,7 +93,9 @@ impl<'c> RedisBook<'c> {
         let forget = |endpoint: &str| {
             let until = forget_until?;
             let looked = kept.get(endpoint).copied();
-            looked.is_none_or(|k| until - k >= FORGET_EVERY_MS).then_some(until)
+            looked
+                .is_none_or(|k| until - k >= FORGET_EVERY_MS)
+                .then_some(until)
         };
         self.write(|j| j.keep_alive(forget));
         Some((self.journal.into_inner(), self.newest.get()))
@@ -145,7 +149,10 @@ impl<'c> RedisBook<'c> {
             .entry(self.of(Of::Seconds, endpoint))
             .or_insert_with(|| Known::newest(seen.newest_second, Some(seen.first_second)));
         if let Some(kept) = seen.kept {
-            self.kept.borrow_mut().entry(endpoint.to_owned()).or_insert(kept);
+            self.kept
+                .borrow_mut()
+                .entry(endpoint.to_owned())
+                .or_insert(kept);
         }
     }
 
@@ -177,7 +184,10 @@ impl<'c> RedisBook<'c> {
                     .arg("WITHSCORES")
                     .query(*self.con.borrow_mut())?;
             let read = Read {
-                from_at: from_at.iter().map(|m| Bucket::read(m)).collect::<Result<_>>()?,
+                from_at: from_at
+                    .iter()
+                    .map(|m| Bucket::read(m))
+                    .collect::<Result<_>>()?,
                 below: below.first().map(|m| Bucket::read(m)).transpose()?,
                 first: first.first().map(|&(_, at)| at as i64),
             };

@@ -77,6 +77,10 @@ impl Bucket {
     }
 }
 
+fn plus(a: [i64; M], b: [i64; M]) -> [i64; M] {
+    std::array::from_fn(|k| a[k] + b[k])
+}
+
 /// What the buckets from `first` on hold, given the newest bucket.
 pub fn since(latest: Option<&Bucket>, first: Option<&Bucket>) -> [i64; M] {
     match (latest, first) {
@@ -182,9 +186,11 @@ impl Known {
         let mut bucket = old.unwrap_or_else(|| {
             let before = match self.members.range(..at).next_back() {
                 Some((_, b)) => Some(b.running),
-                None => self.below.flatten().map(|b| b.running).or_else(|| {
-                    self.members.range(at..).next().map(|(_, b)| b.before())
-                }),
+                None => self
+                    .below
+                    .flatten()
+                    .map(|b| b.running)
+                    .or_else(|| self.members.range(at..).next().map(|(_, b)| b.before())),
             };
             Bucket {
                 at,
@@ -192,17 +198,15 @@ impl Known {
                 running: before.unwrap_or([0; M]),
             }
         });
-        for k in 0..M {
-            bucket.added[k] += change[k];
-            bucket.running[k] += change[k];
-        }
+        bucket.added = plus(bucket.added, change);
+        bucket.running = plus(bucket.running, change);
         update.replaced.push((old, bucket));
         let later: Vec<Bucket> = self.members.range(at + 1..).map(|(_, b)| *b).collect();
         for old in later {
-            let mut new = old;
-            for k in 0..M {
-                new.running[k] += change[k];
-            }
+            let new = Bucket {
+                running: plus(old.running, change),
+                ..old
+            };
             update.replaced.push((Some(old), new));
         }
         for (_, new) in &update.replaced {
@@ -252,10 +256,10 @@ impl Known {
         let base = self.members.values().next().map_or([0; M], Bucket::before);
         let mut update = Update::default();
         for old in self.members.values_mut() {
-            let mut new = *old;
-            for k in 0..M {
-                new.running[k] -= base[k];
-            }
+            let new = Bucket {
+                running: plus(old.running, base.map(|n| -n)),
+                ..*old
+            };
             update.replaced.push((Some(*old), new));
             *old = new;
         }
@@ -311,7 +315,10 @@ mod tests {
             .map(|b| (b.at, b.added[0], b.running[0]))
             .collect();
         assert_eq!(totals, [(4, 1, 3), (6, 1, 4), (10, 2, 6)]);
-        assert_eq!(since(Some(&known.members[&10]), Some(&known.members[&6])), [3, 0, 0, 0, 0]);
+        assert_eq!(
+            since(Some(&known.members[&10]), Some(&known.members[&6])),
+            [3, 0, 0, 0, 0]
+        );
     }
 
     #[test]

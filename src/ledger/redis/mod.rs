@@ -213,13 +213,16 @@ impl RedisLedger {
         }
     }
 
-    fn run_once(&mut self, access: Access, step: &mut Step<'_>) -> Result<Ran> {
+    /// One run of a step; `token` is the step's (empty for a step that only reads), the
+    /// same in every run of it.
+    fn run_once(&mut self, token: &str, step: &mut Step<'_>) -> Result<Ran> {
+        let access = if token.is_empty() {
+            Access::Read
+        } else {
+            Access::Write
+        };
         let version = self.keys.global(Global::Version);
         let lock = self.keys.global(Global::Lock);
-        let token = match access {
-            Access::Write => random::id(),
-            Access::Read => String::new(),
-        };
         // One round trip: the lock (for a write), the server's clock, the newest stamp, the
         // layout and when the namespace was last pruned, in one reply (so a server that
         // never answers costs a timeout, not one per reply); and the watch, which must
@@ -230,7 +233,7 @@ impl RedisLedger {
             .key(self.keys.global(Global::Newest))
             .key(self.keys.global(Global::Layout))
             .key(self.keys.global(Global::Pruned))
-            .arg(&token)
+            .arg(token)
             .arg(LOCK_MS);
         let mut first = redis::pipe();
         first.invoke_script(&begin);
@@ -240,8 +243,13 @@ impl RedisLedger {
         let replies = match first.query::<Vec<Value>>(&mut self.con) {
             // A server that has not seen the script yet (new, restarted or flushed).
             Err(err) if err.code() == Some("NOSCRIPT") => {
-                begin
-                    .load(&mut self.con)
+                // The watch that followed counts from before the lock is taken: drop it.
+                redis::pipe()
+                    .cmd("UNWATCH")
+                    .ignore()
+                    .load_script(&scripts::BEGIN.script)
+                    .ignore()
+                    .query::<()>(&mut self.con)
                     .map_err(|e| explain(&e, &self.place))?;
                 first.query::<Vec<Value>>(&mut self.con)
             }
@@ -470,8 +478,12 @@ impl Ledger for RedisLedger {
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()> {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let mut lost = 0;
+        let token = match access {
+            Access::Write => random::id(),
+            Access::Read => String::new(),
+        };
         loop {
-            match self.run_once(access, step)? {
+            match self.run_once(&token, step)? {
                 Ran::Done => return Ok(()),
                 Ran::Lost if lost + 1 < MOST_RUNS => lost += 1,
                 Ran::Lost => bail!(

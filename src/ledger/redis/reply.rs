@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use anyhow::{Context as _, Result};
 use redis::Value;
 
+use super::buckets::{Bucket, since};
 use super::keys::{Cool, Life};
 use crate::clock::Millis;
 use crate::cooldown::Cooldown;
-use super::buckets::{Bucket, since};
 use crate::ledger::{Change, Counters, Entry, Said, Stored, signed};
 use crate::quota::{Limit, MEASURES, Request};
 
@@ -91,7 +91,11 @@ pub struct Seen {
 
 /// One endpoint's part of the standings script's reply: the windows summed from the
 /// buckets' running totals and the calls read one by one, and the rest as stored.
-pub fn parse_standing(endpoint: &str, month_after: Option<i64>, reply: Value) -> Result<(Stored, Seen)> {
+pub fn parse_standing(
+    endpoint: &str,
+    month_after: Option<i64>,
+    reply: Value,
+) -> Result<(Stored, Seen)> {
     let parts: Vec<Value> = redis::from_redis_value(reply).context("an unexpected reply")?;
     let [
         first_second,
@@ -112,10 +116,7 @@ pub fn parse_standing(endpoint: &str, month_after: Option<i64>, reply: Value) ->
         .map_err(|_| anyhow::anyhow!("an unexpected reply to the standings script"))?;
     let bucket = |value: Value| -> Result<Option<Bucket>> {
         let members: Vec<String> = redis::from_redis_value(value)?;
-        members
-            .first()
-            .map(|m| Bucket::read(m))
-            .transpose()
+        members.first().map(|m| Bucket::read(m)).transpose()
     };
     let first_second: Vec<(String, f64)> = redis::from_redis_value(first_second)?;
     let newest_second = bucket(newest_second)?;
@@ -133,8 +134,12 @@ pub fn parse_standing(endpoint: &str, month_after: Option<i64>, reply: Value) ->
     // before count.
     let mut month = [0i64; MEASURES];
     for (field, total) in pairs(months)? {
-        let Some((start, k)) = field.split_once(' ') else { continue };
-        let (Ok(start), Ok(k)) = (start.parse::<f64>(), k.parse::<usize>()) else { continue };
+        let Some((start, k)) = field.split_once(' ') else {
+            continue;
+        };
+        let (Ok(start), Ok(k)) = (start.parse::<f64>(), k.parse::<usize>()) else {
+            continue;
+        };
         if month_after.is_some_and(|after| start > after as f64) && (1..=MEASURES).contains(&k) {
             month[k - 1] = month[k - 1].saturating_add(count(&total) as i64);
         }
@@ -176,7 +181,8 @@ pub fn parse_standing(endpoint: &str, month_after: Option<i64>, reply: Value) ->
         })
         .collect();
     let stored = Stored {
-        windows: [minute, hour, day, month].map(|w| Request::from_measures(w.map(|n| n.max(0) as u64))),
+        windows: [minute, hour, day, month]
+            .map(|w| Request::from_measures(w.map(|n| n.max(0) as u64))),
         open: open.max(0) as u64,
         oldest_open: oldest
             .chunks(2)

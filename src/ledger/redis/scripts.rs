@@ -157,8 +157,9 @@ return out
 });
 
 /// The first look of every step, one reply: for a step that writes, the namespace's lock
-/// (taken only if free; `{0}` when another step holds it); then the server's clock, the
-/// newest stamp, the layout and when the namespace was last pruned.
+/// (taken if free or held by the same step, whose earlier run lost its writes; `{0}` when
+/// another step holds it); then the server's clock, the newest stamp, the layout and when
+/// the namespace was last pruned.
 ///
 /// KEYS: lock, newest, layout, pruned. ARGV: the step's token (empty for a step that only
 /// reads, which takes no lock), how long the lock lasts (ms).
@@ -166,8 +167,10 @@ pub static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         &[],
         r#"
-if ARGV[1] ~= '' and not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0}
+if ARGV[1] ~= '' then
+  local holder = redis.call('GET', KEYS[1])
+  if holder and holder ~= ARGV[1] then return {0} end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 local t = redis.call('TIME')
 return {1, t[1], t[2], redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]),
