@@ -144,6 +144,33 @@ pub fn describe(request: Request) -> String {
 
 /// Chooses among `candidates` (best first) at `now`, and reserves the choice unless
 /// `reserve` is false. Must run in a write step of the ledger when it reserves.
+/// The candidates a choice reads first. Each question to the ledger reads a batch of
+/// accounts (one round trip on a ledger across a network): every candidate when the
+/// strategy weighs them all; in file order, the first alone, and the rest only when it does
+/// not fit.
+pub fn first_read<'c, 'e>(
+    candidates: &'c [&'e Endpoint],
+    strategy: Strategy,
+) -> &'c [&'e Endpoint] {
+    match strategy {
+        Strategy::Order => &candidates[..candidates.len().min(1)],
+        _ => candidates,
+    }
+}
+
+/// The endpoints whose accounts a choice reads first (a pool's members with its rows), for
+/// [`Ledger::expect`].
+pub fn expected<'e>(candidates: &[&'e Endpoint], strategy: Strategy) -> Vec<&'e str> {
+    // Which accounts a row needs does not depend on the time, only their spans do.
+    let mut ids: Vec<&str> = admit::asks(first_read(candidates, strategy), 0, Parts::default())
+        .iter()
+        .map(|ask| ask.endpoint)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    ids
+}
+
 pub fn choose<'e>(
     book: &dyn Book,
     candidates: &[&'e Endpoint],
@@ -156,21 +183,11 @@ pub fn choose<'e>(
     if reserve {
         account::prune(book, now)?;
     }
-    // Each question to the ledger reads a batch of accounts (one round trip on a ledger
-    // across a network): every candidate when the strategy weighs them all; in file order,
-    // the first alone, and the rest only when it does not fit.
     let everyone: Vec<Ask<'_>> = admit::asks(candidates, now, Parts::default());
     let mut accounts = Accounts::default();
-    let mut all_read = false;
-    match (strategy, candidates.first()) {
-        (Strategy::Order, Some(&first)) => {
-            accounts.fill(book, &admit::asks(&[first], now, Parts::default()), now)?;
-        }
-        _ => {
-            accounts.fill(book, &everyone, now)?;
-            all_read = true;
-        }
-    }
+    let first = first_read(candidates, strategy);
+    accounts.fill(book, &admit::asks(first, now, Parts::default()), now)?;
+    let mut all_read = first.len() == candidates.len();
     let turn = match strategy {
         Strategy::RoundRobin => book.last_turn()?,
         _ => None,

@@ -97,23 +97,30 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
         said: Said::Nothing,
         response: None,
     };
+    // The ledger's own time is the op's, so that a Redis ledger's first look reads what the
+    // step then asks (its standings, for the span the step asks), as on the real clock.
+    ledger.set_server_clock(at);
     let done = match op {
-        Op::Pick { row, tokens } => ledger.write(|book, _| {
-            choose::choose(
-                book,
-                &[&rows[*row]],
-                Estimate {
-                    input: *tokens,
-                    output: 0,
-                },
-                Picking::Order,
-                true,
-                at,
-            )
-            .map(|_| ())
-        }),
+        Op::Pick { row, tokens } => {
+            ledger.expect(&choose::expected(&[&rows[*row]], Picking::Order));
+            ledger.write(|book, _| {
+                choose::choose(
+                    book,
+                    &[&rows[*row]],
+                    Estimate {
+                        input: *tokens,
+                        output: 0,
+                    },
+                    Picking::Order,
+                    true,
+                    at,
+                )
+                .map(|_| ())
+            })
+        }
         Op::RoundRobin => {
             let all: Vec<&Endpoint> = rows.iter().collect();
+            ledger.expect(&choose::expected(&all, Picking::RoundRobin));
             ledger.write(|book, _| {
                 choose::choose(
                     book,
@@ -269,6 +276,9 @@ proptest! {
                 apply(ledger.as_mut(), &rows, at, op);
             }
             let now = times.last().copied().unwrap_or(T0);
+            ledger.set_server_clock(now);
+            let ids: Vec<&str> = rows.iter().map(|e| e.id.as_str()).collect();
+            ledger.expect(&ids);
             let read = ledger.read(|book, _| {
                 let all: Vec<&Endpoint> = rows.iter().collect();
                 let asks: Vec<Ask<'_>> = admit::asks(&all, now, Parts::ALL);

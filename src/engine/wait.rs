@@ -115,7 +115,9 @@ pub fn pick<'e>(
     how: How,
     wait: &Wait,
 ) -> Result<(Choice<'e>, Millis)> {
+    let expected = choose::expected(candidates, how.strategy);
     loop {
+        ledger.expect(&expected);
         // The time of each attempt is the ledger's, read under its lock.
         let step = |book: &dyn Book, now: Millis| {
             let choice = choose::choose(

@@ -390,6 +390,11 @@ pub trait Ledger {
     /// it: the decisions read first and write last.
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()>;
 
+    /// The endpoints the next step will ask about first (see
+    /// [`crate::engine::choose::first_read`]): a ledger across a network reads them with
+    /// its first look, and saves the step a round trip.
+    fn expect(&mut self, _endpoints: &[&str]) {}
+
     /// Whether a step reads what an earlier step of the same transaction wrote, so that
     /// several steps may share one: true for SQLite; a Redis step reads only what the
     /// server held when it began.

@@ -589,3 +589,23 @@ fn a_server_that_has_not_seen_the_scripts_costs_a_pick_no_wasted_step() {
         1
     );
 }
+
+#[test]
+fn a_pick_reads_with_its_first_look_and_writes_with_its_second() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model,rpm\np,a,5\np,b,5\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=trips", server.port);
+    with_db(&env, &url, &["pick"]).code(0);
+    for args in [&["pick"][..], &["pick", "--strategy", "round-robin"]] {
+        redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
+        with_db(&env, &url, args).code(0);
+        let stats = redis_cli(server.port, &["INFO", "commandstats"]);
+        // One script takes the lock and reads every account the choice reads first; one
+        // transaction writes. Nothing else is asked of the server.
+        assert!(
+            stats.contains("cmdstat_evalsha:calls=1,"),
+            "{args:?}: {stats}"
+        );
+        assert!(stats.contains("cmdstat_exec:calls=1,"), "{args:?}: {stats}");
+    }
+}

@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use redis::{Connection, Pipeline, Value};
 
 use super::buckets::{Bucket, Known, Read, Update};
@@ -37,6 +37,18 @@ const CALLS_KEPT_MS: Millis = 2 * MINUTE_MS;
 /// script costs is then spread over the steps of ten seconds.
 const FORGET_EVERY_MS: Millis = 10_000;
 
+/// What the first look of a step found.
+pub struct Found {
+    pub newest: Option<Millis>,
+    /// The server's clock.
+    pub server: Millis,
+    /// When the namespace was last pruned.
+    pub pruned: Option<Millis>,
+    /// The standing of each endpoint the step was expected to ask about, with the span
+    /// the first look took (`{span, standing}`).
+    pub standings: HashMap<String, Value>,
+}
+
 pub struct RedisBook<'c> {
     con: RefCell<&'c mut Connection>,
     keys: &'c Keys,
@@ -52,6 +64,8 @@ pub struct RedisBook<'c> {
     wrote: Cell<bool>,
     /// When the namespace was last pruned, as the step found it.
     pruned: Option<Millis>,
+    /// Standings read by the first look, by endpoint (see [`Found::standings`]).
+    standings: HashMap<String, Value>,
     /// What the step knows of each sorted set of buckets, by key, with its own updates.
     buckets: RefCell<HashMap<String, Known>>,
     /// How far each endpoint's calls were looked at for forgetting, as the step found it.
@@ -59,23 +73,19 @@ pub struct RedisBook<'c> {
 }
 
 impl<'c> RedisBook<'c> {
-    pub fn new(
-        con: &'c mut Connection,
-        keys: &'c Keys,
-        (newest, server): (Option<Millis>, Millis),
-        pruned: Option<Millis>,
-    ) -> Self {
+    pub fn new(con: &'c mut Connection, keys: &'c Keys, found: Found) -> Self {
         RedisBook {
             con: RefCell::new(con),
             keys,
-            server,
-            found_newest: newest,
+            server: found.server,
+            found_newest: found.newest,
             earliest_write: Cell::new(None),
-            newest: Cell::new(newest),
+            newest: Cell::new(found.newest),
             journal: RefCell::new(redis::pipe()),
             touched: RefCell::default(),
             wrote: Cell::new(false),
-            pruned,
+            pruned: found.pruned,
+            standings: found.standings,
             buckets: RefCell::default(),
             kept: RefCell::default(),
         }
@@ -219,27 +229,41 @@ impl Book for RedisBook<'_> {
     }
 
     fn standings(&self, asks: &[(&str, Span)]) -> Result<Vec<Stored>> {
-        if asks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let endpoints: Vec<&str> = asks.iter().map(|&(id, _)| id).collect();
-        let args: Vec<String> = asks
+        let span_of = |span: &Span| {
+            [
+                span.minute_after,
+                span.hour_from,
+                span.day_from,
+                span.open_after,
+            ]
+        };
+        // What the first look read for the very span asked is the answer; the rest is
+        // read now, in one round trip.
+        let mut found: Vec<Option<Value>> = asks
             .iter()
-            .flat_map(|(_, span)| {
-                [
-                    span.minute_after,
-                    span.hour_from,
-                    span.day_from,
-                    span.open_after,
-                ]
-                .map(|n| n.to_string())
+            .map(|(id, span)| {
+                let (took, standing): ([i64; 4], Value) =
+                    redis::from_redis_value(self.standings.get(*id)?.clone()).ok()?;
+                (took == span_of(span)).then_some(standing)
             })
             .collect();
-        let reply = self.run_script(&scripts::STANDINGS, &endpoints, &args)?;
-        let replies: Vec<Value> = redis::from_redis_value(reply)?;
+        let missing: Vec<usize> = (0..asks.len()).filter(|&i| found[i].is_none()).collect();
+        if !missing.is_empty() {
+            let endpoints: Vec<&str> = missing.iter().map(|&i| asks[i].0).collect();
+            let args: Vec<String> = missing
+                .iter()
+                .flat_map(|&i| span_of(&asks[i].1).map(|n| n.to_string()))
+                .collect();
+            let reply = self.run_script(&scripts::STANDINGS, &endpoints, &args)?;
+            let replies: Vec<Value> = redis::from_redis_value(reply)?;
+            for (i, reply) in missing.into_iter().zip(replies) {
+                found[i] = Some(reply);
+            }
+        }
         asks.iter()
-            .zip(replies)
+            .zip(found)
             .map(|(&(id, span), reply)| {
+                let reply = reply.context("an unexpected reply to the standings script")?;
                 let (stored, seen) = parse_standing(id, span.month_after, reply)?;
                 self.learn(id, seen);
                 Ok(stored)

@@ -35,6 +35,7 @@ use redis::{Connection, ErrorKind, Value};
 use super::{Access, Finding, Ledger, Step};
 use crate::clock::{self, Millis};
 use crate::output;
+use crate::quota;
 use crate::random;
 use keys::{Global, Keys};
 
@@ -71,6 +72,8 @@ pub struct RedisLedger {
     keys: Keys,
     /// `host:port, prefix NAME`, for messages: never the password.
     place: String,
+    /// The endpoints the next step will ask about first, read with its first look.
+    expected: Vec<String>,
     /// For tests: the server's clock, as the test sets it.
     #[cfg(test)]
     server_clock: Option<Millis>,
@@ -190,6 +193,7 @@ impl RedisLedger {
             con,
             keys: Keys { prefix },
             place,
+            expected: Vec::new(),
             #[cfg(test)]
             server_clock: None,
         })
@@ -227,14 +231,27 @@ impl RedisLedger {
         // layout and when the namespace was last pruned, in one reply (so a server that
         // never answers costs a timeout, not one per reply); and the watch, which must
         // follow the taking of the lock.
+        let expected: Vec<&str> = self.expected.iter().map(String::as_str).collect();
+        // The clock the first look guesses the time of the step from: a pinned one, or the
+        // server's.
+        let pinned = clock::pinned_now()?;
+        #[cfg(test)]
+        let pinned = pinned.or(self.server_clock);
         let mut begin = scripts::BEGIN.script.prepare_invoke();
+        for key in self.keys.for_script(scripts::BEGIN.layout, &expected) {
+            begin.key(key);
+        }
         begin
             .key(&lock)
             .key(self.keys.global(Global::Newest))
             .key(self.keys.global(Global::Layout))
             .key(self.keys.global(Global::Pruned))
             .arg(token)
-            .arg(LOCK_MS);
+            .arg(LOCK_MS)
+            .arg(pinned.map_or_else(String::new, |at| at.to_string()))
+            .arg(super::FURTHEST_AHEAD_MS)
+            .arg(&quota::Window::ROLLING.map(|w| w.len_ms())[..])
+            .arg(super::RESERVATION_OPEN_MS);
         let mut first = redis::pipe();
         first.invoke_script(&begin);
         if access == Access::Write {
@@ -264,8 +281,16 @@ impl RedisLedger {
             self.wait_for_the_lock()?;
             return Ok(Ran::Locked);
         }
-        type Found = (i64, i64, i64, Option<i64>, Option<String>, Option<i64>);
-        let (_, seconds, micros, newest, layout, pruned): Found =
+        type Found = (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Vec<Value>,
+        );
+        let (_, seconds, micros, newest, layout, pruned, standings): Found =
             redis::from_redis_value(Value::Array(found)).map_err(|e| {
                 anyhow!(
                     "{}: does not answer as a Redis server does ({e})",
@@ -282,7 +307,17 @@ impl RedisLedger {
         let server = self.server_clock.unwrap_or(server);
         let clock = clock::pinned_now()?.unwrap_or(server);
         let now: Millis = super::step_time(clock, newest);
-        let book = book::RedisBook::new(&mut self.con, &self.keys, (newest, server), pruned);
+        let found = book::Found {
+            newest,
+            server,
+            pruned,
+            standings: expected
+                .iter()
+                .map(|&e| e.to_owned())
+                .zip(standings)
+                .collect(),
+        };
+        let book = book::RedisBook::new(&mut self.con, &self.keys, found);
         // An error of the server met by a read names the server like every other.
         let result = step(&book, now).map_err(|e| match e.downcast_ref::<redis::RedisError>() {
             Some(err) => explain(err, &self.place),
@@ -470,6 +505,10 @@ impl Ledger for RedisLedger {
         Ok(findings)
     }
 
+    fn expect(&mut self, endpoints: &[&str]) {
+        self.expected = endpoints.iter().map(|&e| e.to_owned()).collect();
+    }
+
     #[cfg(test)]
     fn set_server_clock(&mut self, at: Millis) {
         self.server_clock = Some(at);
@@ -483,7 +522,11 @@ impl Ledger for RedisLedger {
             Access::Read => String::new(),
         };
         loop {
-            match self.run_once(&token, step)? {
+            let ran = self.run_once(&token, step);
+            if !matches!(ran, Ok(Ran::Locked | Ran::Lost)) {
+                self.expected.clear();
+            }
+            match ran? {
                 Ran::Done => return Ok(()),
                 Ran::Lost if lost + 1 < MOST_RUNS => lost += 1,
                 Ran::Lost => bail!(

@@ -91,7 +91,20 @@ local function summed(hash, ids)
 end
 "#;
 
-/// Everything a decision reads of each endpoint, as stored: Rust sums it (see
+/// The keys of an endpoint that its standing reads, in the order a script receives them.
+const STANDING_LAYOUT: &[Of] = &[
+    Of::Calls,
+    Of::Call,
+    Of::Buckets,
+    Of::Seconds,
+    Of::Months,
+    Of::Open,
+    Of::Life,
+    Of::Cool,
+    Of::Reports,
+];
+
+/// Everything a decision reads of the i-th endpoint, as stored: Rust sums it (see
 /// `reply::parse_standing`), since parsing costs a script more than all its look-ups.
 /// - the first second bucket (with its second), the newest, and the first from the minute
 ///   window's first whole second (the second buckets are complete from the second after
@@ -101,49 +114,36 @@ end
 /// - the month totals; how many reservations are open, and the oldest (id and call); the
 ///   last call (id and instant); the endpoint's counters, cooldown and reports.
 ///
-/// ARGV, four per endpoint: the minute window's start (exclusive), the first minute of the
-/// hour and of the day window, the open reservations' start (exclusive).
-pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        &[
-            Of::Calls,
-            Of::Call,
-            Of::Buckets,
-            Of::Seconds,
-            Of::Months,
-            Of::Open,
-            Of::Life,
-            Of::Cool,
-            Of::Reports,
-        ],
-        r#"
-local out = {}
-for i = 1, #KEYS / PER do
-  local a = (i - 1) * 4
+/// Its span: the minute window's start (exclusive), the first minute of the hour and of
+/// the day window, the open reservations' start (exclusive).
+const STANDING: &str = r#"
+local function standing(i, after, hour_from, day_from, open_after)
   local first = redis.call('ZRANGE', key(i, 'sec'), 0, 0, 'WITHSCORES')
   local from, before = {}, '+inf'
   if #first > 0 then
-    local whole = math.max(math.floor(tonumber(ARGV[a + 1]) / 1000) + 1, tonumber(first[2]) + 1)
+    local whole = math.max(math.floor(after / 1000) + 1, tonumber(first[2]) + 1)
     from = redis.call('ZRANGEBYSCORE', key(i, 'sec'), whole, '+inf', 'LIMIT', 0, 1)
     before = '(' .. string.format('%d', whole * 1000)
   end
-  local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), '(' .. ARGV[a + 1], before)
-  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), '(' .. ARGV[a + 4], '+inf', 'LIMIT', 0, 1)
+  after = '(' .. string.format('%d', after)
+  open_after = '(' .. string.format('%d', open_after)
+  local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), after, before)
+  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), open_after, '+inf', 'LIMIT', 0, 1)
   local oldest = {}
   if #open > 0 then
     local v = redis.call('HGET', key(i, 'call'), open[1])
     if v then oldest = {open[1], v} end
   end
-  out[i] = {
+  return {
     first,
     redis.call('ZREVRANGE', key(i, 'sec'), 0, 0),
     from,
     values(key(i, 'call'), ids),
     redis.call('ZREVRANGE', key(i, 'cum'), 0, 0),
-    redis.call('ZRANGEBYSCORE', key(i, 'cum'), ARGV[a + 2], '+inf', 'LIMIT', 0, 1),
-    redis.call('ZRANGEBYSCORE', key(i, 'cum'), ARGV[a + 3], '+inf', 'LIMIT', 0, 1),
+    redis.call('ZRANGEBYSCORE', key(i, 'cum'), hour_from, '+inf', 'LIMIT', 0, 1),
+    redis.call('ZRANGEBYSCORE', key(i, 'cum'), day_from, '+inf', 'LIMIT', 0, 1),
     redis.call('HGETALL', key(i, 'mon')),
-    redis.call('ZCOUNT', key(i, 'open'), '(' .. ARGV[a + 4], '+inf'),
+    redis.call('ZCOUNT', key(i, 'open'), open_after, '+inf'),
     oldest,
     redis.call('ZREVRANGE', key(i, 'calls'), 0, 0, 'WITHSCORES'),
     redis.call('HGETALL', key(i, 'life')),
@@ -151,31 +151,70 @@ for i = 1, #KEYS / PER do
     redis.call('HGETALL', key(i, 'rep')),
   }
 end
+"#;
+
+/// Each endpoint's standing (see [`STANDING`]).
+///
+/// ARGV, four per endpoint: its span.
+pub static STANDINGS: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        STANDING_LAYOUT,
+        &format!(
+            r#"{STANDING}
+local out = {{}}
+for i = 1, #KEYS / PER do
+  local a = (i - 1) * 4
+  out[i] = standing(i, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]))
+end
 return out
-"#,
+"#
+        ),
     )
 });
 
 /// The first look of every step, one reply: for a step that writes, the namespace's lock
 /// (taken if free or held by the same step, whose earlier run lost its writes; `{0}` when
 /// another step holds it); then the server's clock, the newest stamp, the layout and when
-/// the namespace was last pruned.
+/// the namespace was last pruned; and the standing of each endpoint the step said it
+/// would ask about first, with the span this script took for it. The span is a guess at
+/// the one the step will ask (from the time of the step as the step will take it); the
+/// step uses a standing only for the very span it asks, so a wrong guess costs a round
+/// trip, never a wrong answer.
 ///
-/// KEYS: lock, newest, layout, pruned. ARGV: the step's token (empty for a step that only
-/// reads, which takes no lock), how long the lock lasts (ms).
+/// KEYS: each endpoint's (as [`STANDINGS`] takes them), then lock, newest, layout, pruned.
+/// ARGV: the step's token (empty for a step that only reads, which takes no lock), how
+/// long the lock lasts (ms), the pinned clock (empty for the server's), how far ahead the
+/// newest stamp may be and still set the time, and the lengths of the minute, hour and
+/// day windows and how long a reservation stays open (ms).
 pub static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        &[],
-        r#"
+        STANDING_LAYOUT,
+        &format!(
+            r#"{STANDING}
+local g = #KEYS - 4
 if ARGV[1] ~= '' then
-  local holder = redis.call('GET', KEYS[1])
-  if holder and holder ~= ARGV[1] then return {0} end
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local holder = redis.call('GET', KEYS[g + 1])
+  if holder and holder ~= ARGV[1] then return {{0}} end
+  redis.call('SET', KEYS[g + 1], ARGV[1], 'PX', ARGV[2])
 end
 local t = redis.call('TIME')
-return {1, t[1], t[2], redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]),
-  redis.call('GET', KEYS[4])}
-"#,
+local newest = redis.call('GET', KEYS[g + 2])
+local standings = {{}}
+if g > 0 then
+  local now = tonumber(ARGV[3]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  local n = tonumber(newest)
+  if n and n > now and n - now <= tonumber(ARGV[4]) then now = n end
+  local function minute(at) return math.floor(at / 60000) end
+  local span = {{now - tonumber(ARGV[5]), minute(now - tonumber(ARGV[6]) + 1),
+    minute(now - tonumber(ARGV[7]) + 1), now - tonumber(ARGV[8])}}
+  for i = 1, g / PER do
+    standings[i] = {{span, standing(i, span[1], span[2], span[3], span[4])}}
+  end
+end
+return {{1, t[1], t[2], newest, redis.call('GET', KEYS[g + 3]), redis.call('GET', KEYS[g + 4]),
+  standings}}
+"#
+        ),
     )
 });
 
