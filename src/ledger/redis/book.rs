@@ -70,6 +70,8 @@ pub struct RedisBook<'c> {
     buckets: RefCell<HashMap<String, Known>>,
     /// How far each endpoint's calls were looked at for forgetting, as the step found it.
     kept: RefCell<HashMap<String, Millis>>,
+    /// Each endpoint's last call as the step found it (`None` for none), when it read it.
+    last_calls: RefCell<HashMap<String, Option<Millis>>>,
 }
 
 impl<'c> RedisBook<'c> {
@@ -88,6 +90,7 @@ impl<'c> RedisBook<'c> {
             standings: found.standings,
             buckets: RefCell::default(),
             kept: RefCell::default(),
+            last_calls: RefCell::default(),
         }
     }
 
@@ -158,6 +161,10 @@ impl<'c> RedisBook<'c> {
         buckets
             .entry(self.of(Of::Seconds, endpoint))
             .or_insert_with(|| Known::newest(seen.newest_second, Some(seen.first_second)));
+        self.last_calls
+            .borrow_mut()
+            .entry(endpoint.to_owned())
+            .or_insert(seen.last_call);
         if let Some(kept) = seen.kept {
             self.kept
                 .borrow_mut()
@@ -203,7 +210,13 @@ impl<'c> RedisBook<'c> {
             };
             known.learn(from, read);
         }
-        let mut update = known.add(at, change.0, seconds);
+        // No call came before this second: a new set of seconds is complete at once.
+        let nothing_before = self
+            .last_calls
+            .borrow()
+            .get(endpoint)
+            .is_some_and(|last| last.is_none_or(|last| last < at * 1_000));
+        let mut update = known.add(at, change.0, seconds, nothing_before);
         if known.too_large() {
             let all: Vec<String> = self.query(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))?;
             let all = all.iter().map(|m| Bucket::read(m)).collect::<Result<_>>()?;

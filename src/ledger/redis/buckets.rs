@@ -177,10 +177,32 @@ impl Known {
     /// it) and to the running totals of every later bucket. Seconds before the first kept
     /// are left out (their calls are read one by one), and those more than two minutes
     /// before the newest go.
-    pub fn add(&mut self, at: i64, change: [i64; M], seconds: bool) -> Update {
+    ///
+    /// The second buckets are complete from the second after their first, since calls of
+    /// the first second may have come before it (a namespace of an older layout). A set of
+    /// them begun by a step that knows no call came before its second (`nothing_before`)
+    /// begins with an empty bucket for the second before: complete at once, so the
+    /// minute window reads no call one by one but those of the second it starts in.
+    pub fn add(
+        &mut self,
+        at: i64,
+        change: [i64; M],
+        seconds: bool,
+        nothing_before: bool,
+    ) -> Update {
         let mut update = Update::default();
         if seconds && self.first.flatten().is_some_and(|first| at < first) {
             return update;
+        }
+        if seconds && nothing_before && self.members.is_empty() && self.first == Some(None) {
+            let empty = Bucket {
+                at: at - 1,
+                ..Bucket::default()
+            };
+            update.replaced.push((None, empty));
+            self.members.insert(empty.at, empty);
+            self.first = Some(Some(empty.at));
+            self.from = self.from.min(empty.at);
         }
         let old = self.members.get(&at).copied();
         let mut bucket = old.unwrap_or_else(|| {
@@ -306,7 +328,7 @@ mod tests {
                 first: Some(2),
             },
         );
-        let update = known.add(4, [1, 0, 0, 0, 0], false);
+        let update = known.add(4, [1, 0, 0, 0, 0], false, false);
         assert_eq!(update.replaced.len(), 3);
         assert_eq!(update.replaced[0].0, None);
         let totals: Vec<(i64, i64, i64)> = known
@@ -325,15 +347,29 @@ mod tests {
     fn seconds_before_the_first_are_left_out_and_two_minutes_are_kept() {
         let one = [1, 0, 0, 0, 0];
         let mut known = Known::newest(Some(b(200, 1, 9)), Some(Some(100)));
-        assert!(known.add(99, one, true).replaced.is_empty());
-        let update = known.add(330, one, true);
+        assert!(known.add(99, one, true, false).replaced.is_empty());
+        let update = known.add(330, one, true, false);
         assert_eq!(update.replaced, [(None, b(330, 1, 10))]);
         assert_eq!(update.drop_before, Some(210));
         // Every bucket from 200 on was known: the first is now 330.
-        assert!(known.add(250, one, true).replaced.is_empty());
+        assert!(known.add(250, one, true, false).replaced.is_empty());
         // Here the first went, and the next is somewhere the step never read: it reads.
         let mut known = Known::newest(Some(b(330, 1, 9)), Some(Some(100)));
-        assert_eq!(known.add(340, one, true).drop_before, Some(220));
+        assert_eq!(known.add(340, one, true, false).drop_before, Some(220));
         assert_eq!(known.read_from(250, true), Some(250));
+    }
+
+    #[test]
+    fn a_set_of_seconds_begun_after_every_call_is_complete_from_its_first() {
+        let one = [1, 0, 0, 0, 0];
+        let mut known = Known::newest(None, Some(None));
+        let update = known.add(50, one, true, true);
+        assert_eq!(update.replaced, [(None, b(49, 0, 0)), (None, b(50, 1, 1))]);
+        // Not when a call may have come earlier in the second.
+        let mut known = Known::newest(None, Some(None));
+        assert_eq!(
+            known.add(50, one, true, false).replaced,
+            [(None, b(50, 1, 1))]
+        );
     }
 }

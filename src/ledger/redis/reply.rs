@@ -87,6 +87,8 @@ pub struct Seen {
     pub newest_minute: Option<Bucket>,
     /// How far its calls were looked at for forgetting (`kept` in its counters).
     pub kept: Option<Millis>,
+    /// Its last call, if any.
+    pub last_call: Option<Millis>,
 }
 
 /// One endpoint's part of the standings script's reply: the windows summed from the
@@ -197,6 +199,7 @@ pub fn parse_standing(
         newest_second,
         newest_minute,
         kept: life.get(Life::Kept.field()).and_then(|v| v.parse().ok()),
+        last_call: stored.last_call,
     };
     Ok((stored, seen))
 }
