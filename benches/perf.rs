@@ -173,6 +173,22 @@ fn fleet(report: &mut Report, dir: &Path) {
             ));
             rates.push(rate);
         }
+        if let (Some(port), true) = (server, name.starts_with("Redis")) {
+            // What any client costs the server for the same connection and round trips:
+            // the floor under a pick's figure.
+            let target: u16 = db
+                .split(':')
+                .nth(2)
+                .and_then(|p| p.split('/').next()?.parse().ok())
+                .expect("the port in the URL");
+            let before = redis_cpu_s(port);
+            let connections = bare_connections(target, 8, Duration::from_secs(3));
+            let per = (redis_cpu_s(port) - before) / connections.max(1) as f64;
+            report.lines.push(format!(
+                "| {name}: a bare client connecting and making 2 round trips (PING), 8 at once | server CPU {:.3} ms a connection | | | |",
+                per * 1000.0
+            ));
+        }
         for rate in [50, 100, 200, 400] {
             let (done, p50, p99) = open_loop(&file, db, rate, Duration::from_secs(3));
             report.lines.push(format!(
@@ -264,6 +280,32 @@ fn closed_loop(file: &Path, db: &str, processes: usize, length: Duration) -> (u6
         }
     });
     (admitted.into_inner(), start.elapsed().as_secs_f64())
+}
+
+/// Connections made by `clients` threads that each connect to `port`, send PING and read
+/// its answer twice, and close, again and again for `length`.
+fn bare_connections(port: u16, clients: usize, length: Duration) -> u64 {
+    use std::io::{Read, Write};
+    let made = std::sync::atomic::AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                while start.elapsed() < length {
+                    let mut stream =
+                        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    stream.set_nodelay(true).expect("nodelay");
+                    let mut reply = [0u8; 7];
+                    for _ in 0..2 {
+                        stream.write_all(b"PING\r\n").expect("send");
+                        stream.read_exact(&mut reply).expect("+PONG");
+                    }
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    made.into_inner()
 }
 
 /// The CPU seconds the Redis server has used, user and system.
