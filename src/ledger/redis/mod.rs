@@ -1,18 +1,19 @@
 //! The Redis ledger: one namespace on a Redis (or Valkey) server shared by every machine
 //! that points at it, for fleets that draw on one provider key.
 //!
-//! A step that writes holds the namespace's lock, as a step on SQLite holds the file's: it
-//! takes the lock (a key set only if absent, with a random token, expiring after a few
-//! seconds), WATCHes it and the namespace's version, reads the server's TIME and what the
-//! decisions ask, and sends every write, an increment of the version and the lock's
-//! release in one MULTI/EXEC. Steps that find the lock taken wait on the server (BLPOP on a
-//! list the releasing step pushes to) rather than run and lose: the work a step does is
-//! never thrown away because another committed, so goodput holds however many processes
-//! pick at once. Should a step outlive its lock and another take it, the WATCH makes its
-//! EXEC do nothing, and the step runs again. So checking and reserving is one atomic step
-//! for any number of processes on any number of machines, and the time of every step is
-//! the server's clock, read with the lock held, never earlier than the newest entry. A
-//! step that only reads takes no lock.
+//! A step that writes holds the namespace's lock, as a step on SQLite holds the file's. Its
+//! first look is one script: it takes the lock (a key with a random token, expiring after a
+//! few seconds), reads the server's TIME, the newest stamp, and the accounts the step said
+//! it would ask about first (`Ledger::expect`). The step then WATCHes the lock and the
+//! namespace's version, decides in Rust, and sends every write, an increment of the
+//! version and the lock's release in one MULTI/EXEC: two round trips for a pick. Steps
+//! that find the lock taken wait on the server (BLPOP on a list the releasing step pushes
+//! to) rather than run and lose: the work a step does is never thrown away because another
+//! committed, so goodput holds however many processes pick at once. Should a step outlive
+//! its lock and another take it, the WATCH makes its EXEC do nothing, and the step runs
+//! again. So checking and reserving is one atomic step for any number of processes on any
+//! number of machines, and the time of every step is the server's clock, read with the
+//! lock held, never earlier than the newest entry. A step that only reads takes no lock.
 //!
 //! Reads see the ledger as the step found it (and the running totals its own writes add);
 //! writes are seen by the steps after it. The commands never read what they just wrote.
