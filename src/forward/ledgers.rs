@@ -41,10 +41,13 @@ trait Job: Send {
     fn run(&mut self, book: &dyn Book, now: Millis);
     /// Sends the answer of its last run, or the error that undid the whole transaction.
     fn answer(self: Box<Self>, undone: Option<&anyhow::Error>);
+    /// The endpoints it will ask about first ([`Ledger::expect`]).
+    fn expected(&self) -> &[String];
 }
 
 struct Step<T, F> {
     step: F,
+    expected: Vec<String>,
     done: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -62,6 +65,10 @@ impl<T: Send, F: FnMut(&dyn Book, Millis) -> Result<T> + Send> Job for Step<T, F
                 .unwrap_or_else(|| Err(anyhow!("the step did not run"))),
         };
         let _ = self.reply.send(answer);
+    }
+
+    fn expected(&self) -> &[String] {
+        &self.expected
     }
 }
 
@@ -93,9 +100,19 @@ impl Ledgers {
         &self,
         step: impl FnMut(&dyn Book, Millis) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.write_expecting(Vec::new(), step).await
+    }
+
+    /// [`Ledgers::write`] for a step that will ask about `expected` first.
+    pub async fn write_expecting<T: Send + 'static>(
+        &self,
+        expected: Vec<String>,
+        step: impl FnMut(&dyn Book, Millis) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Step {
             step,
+            expected,
             done: None,
             reply,
         });
@@ -155,6 +172,11 @@ fn write_in_turn(mut writer: Box<dyn Ledger + Send>, queue: &mpsc::Receiver<Box<
                 Err(_) => break,
             }
         }
+        let expected: Vec<&str> = batch
+            .iter()
+            .flat_map(|job| job.expected().iter().map(String::as_str))
+            .collect();
+        ledger.expect(&expected);
         let ran = ledger.write(|book, now| {
             for job in &mut batch {
                 job.run(book, now);

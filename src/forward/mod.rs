@@ -399,9 +399,14 @@ impl Forwarder {
         loop {
             let endpoints = Arc::clone(&self.endpoints);
             let (left, strategy) = (left.clone(), self.options.strategy);
+            let candidates: Vec<&Endpoint> = left.iter().map(|&i| &endpoints[i]).collect();
+            let expected = choose::expected(&candidates, strategy)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             let (picked, earliest, now) = self
                 .ledgers
-                .write(move |book, now| {
+                .write_expecting(expected, move |book, now| {
                     let candidates: Vec<&Endpoint> = left.iter().map(|&i| &endpoints[i]).collect();
                     let choice = choose::choose(book, &candidates, estimate, strategy, true, now)?;
                     Ok(match choice {
