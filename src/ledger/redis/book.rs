@@ -335,20 +335,13 @@ impl Book for RedisBook<'_> {
     }
 
     fn by_lease(&self, lease: &str) -> Result<Option<Entry>> {
-        let endpoint: Option<String> = self.query(
-            redis::cmd("HGET")
-                .arg(self.global(Global::Leases))
-                .arg(lease),
-        )?;
-        let Some(endpoint) = endpoint else {
-            return Ok(None);
-        };
-        let value: Option<String> = self.query(
-            redis::cmd("HGET")
-                .arg(self.of(Of::Call, &endpoint))
-                .arg(lease),
-        )?;
-        Ok(value.and_then(|v| parse_call(lease, &endpoint, &v)))
+        let found: Option<(String, Option<String>)> = scripts::BY_LEASE
+            .script
+            .key(self.global(Global::Leases))
+            .arg(lease)
+            .arg(self.of(Of::Call, ""))
+            .invoke(*self.con.borrow_mut())?;
+        Ok(found.and_then(|(endpoint, call)| parse_call(lease, &endpoint, &call?)))
     }
 
     fn history(&self, endpoint: &str, since_hour: i64) -> Result<Vec<Hourly>> {

@@ -218,6 +218,21 @@ return {{1, t[1], t[2], newest, redis.call('GET', KEYS[g + 3]), redis.call('GET'
     )
 });
 
+/// A lease's endpoint and its call, in one round trip: `{endpoint, call}`, or nil.
+///
+/// KEYS: the leases hash. ARGV: the lease, and what the name of an endpoint's calls hash
+/// begins with (the endpoint follows).
+pub static BY_LEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        &[],
+        r#"
+local endpoint = redis.call('HGET', KEYS[1], ARGV[1])
+if not endpoint then return false end
+return {endpoint, redis.call('HGET', ARGV[2] .. endpoint, ARGV[1])}
+"#,
+    )
+});
+
 /// Each endpoint's counters, and the estimates of its reservations still open.
 ///
 /// ARGV, one per endpoint: the open reservations' start (exclusive).
