@@ -229,9 +229,10 @@ impl RedisLedger {
         let version = self.keys.global(Global::Version);
         let lock = self.keys.global(Global::Lock);
         // One round trip: the lock (for a write), the server's clock, the newest stamp, the
-        // layout and when the namespace was last pruned, in one reply (so a server that
-        // never answers costs a timeout, not one per reply); and the watch, which must
-        // follow the taking of the lock.
+        // layout, when the namespace was last pruned and the expected accounts, in one
+        // reply (the client waits out its timeout once per reply: a server that never
+        // answers costs one timeout, two for a write); and the watch, which must follow
+        // the taking of the lock.
         let expected: Vec<&str> = self.expected.iter().map(String::as_str).collect();
         // The clock the first look guesses the time of the step from: a pinned one, or the
         // server's.
