@@ -21,23 +21,38 @@ pub fn call_value(at: Millis, usage: Request, open: bool) -> String {
 
 /// A call as [`call_value`] writes it, or as layout 1 did (`at requests tokens open`).
 pub fn parse_call(id: &str, endpoint: &str, value: &str) -> Option<Entry> {
-    let parts: Vec<&str> = value.split(' ').collect();
-    let (at, numbers, open) = match parts[..] {
-        [at, r, t, open] => (at, vec![r, t], open),
-        [at, r, i, c, o, d, open] => (at, vec![r, i, c, o, d], open),
-        _ => return None,
-    };
-    let mut measures = [0u64; MEASURES];
-    for (n, text) in measures.iter_mut().zip(numbers) {
-        *n = text.parse().ok()?;
-    }
+    let (at, measures, open) = call_parts(value)?;
     Some(Entry {
         lease: id.to_owned(),
         endpoint: endpoint.to_owned(),
-        at: at.parse().ok()?,
+        at,
         usage: Request::from_measures(measures),
-        open: open == "1",
+        open,
     })
+}
+
+/// A call's instant, measures and whether it is open, read without allocating: a busy
+/// minute's account sums some thousands of them.
+fn call_parts(value: &str) -> Option<(Millis, [u64; MEASURES], bool)> {
+    let mut parts = value.split(' ');
+    let at = parts.next()?.parse().ok()?;
+    let mut numbers = [""; MEASURES + 1];
+    let mut n = 0;
+    for part in parts {
+        *numbers.get_mut(n)? = part;
+        n += 1;
+    }
+    let (measures, open): (&[&str], &str) = match n {
+        // Layout 1: requests and tokens, which read as input tokens.
+        3 => (&numbers[..2], numbers[2]),
+        n if n == MEASURES + 1 => (&numbers[..MEASURES], numbers[MEASURES]),
+        _ => return None,
+    };
+    let mut out = [0u64; MEASURES];
+    for (n, text) in out.iter_mut().zip(measures) {
+        *n = text.parse().ok()?;
+    }
+    Some((at, out, open == "1"))
 }
 
 /// Measures from `texts`, those missing 0.
@@ -124,10 +139,18 @@ pub fn parse_standing(
     let newest_second = bucket(newest_second)?;
     let newest_minute = bucket(newest_minute)?;
     let mut minute = since(newest_second.as_ref(), bucket(from_second)?.as_ref());
-    let calls: Vec<String> = redis::from_redis_value(calls)?;
-    for call in calls.iter().filter_map(|v| parse_call("", endpoint, v)) {
-        for (n, c) in minute.iter_mut().zip(call.usage.measures()) {
-            *n = n.saturating_add(signed(c));
+    if let Value::Array(calls) = calls {
+        for call in calls {
+            let Value::BulkString(bytes) = call else {
+                continue;
+            };
+            let Some((_, measures, _)) = std::str::from_utf8(&bytes).ok().and_then(call_parts)
+            else {
+                continue;
+            };
+            for (n, c) in minute.iter_mut().zip(measures) {
+                *n = n.saturating_add(signed(c));
+            }
         }
     }
     let hour = since(newest_minute.as_ref(), bucket(hour_from)?.as_ref());
