@@ -580,3 +580,23 @@ fn reservations_stay_open_for_fifteen_minutes() {
         });
     }
 }
+
+#[test]
+fn usage_written_after_a_reset_in_the_same_step_counts_from_nothing() {
+    for (name, mut ledger) in ledgers().1 {
+        write(&mut ledger, |book, _| {
+            account::add(book, "e", Request::new(30), 0, T0 - 5_000).map(|_| ())
+        });
+        write(&mut ledger, |book, _| {
+            account::add(book, "e", Request::new(20), 0, T0 - 1_000)?;
+            book.forget("e")?;
+            account::add(book, "e", Request::new(7), 0, T0).map(|_| ())
+        });
+        let used = write(&mut ledger, |book, _| {
+            Ok(account::account(book, "e", T0)?.used)
+        });
+        for window in ["tpm", "tph", "tpd"] {
+            assert_eq!(used.get(limit(window)), 7, "{name} {window}");
+        }
+    }
+}

@@ -654,6 +654,18 @@ impl Book for RedisBook<'_> {
             .cloned()
             .collect();
         self.write(|j| j.forget(endpoint, &leases, had_the_turn, held_newest));
+        // Should the step write for it again, it writes to nothing (what the server still
+        // holds goes with the step's transaction).
+        let mut buckets = self.buckets.borrow_mut();
+        buckets.insert(self.of(Of::Buckets, endpoint), Known::newest(None, None));
+        buckets.insert(
+            self.of(Of::Seconds, endpoint),
+            Known::newest(None, Some(None)),
+        );
+        self.last_calls
+            .borrow_mut()
+            .insert(endpoint.to_owned(), None);
+        self.kept.borrow_mut().remove(endpoint);
         Ok(ids.len() as u64)
     }
 }
