@@ -609,3 +609,25 @@ fn a_pick_reads_with_its_first_look_and_writes_with_its_second() {
         assert!(stats.contains("cmdstat_exec:calls=1,"), "{args:?}: {stats}");
     }
 }
+
+#[test]
+fn a_bucket_another_program_wrote_is_an_error_naming_the_place_and_nothing_is_written() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model,rpm\np,m,5\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=odd", server.port);
+    with_db(&env, &url, &["pick"]).code(0);
+    let junk = format!("{} {}", i64::MAX, "x".repeat(100_000));
+    redis_cli(server.port, &["ZADD", "odd:cum:p/m", "99999999999", &junk]);
+    let before = redis_cli(server.port, &["ZCARD", "odd:calls:p/m"]);
+    let out = with_db(&env, &url, &["pick"]);
+    out.code(1).no_stdout().says(&[
+        &format!("Redis at 127.0.0.1:{}, prefix odd", server.port),
+        "a usage bucket that is not llm-rotate's",
+    ]);
+    // Quoted by its start, on one line.
+    assert!(out.stderr.len() < 600, "{out}");
+    assert_eq!(redis_cli(server.port, &["ZCARD", "odd:calls:p/m"]), before);
+    // A reset of the endpoint clears it.
+    with_db(&env, &url, &["reset", "p/m"]).code(0);
+    with_db(&env, &url, &["pick"]).code(0);
+}

@@ -56,10 +56,16 @@ impl Bucket {
         Some(bucket)
     }
 
-    /// A member as [`Bucket::parse`] reads it, or an error that quotes it.
+    /// A member as [`Bucket::parse`] reads it, or an error that quotes its start: a
+    /// namespace another program wrote to may hold anything.
     pub fn read(member: &str) -> anyhow::Result<Bucket> {
-        Bucket::parse(member)
-            .ok_or_else(|| anyhow::anyhow!("a bucket that does not parse: {member:?}"))
+        Bucket::parse(member).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the namespace holds a usage bucket that is not llm-rotate's: {}; is the \
+                 prefix used by another program? `reset` the endpoint or use another prefix",
+                crate::endpoints::shown(member)
+            )
+        })
     }
 
     pub fn member(&self) -> String {

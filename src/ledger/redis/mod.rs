@@ -320,9 +320,13 @@ impl RedisLedger {
                 .collect(),
         };
         let book = book::RedisBook::new(&mut self.con, &self.keys, found);
-        // An error of the server met by a read names the server like every other.
+        // An error of the server met by a read names the server like every other; what
+        // the namespace holds is said with its place too.
         let result = step(&book, now).map_err(|e| match e.downcast_ref::<redis::RedisError>() {
             Some(err) => explain(err, &self.place),
+            None if e.to_string().starts_with("the namespace holds") => {
+                anyhow!("{}: {e}", self.place)
+            }
             None => e,
         });
         let journal = book.into_journal();
