@@ -905,6 +905,8 @@ fn https_providers_are_trusted_by_the_certificates_the_machine_trusts() {
     let reply = trusted.post(CHAT, &chat("m"));
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json()["choices"][0]["message"]["content"], "over tls");
+    // A response is settled once its body has gone out: wait for its log line, written then.
+    trusted.wait_logged(1);
     assert_eq!(env.used("secure", "itpm"), 5);
 }
 
