@@ -158,12 +158,12 @@ fn fleet(report: &mut Report, dir: &Path) {
     for (name, db) in &ledgers {
         let mut rates = Vec::new();
         for processes in [1, 8, 64, 256] {
-            let cpu_before = server.map(redis_cpu_s);
+            let cpu_before = server.map(test_server::cpu_s);
             let (admitted, seconds) = closed_loop(&file, db, processes, Duration::from_secs(3));
             let rate = admitted as f64 / seconds;
             let cpu = match (server, cpu_before) {
                 (Some(port), Some(before)) if name.starts_with("Redis") => {
-                    let per_pick = (redis_cpu_s(port) - before) / admitted.max(1) as f64;
+                    let per_pick = (test_server::cpu_s(port) - before) / admitted.max(1) as f64;
                     format!("; server CPU {:.3} ms a pick", per_pick * 1000.0)
                 }
                 _ => String::new(),
@@ -181,9 +181,9 @@ fn fleet(report: &mut Report, dir: &Path) {
                 .nth(2)
                 .and_then(|p| p.split('/').next()?.parse().ok())
                 .expect("the port in the URL");
-            let before = redis_cpu_s(port);
+            let before = test_server::cpu_s(port);
             let connections = bare_connections(target, 8, Duration::from_secs(3));
-            let per = (redis_cpu_s(port) - before) / connections.max(1) as f64;
+            let per = (test_server::cpu_s(port) - before) / connections.max(1) as f64;
             report.lines.push(format!(
                 "| {name}: a bare client connecting and making 2 round trips (PING), 8 at once | server CPU {:.3} ms a connection | | | |",
                 per * 1000.0
@@ -306,22 +306,6 @@ fn bare_connections(port: u16, clients: usize, length: Duration) -> u64 {
         }
     });
     made.into_inner()
-}
-
-/// The CPU seconds the Redis server has used, user and system.
-fn redis_cpu_s(port: u16) -> f64 {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "INFO", "cpu"])
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            matches!(name, "used_cpu_sys" | "used_cpu_user")
-                .then(|| value.trim().parse::<f64>().ok())?
-        })
-        .sum()
 }
 
 /// A TCP proxy on a free loopback port to `port` that holds every chunk `delay` before it

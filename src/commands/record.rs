@@ -82,7 +82,7 @@ pub fn run(ctx: &Context, args: &RecordArgs) -> Result<ExitCode> {
         response: response.as_ref(),
     };
     let mut ledger = ctx.ledger()?;
-    let header_notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+    let header_notes = settle::record_in(ledger.as_mut(), &call, &all)?;
     output::notes(notes.into_iter().chain(header_notes));
     Ok(ExitCode::SUCCESS)
 }

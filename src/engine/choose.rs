@@ -12,7 +12,7 @@ use crate::cooldown::Cooldown;
 use crate::endpoints::Endpoint;
 use crate::estimate::Estimate;
 use crate::glob;
-use crate::ledger::{Book, Parts};
+use crate::ledger::{Book, FirstRead, Parts};
 use crate::quota::Request;
 use crate::random;
 
@@ -160,7 +160,7 @@ pub fn first_read<'c, 'e>(
 
 /// The endpoints whose accounts a choice reads first (a pool's members with its rows), for
 /// [`Ledger::expect`].
-pub fn expected<'e>(candidates: &[&'e Endpoint], strategy: Strategy) -> Vec<&'e str> {
+pub fn expected(candidates: &[&Endpoint], strategy: Strategy) -> FirstRead {
     // Which accounts a row needs does not depend on the time, only their spans do.
     let mut ids: Vec<&str> = admit::asks(first_read(candidates, strategy), 0, Parts::default())
         .iter()
@@ -168,7 +168,7 @@ pub fn expected<'e>(candidates: &[&'e Endpoint], strategy: Strategy) -> Vec<&'e 
         .collect();
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
-    ids
+    FirstRead::of_endpoints(&ids)
 }
 
 pub fn choose<'e>(

@@ -12,7 +12,7 @@ use crate::clock::Millis;
 use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
 use crate::endpoints::Endpoint;
-use crate::ledger::{Book, Entry, Parts};
+use crate::ledger::{Book, Entry, FirstRead, Ledger, Parts};
 use crate::quota::{CacheReads, Request};
 use crate::response::{Dialect, Response, Told, Usage, Went};
 
@@ -169,6 +169,25 @@ pub fn record(
         }
     }
     Ok(told.map(|told| told.notes).unwrap_or_default())
+}
+
+/// Records the call in a write step of `ledger`, told first what the step reads.
+pub fn record_in(
+    ledger: &mut dyn Ledger,
+    call: &Record,
+    endpoints: &[Endpoint],
+) -> Result<Vec<String>> {
+    ledger.expect(&first_read(call));
+    ledger.write(|book, now| record(book, call, endpoints, now))
+}
+
+/// What [`record`] reads first, for [`crate::ledger::Ledger::expect`]: the reservation the
+/// lease names, and the account of the endpoint the call names.
+pub fn first_read(call: &Record) -> FirstRead {
+    FirstRead {
+        endpoints: call.id.iter().map(|&id| id.to_owned()).collect(),
+        leases: call.lease.iter().map(|&lease| lease.to_owned()).collect(),
+    }
 }
 
 /// The endpoint the call names, and the reservation its lease names, if it has one.

@@ -13,8 +13,8 @@ use crate::clock::{MINUTE_MS, Millis, SECOND_MS};
 use crate::endpoints::{self, Endpoint};
 use crate::estimate::Estimate;
 use crate::ledger::tests::ledgers;
-use crate::ledger::{Book, Ledger, Parts};
-use crate::quota::Request;
+use crate::ledger::{Book, FirstRead, Ledger, Parts};
+use crate::quota::{CacheReads, Request};
 
 const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -39,9 +39,12 @@ enum Op {
         row: usize,
         tokens: u64,
     },
+    /// Settles the row's oldest reservation: by the endpoint, or by its lease (naming the
+    /// endpoint too, or not).
     Settle {
         row: usize,
         tokens: u64,
+        lease: Option<bool>,
     },
     RateLimited {
         row: usize,
@@ -65,7 +68,8 @@ fn op() -> impl Strategy<Value = (Millis, Op)> {
         4 => (row.clone(), 0u64..150).prop_map(|(row, tokens)| Op::Pick { row, tokens }),
         1 => Just(Op::RoundRobin),
         2 => (row.clone(), 0u64..150).prop_map(|(row, tokens)| Op::Add { row, tokens }),
-        2 => (row.clone(), 0u64..150).prop_map(|(row, tokens)| Op::Settle { row, tokens }),
+        2 => (row.clone(), 0u64..150, prop::option::of(any::<bool>()))
+            .prop_map(|(row, tokens, lease)| Op::Settle { row, tokens, lease }),
         1 => row.clone().prop_map(|row| Op::RateLimited { row }),
         1 => (row.clone(), 0u64..6, 1u64..600)
             .prop_map(|(row, remaining, reset_s)| Op::Report { row, remaining, reset_s }),
@@ -83,6 +87,7 @@ fn rows() -> Vec<Endpoint> {
 fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
     let id = |row: usize| rows[row].id.as_str();
     let record = |ledger: &mut dyn Ledger, call: Record| {
+        ledger.expect(&settle::first_read(&call));
         ledger
             .write(|book, _| settle::record(book, &call, rows, at))
             .map(|_| ())
@@ -146,18 +151,40 @@ fn apply(ledger: &mut dyn Ledger, rows: &[Endpoint], at: Millis, op: &Op) {
                 ..base
             },
         ),
-        Op::Settle { row, tokens } => record(
-            ledger,
-            Record {
-                id: Some(id(*row)),
-                usage: Some(crate::response::Usage {
-                    input: *tokens,
-                    ..Default::default()
+        Op::Settle { row, tokens, lease } => {
+            // A lease is each ledger's own: the oldest open reservation's, as this one has it.
+            let oldest = match lease {
+                Some(_) => ledger.read(|book, _| {
+                    let ask = Ask {
+                        endpoint: id(*row),
+                        day_start: None,
+                        month_after: 0,
+                        cache: CacheReads::Counted,
+                        parts: Parts {
+                            in_flight: true,
+                            ..Parts::default()
+                        },
+                    };
+                    let account = account::read(book, &[ask], at)?.remove(0);
+                    Ok(account.oldest_open.map(|entry| entry.lease))
                 }),
-                latency_ms: None,
-                ..base
-            },
-        ),
+                None => Ok(None),
+            };
+            let oldest = oldest.expect("a read");
+            record(
+                ledger,
+                Record {
+                    lease: oldest.as_deref(),
+                    id: (oldest.is_none() || *lease == Some(true)).then(|| id(*row)),
+                    usage: Some(crate::response::Usage {
+                        input: *tokens,
+                        ..Default::default()
+                    }),
+                    latency_ms: None,
+                    ..base
+                },
+            )
+        }
         Op::RateLimited { row } => record(
             ledger,
             Record {
@@ -278,7 +305,7 @@ proptest! {
             let now = times.last().copied().unwrap_or(T0);
             ledger.set_server_clock(now);
             let ids: Vec<&str> = rows.iter().map(|e| e.id.as_str()).collect();
-            ledger.expect(&ids);
+            ledger.expect(&FirstRead::of_endpoints(&ids));
             let read = ledger.read(|book, _| {
                 let all: Vec<&Endpoint> = rows.iter().collect();
                 let asks: Vec<Ask<'_>> = admit::asks(&all, now, Parts::ALL);

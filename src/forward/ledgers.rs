@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, anyhow};
 use tokio::sync::oneshot;
 
 use crate::clock::Millis;
-use crate::ledger::{self, Book, Ledger};
+use crate::ledger::{self, Book, FirstRead, Ledger};
 
 /// The most steps one transaction takes: a long batch holds the lock from other processes.
 const MOST_IN_BATCH: usize = 64;
@@ -41,13 +41,13 @@ trait Job: Send {
     fn run(&mut self, book: &dyn Book, now: Millis);
     /// Sends the answer of its last run, or the error that undid the whole transaction.
     fn answer(self: Box<Self>, undone: Option<&anyhow::Error>);
-    /// The endpoints it will ask about first ([`Ledger::expect`]).
-    fn expected(&self) -> &[String];
+    /// What it will read first ([`Ledger::expect`]).
+    fn expected(&self) -> &FirstRead;
 }
 
 struct Step<T, F> {
     step: F,
-    expected: Vec<String>,
+    expected: FirstRead,
     done: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -67,7 +67,7 @@ impl<T: Send, F: FnMut(&dyn Book, Millis) -> Result<T> + Send> Job for Step<T, F
         let _ = self.reply.send(answer);
     }
 
-    fn expected(&self) -> &[String] {
+    fn expected(&self) -> &FirstRead {
         &self.expected
     }
 }
@@ -95,18 +95,11 @@ impl Ledgers {
         })
     }
 
-    /// Runs `step` in a write step of the ledger, in turn with every other.
+    /// Runs `step` in a write step of the ledger, in turn with every other; it will read
+    /// `expected` first.
     pub async fn write<T: Send + 'static>(
         &self,
-        step: impl FnMut(&dyn Book, Millis) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.write_expecting(Vec::new(), step).await
-    }
-
-    /// [`Ledgers::write`] for a step that will ask about `expected` first.
-    pub async fn write_expecting<T: Send + 'static>(
-        &self,
-        expected: Vec<String>,
+        expected: FirstRead,
         step: impl FnMut(&dyn Book, Millis) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
@@ -172,10 +165,10 @@ fn write_in_turn(mut writer: Box<dyn Ledger + Send>, queue: &mpsc::Receiver<Box<
                 Err(_) => break,
             }
         }
-        let expected: Vec<&str> = batch
-            .iter()
-            .flat_map(|job| job.expected().iter().map(String::as_str))
-            .collect();
+        let mut expected = FirstRead::default();
+        for job in &batch {
+            expected.add(job.expected());
+        }
         ledger.expect(&expected);
         let ran = ledger.write(|book, now| {
             for job in &mut batch {

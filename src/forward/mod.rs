@@ -264,6 +264,7 @@ impl Forwarder {
                     // Nothing reached the provider: the reservation is given back, and the
                     // failure counts towards the endpoint's cooldown.
                     let nothing = Settling {
+                        endpoint: endpoint.id.clone(),
                         lease,
                         requests: Some(0),
                         usage: Some(Usage::default()),
@@ -288,6 +289,7 @@ impl Forwarder {
                 let used = usage::in_body(&kept).filter(|_| response.went() != Some(Went::Refused));
                 let (settled, told) = oneshot::channel();
                 let refused = Settling {
+                    endpoint: endpoint.id.clone(),
                     lease,
                     requests: None,
                     usage: used,
@@ -400,13 +402,10 @@ impl Forwarder {
             let endpoints = Arc::clone(&self.endpoints);
             let (left, strategy) = (left.clone(), self.options.strategy);
             let candidates: Vec<&Endpoint> = left.iter().map(|&i| &endpoints[i]).collect();
-            let expected = choose::expected(&candidates, strategy)
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let expected = choose::expected(&candidates, strategy);
             let (picked, earliest, now) = self
                 .ledgers
-                .write_expecting(expected, move |book, now| {
+                .write(expected, move |book, now| {
                     let candidates: Vec<&Endpoint> = left.iter().map(|&i| &endpoints[i]).collect();
                     let choice = choose::choose(book, &candidates, estimate, strategy, true, now)?;
                     Ok(match choice {
@@ -485,6 +484,7 @@ impl Forwarder {
         relayed.settled = told;
         let me = Arc::clone(self);
         me.flights.fetch_add(1, Ordering::SeqCst);
+        let endpoint = relayed.endpoint.clone();
         tokio::spawn(async move {
             let mut watch = Watch::new(sse, strip_usage);
             let mut chunks = reply.bytes_stream();
@@ -516,6 +516,7 @@ impl Forwarder {
             // A stream cut short settles at the usage it showed, else at the estimate.
             let used = watch.usage();
             let done = Settling {
+                endpoint,
                 lease,
                 requests: None,
                 usage: used,
@@ -542,20 +543,11 @@ impl Forwarder {
     /// reservation is left to expire.
     async fn settle(self: &Arc<Self>, attempt: Settling) {
         let endpoints = Arc::clone(&self.endpoints);
+        let first = settle::first_read(&attempt.record());
         let done = self
             .ledgers
-            .write(move |book, now| {
-                let call = Record {
-                    lease: Some(&attempt.lease),
-                    id: None,
-                    add: false,
-                    requests: attempt.requests,
-                    usage: attempt.usage,
-                    latency_ms: attempt.latency_ms,
-                    said: attempt.said,
-                    response: attempt.response.as_ref(),
-                };
-                settle::record(book, &call, &endpoints, now)
+            .write(first, move |book, now| {
+                settle::record(book, &attempt.record(), &endpoints, now)
             })
             .await;
         match done {
@@ -579,12 +571,29 @@ fn exhausted(blocked: &[choose::Blocked], estimate: Estimate, now: Millis) -> Pi
 
 /// What settling an attempt needs, owned, for a step off the runtime.
 struct Settling {
+    /// The endpoint the lease was taken on: the step reads its account with its first look.
+    endpoint: String,
     lease: String,
     requests: Option<u64>,
     usage: Option<Usage>,
     said: Said<'static>,
     response: Option<Response>,
     latency_ms: Option<u64>,
+}
+
+impl Settling {
+    fn record(&self) -> Record<'_> {
+        Record {
+            lease: Some(&self.lease),
+            id: Some(&self.endpoint),
+            add: false,
+            requests: self.requests,
+            usage: self.usage,
+            latency_ms: self.latency_ms,
+            said: self.said,
+            response: self.response.as_ref(),
+        }
+    }
 }
 
 /// Headers that belong to one connection, not to the request or response.

@@ -379,6 +379,30 @@ impl Finding {
     }
 }
 
+/// What a step will read first, for [`Ledger::expect`]: the accounts of some endpoints
+/// ([`crate::engine::choose::expected`]), and the reservations of some leases
+/// ([`crate::engine::settle::first_read`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FirstRead {
+    pub endpoints: Vec<String>,
+    pub leases: Vec<String>,
+}
+
+impl FirstRead {
+    pub fn of_endpoints(ids: &[&str]) -> FirstRead {
+        FirstRead {
+            endpoints: ids.iter().map(|&id| id.to_owned()).collect(),
+            leases: Vec::new(),
+        }
+    }
+
+    /// What `other` reads first too: steps that share a transaction.
+    pub fn add(&mut self, other: &FirstRead) {
+        self.endpoints.extend(other.endpoints.iter().cloned());
+        self.leases.extend(other.leases.iter().cloned());
+    }
+}
+
 pub trait Ledger {
     /// How the ledger's storage is set up, for `doctor`.
     fn findings(&mut self) -> Result<Vec<Finding>>;
@@ -390,10 +414,9 @@ pub trait Ledger {
     /// it: the decisions read first and write last.
     fn run(&mut self, access: Access, step: &mut Step<'_>) -> Result<()>;
 
-    /// The endpoints the next step will ask about first (see
-    /// [`crate::engine::choose::first_read`]): a ledger across a network reads them with
-    /// its first look, and saves the step a round trip.
-    fn expect(&mut self, _endpoints: &[&str]) {}
+    /// What the next step will read first (see [`FirstRead`]): a ledger across a network
+    /// reads it with its first look, and saves the step a round trip.
+    fn expect(&mut self, _first: &FirstRead) {}
 
     /// Whether a step reads what an earlier step of the same transaction wrote, so that
     /// several steps may share one: true for SQLite; a Redis step reads only what the

@@ -611,6 +611,52 @@ fn a_pick_reads_with_its_first_look_and_writes_with_its_second() {
 }
 
 #[test]
+fn a_call_is_settled_with_the_first_look_of_its_step_when_its_endpoint_is_known() {
+    let Some(server) = own_server() else { return };
+    let env = Env::with_endpoints("provider,model,rpm\np,a,5\n");
+    let url = format!("redis://127.0.0.1:{}/?prefix=settles", server.port);
+    with_db(&env, &url, &["pick"]).code(0);
+    let scripts_and_transactions = |args: &[&str]| {
+        redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
+        let out = with_db(&env, &url, args);
+        out.code(0);
+        let stats = redis_cli(server.port, &["INFO", "commandstats"]);
+        // Calls answered: one refused as a script the server had not seen yet is then
+        // loaded and sent again.
+        let calls = |command: &str| {
+            let line = stats
+                .split(&format!("cmdstat_{command}:"))
+                .nth(1)
+                .unwrap_or("");
+            let field = |name: &str| {
+                let rest = line.split(&format!("{name}=")).nth(1);
+                rest.and_then(|r| r.split([',', '\\', '"']).next()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            };
+            field("calls") - field("failed_calls")
+        };
+        (out, calls("evalsha"), calls("exec"))
+    };
+    // exec knows the endpoint it picked: its pick and its settling are one first look
+    // and one transaction each; the lease is read by the settling's first look.
+    let usage = r#"echo '{"usage":{"prompt_tokens":5,"completion_tokens":7}}'"#;
+    let (_, looks, writes) = scripts_and_transactions(&["exec", "--", "sh", "-c", usage]);
+    assert_eq!((looks, writes), (2, 2));
+    // A lease alone names its endpoint only once it is read: one more look, for its account.
+    let (picked, _, _) = scripts_and_transactions(&["pick", "--format", "json"]);
+    let picked: serde_json::Value = serde_json::from_str(&picked.stdout).expect("json");
+    let lease = picked["lease"].as_str().expect("a lease").to_owned();
+    let record = ["record", "--lease", &lease, "--tokens", "3"];
+    let (_, looks, writes) = scripts_and_transactions(&record);
+    assert_eq!((looks, writes), (2, 1));
+    // Both settled at what was said: 5 in and 7 out, then 3.
+    let state = with_db(&env, &url, &["state", "--format", "json"]);
+    let state: serde_json::Value = serde_json::from_str(&state.stdout).expect("json");
+    assert_eq!(state[0]["used"]["tpm"], 15, "{state}");
+    assert_eq!(state[0]["used"]["rpm"], 3, "{state}");
+}
+
+#[test]
 fn a_bucket_another_program_wrote_is_an_error_naming_the_place_and_nothing_is_written() {
     let Some(server) = own_server() else { return };
     let env = Env::with_endpoints("provider,model,rpm\np,m,5\n");

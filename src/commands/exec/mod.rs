@@ -134,20 +134,22 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             if signals.interrupted() && last.is_none() {
                 if let (
                     Choice::Chosen {
-                        lease: Some(lease), ..
+                        endpoint,
+                        lease: Some(lease),
                     },
                     _,
                 ) = &picked
                 {
                     // Nothing was called: the reservation is given back.
                     let call = settle_call(
+                        endpoint,
                         lease,
                         Some(0),
                         Some(Usage::default()),
                         Said::Interrupted,
                         None,
                     );
-                    ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+                    settle::record_in(ledger.as_mut(), &call, &all)?;
                 }
                 return Ok(ExitCode::from(signals.exit_code()));
             }
@@ -202,8 +204,8 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             Err(err) => {
                 // No call was made: the reservation is settled at nothing.
                 let nothing = Some(Usage::default());
-                let call = settle_call(&lease, Some(0), nothing, Said::Interrupted, None);
-                ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+                let call = settle_call(endpoint, &lease, Some(0), nothing, Said::Interrupted, None);
+                settle::record_in(ledger.as_mut(), &call, &all)?;
                 return Err(err);
             }
         };
@@ -220,6 +222,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             // A 429 used nothing, whatever its body says (SPEC 14).
             .filter(|_| verdict.went != Went::Refused);
         let mut call = settle_call(
+            endpoint,
             &lease,
             None,
             used,
@@ -227,7 +230,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
             finished.response.as_ref(),
         );
         call.latency_ms = Some(u64::try_from(finished.took.as_millis()).unwrap_or(u64::MAX));
-        let notes = ledger.write(|book, now| settle::record(book, &call, &all, now))?;
+        let notes = settle::record_in(ledger.as_mut(), &call, &all)?;
         output::notes(finished.notes.iter().chain(&notes));
         let again = verdict.worth_another_endpoint()
             && number < args.attempts
@@ -251,6 +254,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<ExitCode> {
 }
 
 fn settle_call<'a>(
+    endpoint: &'a Endpoint,
     lease: &'a str,
     requests: Option<u64>,
     usage: Option<Usage>,
@@ -259,7 +263,7 @@ fn settle_call<'a>(
 ) -> Record<'a> {
     Record {
         lease: Some(lease),
-        id: None,
+        id: Some(&endpoint.id),
         add: false,
         requests,
         usage,

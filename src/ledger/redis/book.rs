@@ -47,6 +47,9 @@ pub struct Found {
     /// The standing of each endpoint the step was expected to ask about, with the span
     /// the first look took (`{span, standing}`).
     pub standings: HashMap<String, Value>,
+    /// The endpoint and call of each lease the step was expected to look up (see
+    /// [`scripts::BY_LEASE`]).
+    pub leases: HashMap<String, Option<(String, Option<String>)>>,
 }
 
 pub struct RedisBook<'c> {
@@ -66,6 +69,8 @@ pub struct RedisBook<'c> {
     pruned: Option<Millis>,
     /// Standings read by the first look, by endpoint (see [`Found::standings`]).
     standings: HashMap<String, Value>,
+    /// Leases looked up by the first look (see [`Found::leases`]).
+    leases: HashMap<String, Option<(String, Option<String>)>>,
     /// What the step knows of each sorted set of buckets, by key, with its own updates.
     buckets: RefCell<HashMap<String, Known>>,
     /// How far each endpoint's calls were looked at for forgetting, as the step found it.
@@ -88,6 +93,7 @@ impl<'c> RedisBook<'c> {
             wrote: Cell::new(false),
             pruned: found.pruned,
             standings: found.standings,
+            leases: found.leases,
             buckets: RefCell::default(),
             kept: RefCell::default(),
             last_calls: RefCell::default(),
@@ -335,12 +341,15 @@ impl Book for RedisBook<'_> {
     }
 
     fn by_lease(&self, lease: &str) -> Result<Option<Entry>> {
-        let found: Option<(String, Option<String>)> = scripts::BY_LEASE
-            .script
-            .key(self.global(Global::Leases))
-            .arg(lease)
-            .arg(self.of(Of::Call, ""))
-            .invoke(*self.con.borrow_mut())?;
+        let found: Option<(String, Option<String>)> = match self.leases.get(lease) {
+            Some(found) => found.clone(),
+            None => scripts::BY_LEASE
+                .script
+                .key(self.global(Global::Leases))
+                .arg(lease)
+                .arg(self.of(Of::Call, ""))
+                .invoke(*self.con.borrow_mut())?,
+        };
         Ok(found.and_then(|(endpoint, call)| parse_call(lease, &endpoint, &call?)))
     }
 

@@ -33,12 +33,12 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use redis::{Connection, ErrorKind, Value};
 
-use super::{Access, Finding, Ledger, Step};
+use super::{Access, Finding, FirstRead, Ledger, Step};
 use crate::clock::{self, Millis};
 use crate::output;
 use crate::quota;
 use crate::random;
-use keys::{Global, Keys};
+use keys::{Global, Keys, Of};
 
 /// The layout of the namespace this build reads and writes. 2: calls and buckets carry
 /// every kind of token and cost, months and seconds have keys of their own. This build
@@ -73,8 +73,8 @@ pub struct RedisLedger {
     keys: Keys,
     /// `host:port, prefix NAME`, for messages: never the password.
     place: String,
-    /// The endpoints the next step will ask about first, read with its first look.
-    expected: Vec<String>,
+    /// What the next step will read first, read with its first look.
+    expected: FirstRead,
     /// For tests: the server's clock, as the test sets it.
     #[cfg(test)]
     server_clock: Option<Millis>,
@@ -194,7 +194,7 @@ impl RedisLedger {
             con,
             keys: Keys { prefix },
             place,
-            expected: Vec::new(),
+            expected: FirstRead::default(),
             #[cfg(test)]
             server_clock: None,
         })
@@ -233,7 +233,7 @@ impl RedisLedger {
         // reply (the client waits out its timeout once per reply: a server that never
         // answers costs one timeout, two for a write); and the watch, which must follow
         // the taking of the lock.
-        let expected: Vec<&str> = self.expected.iter().map(String::as_str).collect();
+        let expected: Vec<&str> = self.expected.endpoints.iter().map(String::as_str).collect();
         // The clock the first look guesses the time of the step from: a pinned one, or the
         // server's.
         let pinned = clock::pinned_now()?;
@@ -248,12 +248,15 @@ impl RedisLedger {
             .key(self.keys.global(Global::Newest))
             .key(self.keys.global(Global::Layout))
             .key(self.keys.global(Global::Pruned))
+            .key(self.keys.global(Global::Leases))
             .arg(token)
             .arg(LOCK_MS)
             .arg(pinned.map_or_else(String::new, |at| at.to_string()))
             .arg(super::FURTHEST_AHEAD_MS)
             .arg(&quota::Window::ROLLING.map(|w| w.len_ms())[..])
-            .arg(super::RESERVATION_OPEN_MS);
+            .arg(super::RESERVATION_OPEN_MS)
+            .arg(self.keys.of(Of::Call, ""))
+            .arg(&self.expected.leases[..]);
         let mut first = redis::pipe();
         first.invoke_script(&begin);
         if access == Access::Write {
@@ -291,8 +294,9 @@ impl RedisLedger {
             Option<String>,
             Option<i64>,
             Vec<Value>,
+            Vec<Option<(String, Option<String>)>>,
         );
-        let (_, seconds, micros, newest, layout, pruned, standings): Found =
+        let (_, seconds, micros, newest, layout, pruned, standings, leases): Found =
             redis::from_redis_value(Value::Array(found)).map_err(|e| {
                 anyhow!(
                     "{}: does not answer as a Redis server does ({e})",
@@ -318,6 +322,7 @@ impl RedisLedger {
                 .map(|&e| e.to_owned())
                 .zip(standings)
                 .collect(),
+            leases: self.expected.leases.iter().cloned().zip(leases).collect(),
         };
         let book = book::RedisBook::new(&mut self.con, &self.keys, found);
         // An error of the server met by a read names the server like every other; what
@@ -511,8 +516,8 @@ impl Ledger for RedisLedger {
         Ok(findings)
     }
 
-    fn expect(&mut self, endpoints: &[&str]) {
-        self.expected = endpoints.iter().map(|&e| e.to_owned()).collect();
+    fn expect(&mut self, first: &FirstRead) {
+        self.expected = first.clone();
     }
 
     #[cfg(test)]
@@ -530,7 +535,7 @@ impl Ledger for RedisLedger {
         loop {
             let ran = self.run_once(&token, step);
             if !matches!(ran, Ok(Ran::Locked | Ran::Lost)) {
-                self.expected.clear();
+                self.expected = FirstRead::default();
             }
             match ran? {
                 Ran::Done => return Ok(()),

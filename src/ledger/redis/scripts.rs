@@ -60,6 +60,9 @@ local function call(v)
   end
   return f[1], a
 end
+-- An integer as a command's argument: a Lua number given as such is written as a float,
+-- which costs the server more than the look-up it is for.
+local function int(x) return string.format('%d', x) end
 local function number(x)
   if x > 9.2e18 then x = 9.2e18 end
   return string.format('%.0f', x)
@@ -118,34 +121,35 @@ const STANDING_LAYOUT: &[Of] = &[
 /// the day window, the open reservations' start (exclusive).
 const STANDING: &str = r#"
 local function standing(i, after, hour_from, day_from, open_after)
-  local first = redis.call('ZRANGE', key(i, 'sec'), 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', key(i, 'sec'), '0', '0', 'WITHSCORES')
   local from, before = {}, '+inf'
   if #first > 0 then
     local whole = math.max(math.floor(after / 1000) + 1, tonumber(first[2]) + 1)
-    from = redis.call('ZRANGEBYSCORE', key(i, 'sec'), whole, '+inf', 'LIMIT', 0, 1)
-    before = '(' .. string.format('%d', whole * 1000)
+    from = redis.call('ZRANGEBYSCORE', key(i, 'sec'), int(whole), '+inf', 'LIMIT', '0', '1')
+    before = '(' .. int(whole * 1000)
   end
-  after = '(' .. string.format('%d', after)
-  open_after = '(' .. string.format('%d', open_after)
+  after = '(' .. int(after)
+  open_after = '(' .. int(open_after)
   local ids = redis.call('ZRANGEBYSCORE', key(i, 'calls'), after, before)
-  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), open_after, '+inf', 'LIMIT', 0, 1)
-  local oldest = {}
+  local open = redis.call('ZRANGEBYSCORE', key(i, 'open'), open_after, '+inf', 'LIMIT', '0', '1')
+  local oldest, opened = {}, 0
   if #open > 0 then
     local v = redis.call('HGET', key(i, 'call'), open[1])
     if v then oldest = {open[1], v} end
+    opened = redis.call('ZCOUNT', key(i, 'open'), open_after, '+inf')
   end
   return {
     first,
-    redis.call('ZREVRANGE', key(i, 'sec'), 0, 0),
+    redis.call('ZREVRANGE', key(i, 'sec'), '0', '0'),
     from,
     values(key(i, 'call'), ids),
-    redis.call('ZREVRANGE', key(i, 'cum'), 0, 0),
-    redis.call('ZRANGEBYSCORE', key(i, 'cum'), hour_from, '+inf', 'LIMIT', 0, 1),
-    redis.call('ZRANGEBYSCORE', key(i, 'cum'), day_from, '+inf', 'LIMIT', 0, 1),
+    redis.call('ZREVRANGE', key(i, 'cum'), '0', '0'),
+    redis.call('ZRANGEBYSCORE', key(i, 'cum'), int(hour_from), '+inf', 'LIMIT', '0', '1'),
+    redis.call('ZRANGEBYSCORE', key(i, 'cum'), int(day_from), '+inf', 'LIMIT', '0', '1'),
     redis.call('HGETALL', key(i, 'mon')),
-    redis.call('ZCOUNT', key(i, 'open'), open_after, '+inf'),
+    opened,
     oldest,
-    redis.call('ZREVRANGE', key(i, 'calls'), 0, 0, 'WITHSCORES'),
+    redis.call('ZREVRANGE', key(i, 'calls'), '0', '0', 'WITHSCORES'),
     redis.call('HGETALL', key(i, 'life')),
     redis.call('HGETALL', key(i, 'cool')),
     redis.call('HGETALL', key(i, 'rep')),
@@ -181,17 +185,21 @@ return out
 /// step uses a standing only for the very span it asks, so a wrong guess costs a round
 /// trip, never a wrong answer.
 ///
-/// KEYS: each endpoint's (as [`STANDINGS`] takes them), then lock, newest, layout, pruned.
-/// ARGV: the step's token (empty for a step that only reads, which takes no lock), how
-/// long the lock lasts (ms), the pinned clock (empty for the server's), how far ahead the
-/// newest stamp may be and still set the time, and the lengths of the minute, hour and
-/// day windows and how long a reservation stays open (ms).
+/// Last, for each lease the step said it would look up, its endpoint and call as
+/// [`BY_LEASE`] reads them.
+///
+/// KEYS: each endpoint's (as [`STANDINGS`] takes them), then lock, newest, layout, pruned
+/// and the leases hash. ARGV: the step's token (empty for a step that only reads, which
+/// takes no lock), how long the lock lasts (ms), the pinned clock (empty for the
+/// server's), how far ahead the newest stamp may be and still set the time, the lengths
+/// of the minute, hour and day windows and how long a reservation stays open (ms), what
+/// the name of an endpoint's calls hash begins with, and the leases.
 pub static BEGIN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         STANDING_LAYOUT,
         &format!(
             r#"{STANDING}
-local g = #KEYS - 4
+local g = #KEYS - 5
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[g + 1])
   if holder and holder ~= ARGV[1] then return {{0}} end
@@ -211,8 +219,13 @@ if g > 0 then
     standings[i] = {{span, standing(i, span[1], span[2], span[3], span[4])}}
   end
 end
+local leases = {{}}
+for j = 10, #ARGV do
+  local endpoint = redis.call('HGET', KEYS[g + 5], ARGV[j])
+  leases[j - 9] = endpoint and {{endpoint, redis.call('HGET', ARGV[9] .. endpoint, ARGV[j])}}
+end
 return {{1, t[1], t[2], newest, redis.call('GET', KEYS[g + 3]), redis.call('GET', KEYS[g + 4]),
-  standings}}
+  standings, leases}}
 "#
         ),
     )

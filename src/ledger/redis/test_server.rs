@@ -47,6 +47,23 @@ pub fn port() -> Option<u16> {
     SERVER.get_or_init(start).as_ref().map(|s| s.port)
 }
 
+/// The CPU seconds the server on `port` has used, user and system (for the benchmarks).
+#[allow(dead_code)]
+pub fn cpu_s(port: u16) -> f64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "cpu"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            matches!(name, "used_cpu_sys" | "used_cpu_user")
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 // The watchdog outlives every test on purpose: it ends with the test process.
 #[allow(clippy::zombie_processes)]
 fn start() -> Option<Server> {
