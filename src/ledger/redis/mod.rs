@@ -304,6 +304,7 @@ impl RedisLedger {
                 )
             })?;
         let anew = layout.is_none();
+        let laid_out = layout.as_deref() == Some(LAYOUT.to_string().as_str());
         if let Err(err) = self.check_layout(layout) {
             self.let_go(access);
             return Err(err);
@@ -343,11 +344,13 @@ impl RedisLedger {
             }
         };
         journal.cmd("INCR").arg(&version).ignore();
-        journal
-            .cmd("SET")
-            .arg(self.keys.global(Global::Layout))
-            .arg(LAYOUT)
-            .ignore();
+        if !laid_out {
+            journal
+                .cmd("SET")
+                .arg(self.keys.global(Global::Layout))
+                .arg(LAYOUT)
+                .ignore();
+        }
         if let Some(newest) = newest {
             journal
                 .cmd("SET")
