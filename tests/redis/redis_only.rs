@@ -578,7 +578,7 @@ fn a_server_that_has_not_seen_the_scripts_costs_a_pick_no_wasted_step() {
     redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
     with_db(&env, &url, &["pick"]).code(0);
     let stats = redis_cli(server.port, &["INFO", "commandstats"]);
-    assert!(stats.contains("cmdstat_exec:calls=1,"), "{stats}");
+    assert_eq!(answered(&stats, "exec"), 1, "{stats}");
     assert!(!stats.contains("cmdstat_blpop"), "{stats}");
     assert_eq!(
         with_db(&env, &url, &["state", "--json"])
@@ -602,12 +602,24 @@ fn a_pick_reads_with_its_first_look_and_writes_with_its_second() {
         let stats = redis_cli(server.port, &["INFO", "commandstats"]);
         // One script takes the lock and reads every account the choice reads first; one
         // transaction writes. Nothing else is asked of the server.
-        assert!(
-            stats.contains("cmdstat_evalsha:calls=1,"),
-            "{args:?}: {stats}"
-        );
-        assert!(stats.contains("cmdstat_exec:calls=1,"), "{args:?}: {stats}");
+        assert_eq!(answered(&stats, "evalsha"), 1, "{args:?}: {stats}");
+        assert_eq!(answered(&stats, "exec"), 1, "{args:?}: {stats}");
     }
+}
+
+/// How many calls of `command` the server answered, from `INFO commandstats`: one refused
+/// as a script the server had not seen yet is then loaded and sent again.
+fn answered(stats: &str, command: &str) -> u32 {
+    let line = stats
+        .split(&format!("cmdstat_{command}:"))
+        .nth(1)
+        .unwrap_or("");
+    let field = |name: &str| {
+        let rest = line.split(&format!("{name}=")).nth(1);
+        rest.and_then(|r| r.split([',', '\\', '"']).next()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    field("calls") - field("failed_calls")
 }
 
 #[test]
@@ -621,21 +633,7 @@ fn a_call_is_settled_with_the_first_look_of_its_step_when_its_endpoint_is_known(
         let out = with_db(&env, &url, args);
         out.code(0);
         let stats = redis_cli(server.port, &["INFO", "commandstats"]);
-        // Calls answered: one refused as a script the server had not seen yet is then
-        // loaded and sent again.
-        let calls = |command: &str| {
-            let line = stats
-                .split(&format!("cmdstat_{command}:"))
-                .nth(1)
-                .unwrap_or("");
-            let field = |name: &str| {
-                let rest = line.split(&format!("{name}=")).nth(1);
-                rest.and_then(|r| r.split([',', '\\', '"']).next()?.parse::<u32>().ok())
-                    .unwrap_or(0)
-            };
-            field("calls") - field("failed_calls")
-        };
-        (out, calls("evalsha"), calls("exec"))
+        (out, answered(&stats, "evalsha"), answered(&stats, "exec"))
     };
     // exec knows the endpoint it picked: its pick and its settling are one first look
     // and one transaction each; the lease is read by the settling's first look.
