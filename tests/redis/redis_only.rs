@@ -237,34 +237,32 @@ fn tls_server() -> Option<OwnServer> {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     harness::private_ca(dir.path());
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", "0", "--tls-port", &port.to_string()])
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--tls-cert-file", &path("server.pem")])
-        .args(["--tls-key-file", &path("server.key")])
-        .args(["--tls-ca-cert-file", &path("ca.pem")])
-        .args(["--tls-auth-clients", "no"])
-        .args(["--dir", &dir.path().display().to_string()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    Some(answering(OwnServer { child, port, dir }))
-}
-
-/// Waits until `server` accepts connections.
-fn answering(server: OwnServer) -> OwnServer {
-    for _ in 0..2_000 {
-        if std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    panic!("redis-server did not start on port {}", server.port);
+    let files = [
+        "--tls-cert-file".to_owned(),
+        path("server.pem"),
+        "--tls-key-file".to_owned(),
+        path("server.key"),
+        "--tls-ca-cert-file".to_owned(),
+        path("ca.pem"),
+    ];
+    let args = move |port: u16| {
+        [
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ],
+            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                .map(String::from)
+                .to_vec(),
+            files.to_vec(),
+            ["--tls-auth-clients", "no"].map(String::from).to_vec(),
+        ]
+        .concat()
+    };
+    Some(started(dir, true, args))
 }
 
 /// A plain redis-server of the test's own.
@@ -273,18 +271,75 @@ fn own_server() -> Option<OwnServer> {
         return None;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--dir", &dir.path().display().to_string()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    Some(answering(OwnServer { child, port, dir }))
+    let args = |port: u16| {
+        [
+            vec!["--port".into(), port.to_string()],
+            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                .map(String::from)
+                .to_vec(),
+        ]
+        .concat()
+    };
+    Some(started(dir, false, args))
+}
+
+/// Starts redis-server with `args(port)` on a free port, in `dir`, once it listens. A port
+/// found free may be taken by another test's server before this one binds it: this one
+/// then exits, and another port is tried.
+fn started(dir: tempfile::TempDir, tls: bool, args: impl Fn(u16) -> Vec<String>) -> OwnServer {
+    for _ in 0..20 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = std::process::Command::new("redis-server")
+            .args(args(port))
+            .args(["--dir", &dir.path().display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        for _ in 0..2_000 {
+            if child.try_wait().expect("the server's status").is_some() {
+                break;
+            }
+            // Listening, and it is this server that bound the port, not another that had
+            // it: its process id says so; over TLS, it is still running a while later.
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let ours = match tls {
+                    false => pid_of(stream) == Some(child.id()),
+                    true => {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        child.try_wait().expect("the server's status").is_none()
+                    }
+                };
+                if ours {
+                    return OwnServer { child, port, dir };
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("redis-server did not start on any of 20 free ports");
+}
+
+/// The process id of the server at the other end of `stream`, from `INFO server`.
+fn pid_of(mut stream: std::net::TcpStream) -> Option<u32> {
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0; 4096];
+    while !String::from_utf8_lossy(&reply).contains("process_id:") || !reply.ends_with(b"\r\n") {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    let line = reply.lines().find_map(|l| l.strip_prefix("process_id:"))?;
+    line.trim().parse().ok()
 }
 
 #[test]
