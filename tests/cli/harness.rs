@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 #[path = "../../src/ledger/redis/test_server.rs"]
-mod test_server;
+pub mod test_server;
 
 use std::cell::Cell;
 use std::ffi::OsStr;

@@ -304,18 +304,19 @@ fn started(dir: tempfile::TempDir, tls: bool, args: impl Fn(u16) -> Vec<String>)
             }
             // Listening, and it is this server that bound the port, not another that had
             // it: its process id says so; over TLS, it is still running a while later.
-            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let ours = match tls {
-                    false => pid_of(stream) == Some(child.id()),
-                    true => {
+            let ours = match tls {
+                false => harness::test_server::pid_at(port).map(|pid| pid == child.id()),
+                true => std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(|_| {
                         std::thread::sleep(std::time::Duration::from_millis(300));
                         child.try_wait().expect("the server's status").is_none()
-                    }
-                };
-                if ours {
-                    return OwnServer { child, port, dir };
-                }
-                break;
+                    }),
+            };
+            match ours {
+                Some(true) => return OwnServer { child, port, dir },
+                Some(false) => break,
+                None => {}
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -323,23 +324,6 @@ fn started(dir: tempfile::TempDir, tls: bool, args: impl Fn(u16) -> Vec<String>)
         let _ = child.wait();
     }
     panic!("redis-server did not start on any of 20 free ports");
-}
-
-/// The process id of the server at the other end of `stream`, from `INFO server`.
-fn pid_of(mut stream: std::net::TcpStream) -> Option<u32> {
-    stream.write_all(b"INFO server\r\n").ok()?;
-    let mut reply = Vec::new();
-    let mut chunk = [0; 4096];
-    while !String::from_utf8_lossy(&reply).contains("process_id:") || !reply.ends_with(b"\r\n") {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&chunk[..n]);
-    }
-    let reply = String::from_utf8_lossy(&reply);
-    let line = reply.lines().find_map(|l| l.strip_prefix("process_id:"))?;
-    line.trim().parse().ok()
 }
 
 #[test]

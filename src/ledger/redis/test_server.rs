@@ -64,8 +64,6 @@ pub fn cpu_s(port: u16) -> f64 {
         .sum()
 }
 
-// The watchdog outlives every test on purpose: it ends with the test process.
-#[allow(clippy::zombie_processes)]
 fn start() -> Option<Server> {
     let installed = Command::new("redis-server")
         .arg("--version")
@@ -80,6 +78,18 @@ fn start() -> Option<Server> {
         eprintln!("note: redis-server is not installed; the Redis ledger tests are skipped");
         return None;
     }
+    // A port found free may be taken by another server before this one binds it: that
+    // one then exits, and another port is tried.
+    (0..20)
+        .find_map(|_| started_on_a_free_port())
+        .or_else(|| panic!("redis-server did not start on any of 20 free ports"))
+}
+
+/// The server started on a port found free, once it answers; `None` when another server
+/// answers there.
+// The watchdog outlives every test on purpose: it ends with the test process.
+#[allow(clippy::zombie_processes)]
+fn started_on_a_free_port() -> Option<Server> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -87,7 +97,7 @@ fn start() -> Option<Server> {
     let dir = std::env::temp_dir().join(format!("llm-rotate-redis-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("the server's folder");
     let script = r#"redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$2" --maxmemory-policy noeviction >"$2/log" 2>&1 & pid=$!
-echo started
+echo "$pid"
 read _ignored
 kill "$pid"; wait "$pid" 2>/dev/null; rm -rf "$2""#;
     let mut watchdog = Command::new("sh")
@@ -101,25 +111,37 @@ kill "$pid"; wait "$pid" 2>/dev/null; rm -rf "$2""#;
     BufReader::new(watchdog.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("the watchdog started");
+    let pid: u32 = line.trim().parse().expect("the server's process id");
     // Wait until it answers; it takes a few milliseconds.
     for _ in 0..2_000 {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            if stream.write_all(b"PING\r\n").is_ok() {
-                let mut reply = String::new();
-                if BufReader::new(&stream).read_line(&mut reply).is_ok()
-                    && reply.starts_with("+PONG")
-                {
-                    return Some(Server {
-                        port,
-                        _watchdog: Mutex::new(watchdog),
-                    });
-                }
+        match pid_at(port) {
+            // Dropping the watchdog closes its stdin: it stops what it started.
+            Some(other) if other != pid => return None,
+            Some(_) => {
+                return Some(Server {
+                    port,
+                    _watchdog: Mutex::new(watchdog),
+                });
             }
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     panic!(
         "redis-server did not start on port {port}; see {}/log",
         dir.display()
     );
+}
+
+/// The process id of the server answering on `port`, from `INFO server`.
+#[allow(dead_code)]
+pub fn pid_at(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    BufReader::new(stream)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("process_id:")?.trim().parse().ok())
 }
