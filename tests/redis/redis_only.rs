@@ -614,9 +614,7 @@ fn a_server_that_has_not_seen_the_scripts_costs_a_pick_no_wasted_step() {
     // them and writes in one transaction; it used to lose its first one to its own lock
     // and wait for that lock to expire.
     redis_cli(server.port, &["SCRIPT", "FLUSH"]);
-    redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
-    with_db(&env, &url, &["pick"]).code(0);
-    let stats = redis_cli(server.port, &["INFO", "commandstats"]);
+    let (_, stats) = counted(server.port, &env, &url, &["pick"]);
     assert_eq!(answered(&stats, "exec"), 1, "{stats}");
     assert!(!stats.contains("cmdstat_blpop"), "{stats}");
     assert_eq!(
@@ -636,14 +634,21 @@ fn a_pick_reads_with_its_first_look_and_writes_with_its_second() {
     let url = format!("redis://127.0.0.1:{}/?prefix=trips", server.port);
     with_db(&env, &url, &["pick"]).code(0);
     for args in [&["pick"][..], &["pick", "--strategy", "round-robin"]] {
-        redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
-        with_db(&env, &url, args).code(0);
-        let stats = redis_cli(server.port, &["INFO", "commandstats"]);
+        let (_, stats) = counted(server.port, &env, &url, args);
         // One script takes the lock and reads every account the choice reads first; one
         // transaction writes. Nothing else is asked of the server.
         assert_eq!(answered(&stats, "evalsha"), 1, "{args:?}: {stats}");
         assert_eq!(answered(&stats, "exec"), 1, "{args:?}: {stats}");
     }
+}
+
+/// `llm-rotate ARGS` with `--db URL`, which must succeed, and the server's `INFO
+/// commandstats` for it alone.
+fn counted(port: u16, env: &Env, url: &str, args: &[&str]) -> (Out, String) {
+    redis_cli(port, &["CONFIG", "RESETSTAT"]);
+    let out = with_db(env, url, args);
+    out.code(0);
+    (out, redis_cli(port, &["INFO", "commandstats"]))
 }
 
 /// How many calls of `command` the server answered, from `INFO commandstats`: one refused
@@ -668,10 +673,7 @@ fn a_call_is_settled_with_the_first_look_of_its_step_when_its_endpoint_is_known(
     let url = format!("redis://127.0.0.1:{}/?prefix=settles", server.port);
     with_db(&env, &url, &["pick"]).code(0);
     let scripts_and_transactions = |args: &[&str]| {
-        redis_cli(server.port, &["CONFIG", "RESETSTAT"]);
-        let out = with_db(&env, &url, args);
-        out.code(0);
-        let stats = redis_cli(server.port, &["INFO", "commandstats"]);
+        let (out, stats) = counted(server.port, &env, &url, args);
         (out, answered(&stats, "evalsha"), answered(&stats, "exec"))
     };
     // exec knows the endpoint it picked: its pick and its settling are one first look
