@@ -1,6 +1,6 @@
 //! Reservations and their settlement (SPEC 4, record).
 
-use crate::Env;
+use crate::{Env, Out, at_once};
 
 const ONE: &str = "provider,model\np,m\n";
 
@@ -193,4 +193,43 @@ fn settling_an_older_reservation_corrects_the_hour_and_day_windows() {
     env.set_time(86_400_000 + 180_000);
     assert_eq!(env.used("p/m", "tpd"), 0);
     assert_eq!(env.used("p/m", "rpd"), 0);
+}
+
+#[test]
+fn a_lease_settled_by_many_processes_at_once_on_the_real_clock_is_settled_once() {
+    let env = Env::with_endpoints(ONE);
+    let on_the_clock = |args: &[&str]| {
+        let mut cmd = env.program(args);
+        cmd.env_remove("LLM_ROTATE_NOW");
+        cmd
+    };
+    for _ in 0..3 {
+        let picked = Out::from(
+            on_the_clock(&["pick", "--format", "json", "--tokens", "100"])
+                .output()
+                .expect("pick"),
+        );
+        let picked: serde_json::Value = serde_json::from_str(&picked.stdout).expect("json");
+        let lease = picked["lease"].as_str().expect("a lease");
+        // Each process reads the reservation and settles it in one step under the lock:
+        // one settles it, the others find it settled.
+        let outs =
+            at_once((0..8).map(|_| on_the_clock(&["record", "--lease", lease, "--tokens", "7"])));
+        let settled = outs.iter().filter(|out| out.status == Some(0)).count();
+        let said: Vec<String> = outs.iter().map(ToString::to_string).collect();
+        assert_eq!(settled, 1, "{}", said.join("\n"));
+        for out in outs.iter().filter(|out| out.status != Some(0)) {
+            out.code(1).says(&["already settled"]);
+        }
+    }
+    let state = Out::from(
+        on_the_clock(&["state", "--format", "json"])
+            .output()
+            .expect("state"),
+    );
+    let state: serde_json::Value = serde_json::from_str(&state.stdout).expect("json");
+    // Three calls of 7 tokens, each estimate replaced once.
+    assert_eq!(state[0]["used"]["tpd"], 21, "{state}");
+    assert_eq!(state[0]["used"]["rpd"], 3, "{state}");
+    assert_eq!(state[0]["open_reservations"], 0, "{state}");
 }

@@ -1,7 +1,8 @@
 //! One step over the Redis ledger: reads are answered by what the step's first look read,
 //! else go to the server as they are asked (a script answers for every endpoint of a
 //! question in one round trip); writes wait in the step's journal and reach the server
-//! together, in MULTI/EXEC, only if nothing changed since the step's WATCH. Reads see the ledger as the step found it, never the step's own writes.
+//! together, in MULTI/EXEC, only if nothing changed since the step's WATCH. Reads see the
+//! ledger as the step found it, never the step's own writes.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,19 +1,20 @@
 //! The Redis ledger: one namespace on a Redis (or Valkey) server shared by every machine
 //! that points at it, for fleets that draw on one provider key.
 //!
-//! A step that writes holds the namespace's lock, as a step on SQLite holds the file's. Its
-//! first look is one script: it takes the lock (a key with a random token, expiring after a
-//! few seconds), reads the server's TIME, the newest stamp, and the accounts the step said
-//! it would ask about first (`Ledger::expect`). The step then WATCHes the lock and the
-//! namespace's version, decides in Rust, and sends every write, an increment of the
-//! version and the lock's release in one MULTI/EXEC: two round trips for a pick. Steps
-//! that find the lock taken wait on the server (BLPOP on a list the releasing step pushes
-//! to) rather than run and lose: the work a step does is never thrown away because another
-//! committed, so goodput holds however many processes pick at once. Should a step outlive
-//! its lock and another take it, the WATCH makes its EXEC do nothing, and the step runs
-//! again. So checking and reserving is one atomic step for any number of processes on any
-//! number of machines, and the time of every step is the server's clock, read with the
-//! lock held, never earlier than the newest entry. A step that only reads takes no lock.
+//! A step that writes holds the namespace's lock, as a step on SQLite holds the file's.
+//! Its first look is one script: it takes the lock (a key with a random token, expiring
+//! after a few seconds), reads the server's TIME, the newest stamp, and the accounts
+//! and leases the step said it would read first (`Ledger::expect`). The step then
+//! WATCHes the lock and the namespace's version, decides in Rust, and sends every
+//! write, an increment of the version and the lock's release in one MULTI/EXEC: two
+//! round trips for a pick or a settle. Steps that find the lock taken wait on the
+//! server (BLPOP on a list the releasing step pushes to) rather than run and lose: the
+//! work a step does is never thrown away because another committed, so goodput holds
+//! however many processes pick at once. Should a step outlive its lock and another take
+//! it, the WATCH makes its EXEC do nothing, and the step runs again. So checking and
+//! reserving is one atomic step for any number of processes on any number of machines,
+//! and the time of every step is the server's clock, read with the lock held, never
+//! earlier than the newest entry. A step that only reads takes no lock.
 //!
 //! Reads see the ledger as the step found it (and the running totals its own writes add);
 //! writes are seen by the steps after it. The commands never read what they just wrote.
@@ -229,10 +230,10 @@ impl RedisLedger {
         let version = self.keys.global(Global::Version);
         let lock = self.keys.global(Global::Lock);
         // One round trip: the lock (for a write), the server's clock, the newest stamp, the
-        // layout, when the namespace was last pruned and the expected accounts, in one
-        // reply (the client waits out its timeout once per reply: a server that never
-        // answers costs one timeout, two for a write); and the watch, which must follow
-        // the taking of the lock.
+        // layout, when the namespace was last pruned and the expected accounts and leases,
+        // in one reply (the client waits out its timeout once per reply: a server that
+        // never answers costs one timeout, two for a write); and the watch, which must
+        // follow the taking of the lock.
         let expected: Vec<&str> = self.expected.endpoints.iter().map(String::as_str).collect();
         // The clock the first look guesses the time of the step from: a pinned one, or the
         // server's.
@@ -304,7 +305,7 @@ impl RedisLedger {
                 )
             })?;
         let anew = layout.is_none();
-        let laid_out = layout.as_deref() == Some(LAYOUT.to_string().as_str());
+        let laid_out = layout.as_deref().and_then(|l| l.parse().ok()) == Some(LAYOUT);
         if let Err(err) = self.check_layout(layout) {
             self.let_go(access);
             return Err(err);
