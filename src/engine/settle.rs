@@ -11,7 +11,7 @@ use crate::anchor::UTC_MONTHS;
 use crate::clock::Millis;
 use crate::cooldown::{self, Outcome};
 use crate::duration::parse_retry_after;
-use crate::endpoints::Endpoint;
+use crate::endpoints::{Endpoint, shown};
 use crate::ledger::{Book, Entry, FirstRead, Ledger, Parts};
 use crate::quota::{CacheReads, Request};
 use crate::response::{Dialect, Response, Told, Usage, Went};
@@ -197,13 +197,21 @@ fn which(book: &dyn Book, call: &Record) -> Result<(String, Option<Entry>)> {
         return Ok((id.to_owned(), None));
     };
     let entry = book.by_lease(lease)?.with_context(|| {
-        format!("unknown lease {lease:?}: mistyped, reset, or older than a day")
+        format!(
+            "unknown lease {}: mistyped, reset, or older than a day",
+            shown(lease)
+        )
     })?;
     if let Some(id) = call.id.filter(|id| *id != entry.endpoint) {
-        bail!("lease {lease:?} belongs to {}, not {id}", entry.endpoint);
+        bail!(
+            "lease {} belongs to {}, not {}",
+            shown(lease),
+            entry.endpoint,
+            shown(id)
+        );
     }
     if !entry.open {
-        bail!("lease {lease:?} was already settled");
+        bail!("lease {} was already settled", shown(lease));
     }
     Ok((entry.endpoint.clone(), Some(entry)))
 }

@@ -130,6 +130,21 @@ fn unknown_leases_and_ids_are_errors_that_change_nothing() {
 }
 
 #[test]
+fn a_huge_lease_is_an_error_of_one_short_line_that_changes_nothing() {
+    let env = Env::with_endpoints(ONE);
+    lease(&env, "100");
+    let huge = "f".repeat(100_000);
+    let out = env.fails(["record", "--lease", &huge, "--tokens", "1"], 1);
+    out.no_stdout().says(&["unknown lease", "ffff"]);
+    // Quoted by its start (SPEC 15).
+    assert!(out.stderr.len() < 400, "{out}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    let row = env.state_of("p/m");
+    assert_eq!(row["used"]["tpm"], 100, "{row}");
+    assert_eq!(row["open_reservations"], 1, "{row}");
+}
+
+#[test]
 fn record_needs_an_id_or_a_lease() {
     let env = Env::with_endpoints(ONE);
     env.fails(["record"], 2).no_stdout();
